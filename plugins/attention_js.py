@@ -1,0 +1,69 @@
+"""Jensen-Shannon divergence between two models' attention distributions (Hao et al. 2020, section 3).
+
+Per layer l >= 1 and head h: the average over examples of the average over the
+example's real query tokens of JS(A_a^h(i) || A_b^h(i)). The layer's value is the
+mean over heads. Natural log by default (at most ln 2); ``base = 2`` gives bits.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+import probekit
+from probekit.functional import attention_js_per_example
+
+
+@dataclass(frozen=True)
+class Options:
+    base: float | None = None  # logarithm base; None = natural log (nats)
+    exclude_special: bool = False  # skip [CLS]/[SEP] query rows (the paper counts them)
+
+    def __post_init__(self):
+        if self.base is not None and (self.base <= 0 or self.base == 1):
+            raise ValueError(f"base = {self.base} is not a logarithm base (expected > 0 and != 1)")
+
+
+class AttentionJS(probekit.Metric):
+    name = "attention_js"
+    description = "JS divergence of attention distributions, per layer and head"
+    needs = frozenset({"attentions"})
+    Options = Options
+
+    def __init__(self, options: Options, context) -> None:
+        super().__init__(options, context)
+        self.sums = None  # (layers, heads) float64: sum over examples of per-example values
+        self.n_examples = 0
+        self.n_tokens = 0
+
+    @classmethod
+    def unit_of(cls, options: Options) -> str:
+        return "nats" if options.base is None else "bits" if options.base == 2 else f"log base {options.base:g}"
+
+    def update(self, a, b, batch) -> None:
+        query_mask = batch.attention_mask
+        if self.options.exclude_special:
+            query_mask = query_mask * (1 - batch.special_tokens_mask)
+        per_layer = [
+            attention_js_per_example(p, q, batch.attention_mask, base=self.options.base, query_mask=query_mask).sum(0)
+            for p, q in zip(a.attentions, b.attentions, strict=True)
+        ]
+        sums = torch.stack(per_layer)
+        self.sums = sums if self.sums is None else self.sums + sums
+        self.n_examples += batch.size
+        self.n_tokens += int(query_mask.sum())
+
+    def finalize(self) -> list[probekit.Row]:
+        per_head = (self.sums / self.n_examples).cpu().tolist()
+        rows = []
+        for layer, heads in enumerate(per_head, start=1):
+            counts = dict(n_examples=self.n_examples, n_tokens=self.n_tokens)
+            rows.append(probekit.Row(layer, math.fsum(heads) / len(heads), **counts))
+            rows.extend(probekit.Row(layer, value, head=head, **counts) for head, value in enumerate(heads))
+        return rows
+
+
+@probekit.hookimpl
+def probekit_register_metrics(register):
+    register(AttentionJS)

@@ -1,0 +1,76 @@
+"""SVCCA distance between two models' hidden states, per layer (Hao et al. 2020, section 4).
+
+Layer 0 is the embedding output. Each layer streams its covariance blocks batch
+by batch (O(hidden^2) memory, whatever the number of tokens), then truncates each
+side by the ``rule`` and takes 1 - mean canonical correlation; k_x and k_y are
+recorded with every value.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+import probekit
+from probekit.functional import CrossMoments, svcca_from_moments
+
+
+@dataclass(frozen=True)
+class Options:
+    rule: Literal["singular_values", "variance"] = "singular_values"
+    threshold: float = 0.99
+    k: int | None = None  # a fixed number of directions per side, instead of the rule
+    tokens: Literal["all", "cls", "mean"] = "all"  # datapoints: every real token, [CLS] only, or the mean per example
+
+    def __post_init__(self):
+        if not 0 < self.threshold <= 1:
+            raise ValueError(f"threshold = {self.threshold} is not a fraction in (0, 1]")
+        if self.k is not None and self.k < 1:
+            raise ValueError(f"k = {self.k} is not a positive number of directions")
+
+
+def datapoints(hidden: torch.Tensor, attention_mask: torch.Tensor, tokens: str) -> torch.Tensor:
+    """(batch, tokens, hidden) -> (datapoints, hidden), padding excluded."""
+    if tokens == "cls":
+        return hidden[:, 0]
+    if tokens == "mean":
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1)
+    return hidden[attention_mask.bool()]
+
+
+class SVCCA(probekit.Metric):
+    name = "svcca"
+    description = "SVCCA distance of hidden states, per layer (0 = embeddings)"
+    unit = "1 - mean CCA correlation"
+    needs = frozenset({"hidden_states"})
+    Options = Options
+
+    def __init__(self, options: Options, context) -> None:
+        super().__init__(options, context)
+        self.moments = [CrossMoments() for _ in range(context.num_layers + 1)]
+        self.n_examples = 0
+
+    def update(self, a, b, batch) -> None:
+        for moments, x, y in zip(self.moments, a.hidden_states, b.hidden_states, strict=True):
+            moments.update(
+                datapoints(x, batch.attention_mask, self.options.tokens),
+                datapoints(y, batch.attention_mask, self.options.tokens),
+            )
+        self.n_examples += batch.size
+
+    def finalize(self) -> list[probekit.Row]:
+        rows = []
+        for layer, moments in enumerate(self.moments):
+            result = svcca_from_moments(moments, rule=self.options.rule, threshold=self.options.threshold, k=self.options.k)
+            rows.append(probekit.Row(
+                layer, result.distance, n_examples=self.n_examples, n_tokens=moments.n,
+                details={"k_x": result.k_x, "k_y": result.k_y, "rule": result.rule, "threshold": result.threshold},
+            ))
+        return rows
+
+
+@probekit.hookimpl
+def probekit_register_metrics(register):
+    register(SVCCA)

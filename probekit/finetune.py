@@ -1,0 +1,220 @@
+"""Fine-tuning the models a spec declares, with a content-addressed checkpoint cache.
+
+The recipe is the paper's (Table 1): a sequence-classification head on the base,
+Adam(W), the slanted triangular learning-rate schedule (Howard & Ruder, 2018),
+dropout 0.1. A checkpoint is keyed by everything that determines it, so a second
+run (or another spec asking for the same fine-tune) reuses it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from probekit.data import DataError, Example, label_names, make_batches
+from probekit.spec import FinetuneSettings
+
+#: Bump when a change to this module changes the weights it produces.
+TRAINER_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class FinetuneJob:
+    description: str  # e.g. "models.seed1", for messages
+    base_source: str  # what from_pretrained takes: a hub id or a folder
+    base_identity: str
+    train: Sequence[Example]
+    validation: Sequence[Example]
+    settings: FinetuneSettings
+
+    @property
+    def labels(self) -> tuple:
+        return label_names(self.train)
+
+    def key(self) -> str:
+        identity = {
+            "trainer": TRAINER_VERSION,
+            "base": self.base_identity,
+            "train": examples_digest(self.train),
+            "validation": examples_digest(self.validation),
+            "settings": dataclasses.asdict(self.settings),
+            "torch": torch.__version__.split("+")[0],
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A cached fine-tune: the final model and the snapshots taken during training."""
+
+    folder: Path
+    accuracy: float | None
+    snapshots: dict[float, Path]
+    snapshot_accuracy: dict[float, float | None]
+    identity: str
+
+
+def examples_digest(examples: Sequence[Example]) -> str:
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(json.dumps([example.text, example.text_pair, example.label]).encode())
+    return digest.hexdigest()[:16]
+
+
+def cache_root(setting: str | None = None) -> Path:
+    """``[run] cache_dir``, else $PROBEKIT_CACHE, else the user cache dir."""
+    if setting:
+        return Path(setting).expanduser()
+    if os.environ.get("PROBEKIT_CACHE"):
+        return Path(os.environ["PROBEKIT_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "probekit"
+
+
+def slanted_triangular(step: int, total_steps: int, cut_frac: float, ratio: float) -> float:
+    """Learning-rate multiplier at ``step`` (0-based): a linear rise over the first
+    ``cut_frac`` of the steps to 1, then a linear decay back to ``1 / ratio``."""
+    cut = max(1, math.floor(total_steps * cut_frac))
+    if step < cut:
+        progress = step / cut
+    else:
+        progress = 1 - (step - cut) / max(1, total_steps - cut)
+    return (1 + progress * (ratio - 1)) / ratio
+
+
+def cached_checkpoint(job: FinetuneJob, root: Path) -> Checkpoint | None:
+    folder = root / "finetunes" / job.key()
+    meta_file = folder / "meta.json"
+    if not meta_file.is_file():
+        return None
+    meta = json.loads(meta_file.read_text())
+    snapshots = {float(f): folder / "snapshots" / f for f in meta["snapshot_accuracy"]}
+    return Checkpoint(
+        folder=folder / "final",
+        accuracy=meta["accuracy"],
+        snapshots=snapshots,
+        snapshot_accuracy={float(f): a for f, a in meta["snapshot_accuracy"].items()},
+        identity=f"finetune:{job.key()}",
+    )
+
+
+def finetune(
+    job: FinetuneJob,
+    root: Path,
+    device: torch.device,
+    *,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> Checkpoint:
+    """Train (or reuse) the checkpoint of ``job``. ``on_step(step, total, loss)`` reports progress.
+
+    The checkpoint is written under a temporary name and renamed when complete,
+    so an interrupted run never leaves a half checkpoint that a later run would trust.
+    """
+    existing = cached_checkpoint(job, root)
+    if existing is not None:
+        return existing
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    settings = job.settings
+    labels = job.labels
+    if len(labels) < 2:
+        raise DataError(f"{job.description}: the training data has {len(labels)} label value(s); a classifier needs at least 2")
+    unseen = {e.label for e in job.validation} - set(labels)
+    if unseen:
+        raise DataError(f"{job.description}: validation labels {sorted(map(str, unseen))} never occur in the training data")
+
+    torch.manual_seed(settings.seed)
+    tokenizer = AutoTokenizer.from_pretrained(job.base_source)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        job.base_source,
+        num_labels=len(labels),
+        id2label={i: str(label) for i, label in enumerate(labels)},
+        label2id={str(label): i for i, label in enumerate(labels)},
+        hidden_dropout_prob=settings.dropout,
+        attention_probs_dropout_prob=settings.dropout,
+    ).to(device)
+
+    train = list(job.train)
+    steps_per_epoch = math.ceil(len(train) / settings.batch_size)
+    total_steps = steps_per_epoch * settings.epochs
+    snapshot_steps = {max(1, round(f * total_steps)): f for f in settings.snapshots}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: slanted_triangular(step, total_steps, settings.warmup, settings.ratio)
+    )
+    order = torch.Generator().manual_seed(settings.seed)
+
+    staging = root / "finetunes" / f"{job.key()}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    snapshot_accuracy: dict[str, float | None] = {}
+    step = 0
+    for _ in range(settings.epochs):
+        shuffled = [train[i] for i in torch.randperm(len(train), generator=order).tolist()]
+        for batch in make_batches(shuffled, tokenizer, batch_size=settings.batch_size,
+                                  max_length=settings.max_length, labels=labels):
+            model.train()
+            batch = batch.to(device)
+            loss = model(**batch.model_inputs(), labels=batch.labels).loss
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if on_step is not None:
+                on_step(step, total_steps, loss.item())
+            if step in snapshot_steps and snapshot_steps[step] < 1.0:
+                fraction = snapshot_steps[step]
+                _save(model, tokenizer, staging / "snapshots" / f"{fraction:g}")
+                snapshot_accuracy[f"{fraction:g}"] = accuracy(model, tokenizer, job.validation, labels, settings, device)
+
+    final_accuracy = accuracy(model, tokenizer, job.validation, labels, settings, device)
+    _save(model, tokenizer, staging / "final")
+    if 1.0 in settings.snapshots:  # the end of training is the final model itself
+        snapshot_accuracy["1"] = final_accuracy
+        (staging / "snapshots").mkdir(exist_ok=True)
+        os.symlink(Path("..") / "final", staging / "snapshots" / "1")
+    meta = {
+        "description": job.description,
+        "base": job.base_identity,
+        "settings": dataclasses.asdict(settings),
+        "labels": [str(label) for label in labels],
+        "n_train": len(train),
+        "n_validation": len(job.validation),
+        "accuracy": final_accuracy,
+        "snapshot_accuracy": snapshot_accuracy,
+        "trainer_version": TRAINER_VERSION,
+    }
+    (staging / "meta.json").write_text(json.dumps(meta, indent=2))
+    target = root / "finetunes" / job.key()
+    try:
+        os.replace(staging, target)
+    except OSError:  # another process finished the same fine-tune first: keep theirs
+        shutil.rmtree(staging, ignore_errors=True)
+    return cached_checkpoint(job, root)
+
+
+def _save(model, tokenizer, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+@torch.inference_mode()
+def accuracy(model, tokenizer, examples, labels, settings: FinetuneSettings, device) -> float | None:
+    """Fraction of ``examples`` classified correctly; None when there are none."""
+    if not examples:
+        return None
+    model.eval()
+    correct = 0
+    for batch in make_batches(examples, tokenizer, batch_size=64, max_length=settings.max_length, labels=labels):
+        batch = batch.to(device)
+        predictions = model(**batch.model_inputs()).logits.argmax(-1)
+        correct += int((predictions == batch.labels).sum())
+    return correct / len(examples)

@@ -1,0 +1,515 @@
+"""Similarity math for probekit: SVCCA, plain CCA and JS divergence of attention.
+
+Functions here take user arrays (numpy or torch, layout datapoints x neurons for
+activations) and return plain results; they know nothing about models or plugins.
+The metric plugins stream activations batch by batch into :class:`CrossMoments`
+and finish with :func:`svcca_from_moments` / :func:`cca_from_moments`, so memory
+is O(d^2) whatever the number of tokens.
+
+Definitions follow the project's method reference (REFERENCE.md):
+
+* SVCCA (Raghu et al., 2017): centre each neuron, keep the top-k singular
+  directions of each side (google/svcca's rule by default: smallest k whose
+  singular values reach 99% of their sum), canonical correlations rho between
+  the reduced sets, similarity = plain mean of rho, distance = 1 - similarity.
+* JS divergence of attention (Hao et al., 2020): per example the mean over real
+  query tokens of JS(P || Q) between attention rows, then means over examples
+  and heads. Natural log unless ``base`` is given.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CCAResult",
+    "CrossMoments",
+    "FewDatapointsWarning",
+    "SVCCAResult",
+    "attention_js",
+    "attention_js_per_example",
+    "cca",
+    "cca_from_moments",
+    "svcca",
+    "svcca_from_moments",
+]
+
+RULES = ("singular_values", "variance")
+
+# Rows per update in svcca()/cca(): bounds the float64 copy of one chunk
+# (4096 x 768 x 8 B = 25 MB per side) without making the loop Python-bound.
+_CHUNK_ROWS = 4096
+
+# Below this many datapoints per neuron, canonical correlations are inflated
+# (google/svcca's tutorial asks for 5-10x); at or below 1 they are all 1.
+_MIN_DATAPOINTS_PER_NEURON = 5
+
+
+class FewDatapointsWarning(UserWarning):
+    """Fewer than 5 datapoints per neuron: canonical correlations are biased upwards."""
+
+
+@dataclass(frozen=True)
+class SVCCAResult:
+    """One SVCCA comparison.
+
+    ``rho`` holds the min(k_x, k_y) canonical correlations, descending, in [0, 1].
+    ``rule`` is "singular_values", "variance" or "fixed" (k given by the caller;
+    ``threshold`` is then NaN because no threshold was used).
+    """
+
+    distance: float
+    similarity: float
+    rho: np.ndarray
+    k_x: int
+    k_y: int
+    rule: str
+    threshold: float
+    n: int
+
+
+@dataclass(frozen=True)
+class CCAResult:
+    """Plain CCA over the numerical ranks: ``rho`` has min(rank_x, rank_y) entries."""
+
+    similarity: float
+    rho: np.ndarray
+    rank_x: int
+    rank_y: int
+    n: int
+
+
+class CrossMoments:
+    """Streaming sufficient statistics of paired activations X (n x dx) and Y (n x dy).
+
+    Each :meth:`update` adds one batch of rows. Sums are float64 on the device of
+    the first batch, taken of values shifted by a per-neuron offset (the first
+    batch's mean): BERT has neurons whose mean is orders of magnitude larger than
+    their spread, and unshifted sums of squares would cancel that spread away.
+
+    ``identical`` stays True while every batch had x exactly equal to y; then
+    only the X sums are kept (Y's would be the same numbers) and SVCCA returns
+    distance exactly 0.
+    """
+
+    def __init__(self) -> None:
+        self.identical = True
+        self._n = 0
+        self._dx: int | None = None
+        self._dy: int | None = None
+        self._shift_x: torch.Tensor | None = None
+        self._shift_y: torch.Tensor | None = None
+        self._sx: torch.Tensor | None = None
+        self._sxx: torch.Tensor | None = None
+        # None while identical: Y's sums equal X's until the first differing batch.
+        self._sy: torch.Tensor | None = None
+        self._syy: torch.Tensor | None = None
+        self._sxy: torch.Tensor | None = None
+
+    @property
+    def n(self) -> int:
+        """Number of datapoints (rows) seen so far."""
+        return self._n
+
+    @property
+    def dx(self) -> int | None:
+        """Width of X, or None before the first update."""
+        return self._dx
+
+    @property
+    def dy(self) -> int | None:
+        """Width of Y, or None before the first update."""
+        return self._dy
+
+    def update(self, x, y) -> None:
+        """Add a batch: ``x`` (n_batch x dx) and ``y`` (n_batch x dy), same rows in the same order.
+
+        Torch tensors of any float dtype on any (one) device; numpy arrays are accepted too.
+        """
+        x = _as_tensor(x).detach()
+        y = _as_tensor(y).detach()
+        if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
+            raise ValueError(
+                "x and y must be 2-D (datapoints x neurons) with the same number of rows; "
+                f"got x {tuple(x.shape)} and y {tuple(y.shape)}"
+            )
+        if x.device != y.device:
+            raise ValueError(f"x is on {x.device} but y is on {y.device}; put both on one device")
+        if self._dx is None:
+            self._dx, self._dy = x.shape[1], y.shape[1]
+        elif (x.shape[1], y.shape[1]) != (self._dx, self._dy):
+            raise ValueError(
+                f"widths changed between batches: earlier batches had dx={self._dx}, "
+                f"dy={self._dy}; this one has x {tuple(x.shape)} and y {tuple(y.shape)}"
+            )
+        if x.shape[0] == 0:
+            return
+        if self._shift_x is not None and x.device != self._shift_x.device:
+            raise ValueError(
+                f"batch is on {x.device} but earlier batches were accumulated on {self._shift_x.device}"
+            )
+
+        x = x.to(torch.float64)
+        y = y.to(torch.float64)
+        same = self.identical and x.shape == y.shape and torch.equal(x, y)
+
+        if self._n == 0:
+            self._shift_x = x.mean(dim=0)
+            self._sx = torch.zeros_like(self._shift_x)
+            self._sxx = x.new_zeros(self._dx, self._dx)
+            if same:
+                self._shift_y = self._shift_x
+            else:
+                self._shift_y = y.mean(dim=0)
+                self._allocate_y()
+        elif self.identical and not same:
+            self._sy = self._sx.clone()
+            self._syy = self._sxx.clone()
+            self._sxy = self._sxx.clone()
+        self.identical = same
+
+        xs = x - self._shift_x
+        self._sx += xs.sum(dim=0)
+        self._sxx.addmm_(xs.T, xs)
+        if not same:
+            ys = y - self._shift_y
+            self._sy += ys.sum(dim=0)
+            self._syy.addmm_(ys.T, ys)
+            self._sxy.addmm_(xs.T, ys)
+        self._n += x.shape[0]
+
+    def _allocate_y(self) -> None:
+        self._sy = torch.zeros_like(self._shift_y)
+        self._syy = self._shift_y.new_zeros(self._dy, self._dy)
+        self._sxy = self._shift_x.new_zeros(self._dx, self._dy)
+
+    def covariances(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample covariances (ddof = 1, like np.cov): cxx (dx x dx), cyy (dy x dy), cxy (dx x dy).
+
+        float64, on the device the batches came from.
+        """
+        if self._n < 2:
+            raise ValueError(f"covariances need at least 2 datapoints; got n={self._n}")
+        n = self._n
+        mx = self._sx / n
+        cxx = (self._sxx - n * torch.outer(mx, mx)) / (n - 1)
+        # Exact symmetry keeps eigh's input well defined after the rank-1 correction.
+        cxx = (cxx + cxx.T) / 2
+        if self.identical:
+            cyy, cxy = cxx.clone(), cxx.clone()
+        else:
+            my = self._sy / n
+            cyy = (self._syy - n * torch.outer(my, my)) / (n - 1)
+            cyy = (cyy + cyy.T) / 2
+            cxy = (self._sxy - n * torch.outer(mx, my)) / (n - 1)
+        # Checked once here instead of per batch: NaN/inf inputs reach every sum.
+        if not (torch.isfinite(cxx).all() and torch.isfinite(cyy).all() and torch.isfinite(cxy).all()):
+            raise ValueError("activations contain NaN or infinite values")
+        return cxx, cyy, cxy
+
+
+@dataclass(frozen=True)
+class _Spectrum:
+    """Eigen-decomposition of one covariance, descending, with sub-tolerance eigenvalues set to 0."""
+
+    eigenvalues: torch.Tensor
+    eigenvectors: torch.Tensor
+    rank: int
+
+
+def _spectrum(cov: torch.Tensor, side: str) -> _Spectrum:
+    # The d x d decompositions run on CPU: they cost O(d^3) once, independent of
+    # n, and float64 eigensolvers are slow or missing on many accelerators.
+    lam, vec = torch.linalg.eigh(cov.cpu())
+    lam = lam.flip(0).clamp_min(0.0)
+    vec = vec.flip(1)
+    # eigh of a covariance resolves eigenvalues only to about eps * lambda_max
+    # (exact duplicate neurons measured up to 1.1 eps * lambda_max); the width,
+    # floored at 16, leaves a margin even for narrow inputs.
+    tol = max(cov.shape[0], 16) * torch.finfo(torch.float64).eps * lam[0]
+    lam = torch.where(lam > tol, lam, 0.0)
+    rank = int((lam > 0).sum())
+    if rank == 0:
+        raise ValueError(
+            f"{side} has numerical rank 0: every neuron is constant over the datapoints "
+            "(e.g. an all-zero layer), so CCA is undefined"
+        )
+    return _Spectrum(lam, vec, rank)
+
+
+def _check_datapoints(n: int, dx: int | None, dy: int | None) -> None:
+    if dx is None or dy is None:
+        raise ValueError("no activations were added: call CrossMoments.update first")
+    d = max(dx, dy)
+    if n <= d:
+        raise ValueError(
+            f"n={n} datapoints for d={d} neurons: CCA is meaningless with at most one datapoint "
+            "per neuron (every canonical correlation goes to 1). Use more examples or tokens: "
+            f"at least {_MIN_DATAPOINTS_PER_NEURON * d} (5 per neuron) for a trustworthy value."
+        )
+    if n < _MIN_DATAPOINTS_PER_NEURON * d:
+        warnings.warn(
+            FewDatapointsWarning(
+                f"n={n} datapoints for d={d} neurons is fewer than 5 per neuron "
+                f"(< {_MIN_DATAPOINTS_PER_NEURON * d}): canonical correlations are biased "
+                "upwards; use more examples or tokens"
+            ),
+            stacklevel=3,
+        )
+
+
+def _choose_k(spec: _Spectrum, rule: str, threshold: float) -> int:
+    lam = spec.eigenvalues[: spec.rank]
+    # Covariance eigenvalues are s^2 / (n - 1): sqrt gives singular values up to a common scale.
+    values = lam.sqrt() if rule == "singular_values" else lam
+    ratio = values.cumsum(0) / values.sum()
+    # Smallest k with ratio[k-1] >= threshold; the cap covers threshold=1 when the
+    # last cumulative ratio rounds to just below 1.
+    return min(spec.rank, int((ratio < threshold).sum()) + 1)
+
+
+def _canonical_correlations(
+    sx: _Spectrum, sy: _Spectrum, cxy: torch.Tensor, kx: int, ky: int
+) -> np.ndarray:
+    wx = sx.eigenvectors[:, :kx] / sx.eigenvalues[:kx].sqrt()
+    wy = sy.eigenvectors[:, :ky] / sy.eigenvalues[:ky].sqrt()
+    m = wx.T @ cxy.cpu() @ wy
+    return torch.linalg.svdvals(m).clamp(0.0, 1.0).numpy()
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def svcca_from_moments(
+    moments: CrossMoments,
+    *,
+    rule: str = "singular_values",
+    threshold: float = 0.99,
+    k: int | None = None,
+) -> SVCCAResult:
+    """SVCCA distance from streamed moments.
+
+    Truncation keeps, per side, the top-k eigen-directions of the covariance
+    (= the top-k right singular vectors of the centred data):
+
+    * ``rule="singular_values"`` (default, google/svcca's): smallest k whose
+      cumulative sum of singular values reaches ``threshold`` of their total;
+    * ``rule="variance"``: the same with squared singular values (variance);
+    * ``k=<int>``: that k on both sides (``rule`` is then recorded as "fixed");
+      an error if k exceeds a side's width or numerical rank.
+
+    k never exceeds the numerical rank: eigenvalues at or below
+    max(d, 16) * eps * lambda_max count as 0. Canonical correlations come from the SVD of
+    the whitened cross-covariance of the kept directions, with no regularisation;
+    similarity is their plain mean over min(k_x, k_y), distance = 1 - similarity.
+
+    Raises ValueError for n <= max(dx, dy) datapoints or a side of rank 0; warns
+    :class:`FewDatapointsWarning` below 5 datapoints per neuron.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}; got {rule!r}")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1]; got {threshold}")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
+        raise ValueError(f"k must be a positive integer or None; got {k!r}")
+    n = moments.n
+    _check_datapoints(n, moments.dx, moments.dy)
+    cxx, cyy, cxy = moments.covariances()
+    spec_x = _spectrum(cxx, "X")
+    spec_y = _spectrum(cyy, "Y")
+
+    if k is None:
+        kx = _choose_k(spec_x, rule, threshold)
+        ky = _choose_k(spec_y, rule, threshold)
+    else:
+        k = int(k)
+        for side, width, spec in (("X", moments.dx, spec_x), ("Y", moments.dy, spec_y)):
+            if k > width:
+                raise ValueError(f"k={k} exceeds the width of {side} ({width} neurons)")
+            if k > spec.rank:
+                raise ValueError(
+                    f"k={k} exceeds the numerical rank of {side} ({spec.rank} of {width} neurons)"
+                )
+        kx = ky = k
+        rule, threshold = "fixed", math.nan
+
+    if moments.identical:
+        rho = np.ones(min(kx, ky))
+    else:
+        rho = _canonical_correlations(spec_x, spec_y, cxy, kx, ky)
+    similarity = float(rho.mean())
+    return SVCCAResult(
+        distance=1.0 - similarity,
+        similarity=similarity,
+        rho=_frozen(rho),
+        k_x=kx,
+        k_y=ky,
+        rule=rule,
+        threshold=float(threshold),
+        n=n,
+    )
+
+
+def cca_from_moments(moments: CrossMoments) -> CCAResult:
+    """Plain CCA (no truncation) from streamed moments.
+
+    Rank convention: each side keeps all directions of its numerical rank
+    (covariance eigenvalues above max(d, 16) * eps * lambda_max), and similarity is the
+    mean over min(rank_x, rank_y) canonical correlations, not over
+    min(width_x, width_y): duplicated or constant neurons add no spurious
+    zero (or one) correlations. Same datapoint rules as :func:`svcca_from_moments`.
+    """
+    n = moments.n
+    _check_datapoints(n, moments.dx, moments.dy)
+    cxx, cyy, cxy = moments.covariances()
+    spec_x = _spectrum(cxx, "X")
+    spec_y = _spectrum(cyy, "Y")
+    if moments.identical:
+        rho = np.ones(min(spec_x.rank, spec_y.rank))
+    else:
+        rho = _canonical_correlations(spec_x, spec_y, cxy, spec_x.rank, spec_y.rank)
+    return CCAResult(
+        similarity=float(rho.mean()), rho=_frozen(rho), rank_x=spec_x.rank, rank_y=spec_y.rank, n=n
+    )
+
+
+def _moments_of(x, y) -> CrossMoments:
+    x = _as_tensor(x)
+    y = _as_tensor(y)
+    if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(
+            "x and y must be 2-D (datapoints x neurons) with the same number of rows; "
+            f"got x {tuple(x.shape)} and y {tuple(y.shape)}"
+        )
+    moments = CrossMoments()
+    for start in range(0, max(x.shape[0], 1), _CHUNK_ROWS):
+        moments.update(x[start : start + _CHUNK_ROWS], y[start : start + _CHUNK_ROWS])
+    return moments
+
+
+def svcca(
+    x,
+    y,
+    *,
+    rule: str = "singular_values",
+    threshold: float = 0.99,
+    k: int | None = None,
+) -> SVCCAResult:
+    """SVCCA between activations ``x`` (n x dx) and ``y`` (n x dy), numpy or torch.
+
+    Rows are datapoints (the same ones, in the same order, on both sides),
+    columns neurons. Streams the rows in chunks through :class:`CrossMoments`
+    (float64 on the input's device); see :func:`svcca_from_moments` for the
+    options and the rules on n. Identical inputs give distance exactly 0.
+    """
+    return svcca_from_moments(_moments_of(x, y), rule=rule, threshold=threshold, k=k)
+
+
+def cca(x, y) -> CCAResult:
+    """Plain CCA between ``x`` (n x dx) and ``y`` (n x dy); see :func:`cca_from_moments`."""
+    return cca_from_moments(_moments_of(x, y))
+
+
+def _as_tensor(a, device: torch.device | None = None) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        return a if device is None else a.to(device)
+    return torch.as_tensor(np.asarray(a), device=device)
+
+
+def attention_js_per_example(
+    p,
+    q,
+    attention_mask,
+    *,
+    base: float | None = None,
+    query_mask=None,
+) -> torch.Tensor:
+    """Per-example, per-head JS divergence between two attention maps; (batch, heads) float64.
+
+    ``p`` and ``q`` are attention probabilities (batch, heads, query, key) over the
+    same tokens; ``attention_mask`` (batch, tokens) is nonzero for real tokens.
+    For each example and head: the mean over its selected query tokens i of
+    JS(p[b, h, i, :] || q[b, h, i, :]), where
+
+        JS(P || Q) = 0.5 KL(P || M) + 0.5 KL(Q || M),  M = (P + Q) / 2,
+
+    with 0 log 0 = 0, no epsilon, each row's value clamped at >= 0. Padded keys
+    are left out of the sums (their mass is not renormalised away: a model gives
+    them ~0 already); padded query rows are skipped. ``query_mask`` (batch, tokens)
+    further restricts the averaged queries (it is intersected with
+    ``attention_mask``), e.g. to exclude [CLS]/[SEP]. Natural log (max ln 2)
+    unless ``base`` is given (base=2: bits, max 1).
+
+    Raises ValueError if an example has no selected query token, or if the
+    result is not finite (negative or NaN probabilities on real tokens).
+    Runs on the inputs' device; identical p and q give exactly 0.
+    """
+    p = _as_tensor(p)
+    q = _as_tensor(q, device=p.device)
+    if p.dim() != 4 or p.shape != q.shape:
+        raise ValueError(
+            f"p and q must have the same shape (batch, heads, query, key); got {tuple(p.shape)} "
+            f"and {tuple(q.shape)}"
+        )
+    batch, _, n_query, n_key = p.shape
+    keys = _as_tensor(attention_mask, device=p.device) != 0
+    if n_query != n_key or keys.shape != (batch, n_key):
+        raise ValueError(
+            f"attention_mask must be (batch, tokens) = ({batch}, {n_key}) for square attention "
+            f"maps; got mask {tuple(keys.shape)} and maps {tuple(p.shape)}"
+        )
+    queries = keys
+    if query_mask is not None:
+        selected = _as_tensor(query_mask, device=p.device) != 0
+        if selected.shape != keys.shape:
+            raise ValueError(
+                f"query_mask must have the shape of attention_mask {tuple(keys.shape)}; "
+                f"got {tuple(selected.shape)}"
+            )
+        queries = keys & selected
+    counts = queries.sum(dim=-1)
+    empty = torch.nonzero(counts == 0).flatten().tolist()
+    if empty:
+        raise ValueError(
+            f"examples {empty} have no selected query tokens; the per-example mean is undefined"
+        )
+    if base is not None and (base <= 0 or base == 1):
+        raise ValueError(f"base must be positive and not 1; got {base}")
+
+    p = p.to(torch.float64)
+    q = q.to(torch.float64)
+    m = (p + q) / 2
+    # 0.5 p log(p/m) + 0.5 q log(q/m) rewritten without a division (no 0/0 where
+    # p = q = 0); for p == q it is exactly 0 since m == p bit for bit.
+    terms = 0.5 * (torch.xlogy(p, p) + torch.xlogy(q, q)) - torch.xlogy(m, m)
+    # where(), not a product with the mask: padded rows/keys may hold NaN.
+    per_row = torch.where(keys[:, None, None, :], terms, 0.0).sum(dim=-1).clamp_min(0.0)
+    per_row = torch.where(queries[:, None, :], per_row, 0.0)
+    js = per_row.sum(dim=-1) / counts[:, None]
+    if base is not None:
+        js = js / math.log(base)
+    if not torch.isfinite(js).all():
+        raise ValueError("attention maps contain NaN, infinite or negative values on real tokens")
+    return js
+
+
+def attention_js(
+    p,
+    q,
+    attention_mask,
+    *,
+    base: float | None = None,
+    query_mask=None,
+) -> torch.Tensor:
+    """Per-head JS divergence of attention for one layer; shape (heads,), float64.
+
+    The mean over examples of :func:`attention_js_per_example` (same arguments);
+    the layer's value in Hao et al. (2020) is the mean of this vector.
+    """
+    return attention_js_per_example(p, q, attention_mask, base=base, query_mask=query_mask).mean(dim=0)

