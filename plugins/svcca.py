@@ -43,7 +43,7 @@ def datapoints(hidden: torch.Tensor, attention_mask: torch.Tensor, tokens: str) 
 class SVCCA(probekit.Metric):
     name = "svcca"
     description = "SVCCA distance of hidden states, per layer (0 = embeddings)"
-    unit = "1 - mean CCA correlation"
+    unit = "1 - mean rho"
     needs = frozenset({"hidden_states"})
     Options = Options
 

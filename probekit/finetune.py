@@ -122,6 +122,9 @@ def finetune(
         return existing
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from probekit.models import quiet_transformers
+
+    quiet_transformers()
     settings = job.settings
     labels = job.labels
     if len(labels) < 2:

@@ -87,9 +87,12 @@ class CrossMoments:
     """Streaming sufficient statistics of paired activations X (n x dx) and Y (n x dy).
 
     Each :meth:`update` adds one batch of rows. Sums are float64 on the device of
-    the first batch, taken of values shifted by a per-neuron offset (the first
-    batch's mean): BERT has neurons whose mean is orders of magnitude larger than
-    their spread, and unshifted sums of squares would cancel that spread away.
+    the first batch, taken of values shifted by a per-neuron offset: BERT has
+    neurons whose mean is orders of magnitude larger than their spread, and
+    unshifted sums of squares would cancel that spread away. The offset is the
+    first datapoint rather than the first batch's mean: it is as close to the
+    mean in units of the spread, and it makes a constant neuron exactly 0 (a
+    computed mean can be an ulp off), so an all-constant layer has rank exactly 0.
 
     ``identical`` stays True while every batch had x exactly equal to y; then
     only the X sums are kept (Y's would be the same numbers) and SVCCA returns
@@ -150,7 +153,8 @@ class CrossMoments:
             return
         if self._shift_x is not None and x.device != self._shift_x.device:
             raise ValueError(
-                f"batch is on {x.device} but earlier batches were accumulated on {self._shift_x.device}"
+                f"batch is on {x.device} but earlier batches were accumulated on "
+                f"{self._shift_x.device}"
             )
 
         x = x.to(torch.float64)
@@ -158,13 +162,13 @@ class CrossMoments:
         same = self.identical and x.shape == y.shape and torch.equal(x, y)
 
         if self._n == 0:
-            self._shift_x = x.mean(dim=0)
+            self._shift_x = x[0].clone()
             self._sx = torch.zeros_like(self._shift_x)
             self._sxx = x.new_zeros(self._dx, self._dx)
             if same:
                 self._shift_y = self._shift_x
             else:
-                self._shift_y = y.mean(dim=0)
+                self._shift_y = y[0].clone()
                 self._allocate_y()
         elif self.identical and not same:
             self._sy = self._sx.clone()
@@ -197,7 +201,7 @@ class CrossMoments:
         n = self._n
         mx = self._sx / n
         cxx = (self._sxx - n * torch.outer(mx, mx)) / (n - 1)
-        # Exact symmetry keeps eigh's input well defined after the rank-1 correction.
+        # GEMM does not promise a bit-symmetric xs.T @ xs, and eigh reads one triangle only.
         cxx = (cxx + cxx.T) / 2
         if self.identical:
             cyy, cxy = cxx.clone(), cxx.clone()
@@ -207,14 +211,14 @@ class CrossMoments:
             cyy = (cyy + cyy.T) / 2
             cxy = (self._sxy - n * torch.outer(mx, my)) / (n - 1)
         # Checked once here instead of per batch: NaN/inf inputs reach every sum.
-        if not (torch.isfinite(cxx).all() and torch.isfinite(cyy).all() and torch.isfinite(cxy).all()):
+        if not all(torch.isfinite(c).all() for c in (cxx, cyy, cxy)):
             raise ValueError("activations contain NaN or infinite values")
         return cxx, cyy, cxy
 
 
 @dataclass(frozen=True)
 class _Spectrum:
-    """Eigen-decomposition of one covariance, descending, with sub-tolerance eigenvalues set to 0."""
+    """Eigen-decomposition of a covariance, descending; sub-tolerance eigenvalues set to 0."""
 
     eigenvalues: torch.Tensor
     eigenvectors: torch.Tensor
@@ -305,9 +309,10 @@ def svcca_from_moments(
       an error if k exceeds a side's width or numerical rank.
 
     k never exceeds the numerical rank: eigenvalues at or below
-    max(d, 16) * eps * lambda_max count as 0. Canonical correlations come from the SVD of
-    the whitened cross-covariance of the kept directions, with no regularisation;
-    similarity is their plain mean over min(k_x, k_y), distance = 1 - similarity.
+    max(d, 16) * eps * lambda_max count as 0. Canonical correlations come from
+    the SVD of the whitened cross-covariance of the kept directions, with no
+    regularisation; similarity is their plain mean over min(k_x, k_y),
+    distance = 1 - similarity.
 
     Raises ValueError for n <= max(dx, dy) datapoints or a side of rank 0; warns
     :class:`FewDatapointsWarning` below 5 datapoints per neuron.
@@ -360,8 +365,8 @@ def cca_from_moments(moments: CrossMoments) -> CCAResult:
     """Plain CCA (no truncation) from streamed moments.
 
     Rank convention: each side keeps all directions of its numerical rank
-    (covariance eigenvalues above max(d, 16) * eps * lambda_max), and similarity is the
-    mean over min(rank_x, rank_y) canonical correlations, not over
+    (covariance eigenvalues above max(d, 16) * eps * lambda_max), and similarity
+    is the mean over min(rank_x, rank_y) canonical correlations, not over
     min(width_x, width_y): duplicated or constant neurons add no spurious
     zero (or one) correlations. Same datapoint rules as :func:`svcca_from_moments`.
     """
@@ -512,4 +517,5 @@ def attention_js(
     The mean over examples of :func:`attention_js_per_example` (same arguments);
     the layer's value in Hao et al. (2020) is the mean of this vector.
     """
-    return attention_js_per_example(p, q, attention_mask, base=base, query_mask=query_mask).mean(dim=0)
+    per_example = attention_js_per_example(p, q, attention_mask, base=base, query_mask=query_mask)
+    return per_example.mean(dim=0)

@@ -81,7 +81,17 @@ def pick_device(setting: str) -> torch.device:
     return torch.device(setting)
 
 
+@cache
+def quiet_transformers() -> None:
+    """probekit shows its own progress; transformers' per-load bars and reports would bury it."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def _from_pretrained(auto_class, source: str, description: str, **kwargs):
+    quiet_transformers()
     try:
         return auto_class.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as error:

@@ -1,11 +1,20 @@
-"""The terminal report of a run, rendered from the results table alone."""
+"""The terminal report of a run, rendered from the results table alone.
+
+Plain comparisons get one table each (layers as rows, one value and bar column per
+metric). Comparisons against a model's training snapshots (``snapshot_a`` or
+``snapshot_b`` set) are gathered instead into one heat table per metric and group
+(layers as rows, training progress as columns), which :mod:`probekit.figures`
+draws as heat maps too.
+"""
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 
 import pyarrow as pa
 from rich.console import Console, Group
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
@@ -13,6 +22,11 @@ from probekit.results import metadata
 
 BAR_WIDTH = 16
 EIGHTHS = " ▏▎▍▌▋▊▉█"
+#: One cell's shade in a heat table, low to high (readable without colour too).
+SHADES = "▁▂▃▄▅▆▇█"
+#: A sequential palette (viridis) for heat-table cell backgrounds, low to high.
+PALETTE = ((68, 1, 84), (70, 50, 126), (54, 92, 141), (39, 127, 142),
+           (31, 161, 135), (74, 193, 109), (160, 218, 57), (253, 231, 37))
 
 
 def bar(value: float, top: float, width: int = BAR_WIDTH) -> str:
@@ -33,6 +47,172 @@ def layer_values(table: pa.Table) -> dict[tuple[str, str], dict[int, float]]:
     return series
 
 
+# -- training snapshots ---------------------------------------------------------------
+
+
+def base_model(name: str) -> str:
+    """The declared model of a comparison side: ``seed1@0.25`` -> ``seed1``."""
+    return name.partition("@")[0]
+
+
+@dataclass(frozen=True)
+class Side:
+    """Who a comparison compares: one row's identity columns."""
+
+    comparison: str
+    model_a: str
+    model_b: str
+    snapshot_a: float | None
+    snapshot_b: float | None
+    data: str
+
+    @property
+    def is_snapshot(self) -> bool:
+        return self.snapshot_a is not None or self.snapshot_b is not None
+
+
+@dataclass(frozen=True)
+class SnapshotColumn:
+    """One point of training progress: a snapshot comparison, or the final model's."""
+
+    progress: float
+    comparison: str
+    model: str  # the moving side's name in the table: "seed1@0.25", or "seed1" for the final model
+    final: bool
+    values: dict[int, float]  # layer -> value
+
+    @property
+    def label(self) -> str:
+        return "final" if self.final else f"{self.progress:g}"
+
+
+@dataclass(frozen=True)
+class SnapshotGroup:
+    """One metric of one model held fixed against another model's training snapshots, on one data set."""
+
+    metric: str
+    fixed: str  # the side that does not move ("pre")
+    model: str  # the base name of the side whose snapshots vary ("seed1")
+    data: str
+    moving: str  # "b" (the usual case) or "a": which side of the comparisons carries the snapshots
+    columns: tuple[SnapshotColumn, ...]  # by training progress
+
+    @property
+    def title(self) -> str:
+        moving = f"{self.model}@t"
+        pair = f"{self.fixed} vs {moving}" if self.moving == "b" else f"{moving} vs {self.fixed}"
+        return f"{pair} on {self.data}"
+
+    @property
+    def name(self) -> str:
+        """A short key for file names: ``pre_vs_seed1_on_rte``."""
+        pair = (self.fixed, self.model) if self.moving == "b" else (self.model, self.fixed)
+        return f"{pair[0]}_vs_{pair[1]}_on_{self.data}"
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted({layer for column in self.columns for layer in column.values})
+
+
+def comparison_sides(table: pa.Table) -> dict[str, Side]:
+    """comparison -> who it compares (from its first row)."""
+    sides: dict[str, Side] = {}
+    names = ["comparison", "model_a", "model_b", "snapshot_a", "snapshot_b", "data"]
+    for row in table.select(names).to_pylist():
+        if row["comparison"] not in sides:
+            sides[row["comparison"]] = Side(**row)
+    return sides
+
+
+def snapshot_groups(table: pa.Table, series: dict[tuple[str, str], dict[int, float]] | None = None
+                    ) -> list[SnapshotGroup]:
+    """The run's training-snapshot heat maps, in the order the table first mentions them.
+
+    Comparisons with ``snapshot_b`` set (or only ``snapshot_a``) are grouped by metric,
+    the fixed side, the moving side's base model and the data; their progress is the
+    snapshot fraction. The plain comparison of the same two models on the same data
+    (the final model) joins the group at progress 1.0 unless a 1.0 snapshot exists.
+    Only per-layer values (head null) count.
+    """
+    series = layer_values(table) if series is None else series
+    sides = comparison_sides(table)
+    metrics = list(dict.fromkeys(table.column("metric").to_pylist()))
+    keys: dict[tuple[str, str, str, str], list[tuple[float, Side]]] = {}
+    finals: dict[tuple[str, str, str, str], list[Side]] = defaultdict(list)
+    for side in sides.values():
+        if side.snapshot_b is not None:
+            keys.setdefault((side.model_a, base_model(side.model_b), side.data, "b"), []).append((side.snapshot_b, side))
+        elif side.snapshot_a is not None:
+            keys.setdefault((side.model_b, base_model(side.model_a), side.data, "a"), []).append((side.snapshot_a, side))
+        else:
+            finals[(side.model_a, side.model_b, side.data, "b")].append(side)
+            finals[(side.model_b, side.model_a, side.data, "a")].append(side)
+    groups = []
+    for metric in metrics:
+        for key, snapshots in keys.items():
+            columns: dict[float, SnapshotColumn] = {}
+            for progress, side in sorted(snapshots, key=lambda item: item[0]):
+                values = series.get((side.comparison, metric))
+                if values and progress not in columns:
+                    model = side.model_b if key[3] == "b" else side.model_a
+                    columns[progress] = SnapshotColumn(progress, side.comparison, model, False, values)
+            if not columns:
+                continue
+            if not any(math.isclose(progress, 1.0) for progress in columns):
+                for side in finals.get(key, []):
+                    if values := series.get((side.comparison, metric)):
+                        columns[1.0] = SnapshotColumn(1.0, side.comparison, key[1], True, values)
+                        break
+            fixed, model, data, moving = key
+            ordered = tuple(columns[p] for p in sorted(columns))
+            groups.append(SnapshotGroup(metric, fixed, model, data, moving, ordered))
+    return groups
+
+
+def heat_color(fraction: float) -> tuple[int, int, int]:
+    """The palette colour at ``fraction`` (0..1) of the scale, interpolated."""
+    fraction = min(max(fraction, 0.0), 1.0) * (len(PALETTE) - 1)
+    low = min(int(fraction), len(PALETTE) - 2)
+    t = fraction - low
+    return tuple(round(a + (b - a) * t) for a, b in zip(PALETTE[low], PALETTE[low + 1], strict=True))
+
+
+def heat_cell(value: float | None, top: float) -> Text:
+    """A heat-table cell: the value and a one-character shade, on a background of its colour."""
+    if value is None:
+        return Text("")
+    if not math.isfinite(value):
+        return Text(f"{value}", style="red")
+    fraction = value / top if top > 0 else 0.0
+    fraction = min(max(fraction, 0.0), 1.0)
+    shade = SHADES[min(int(fraction * len(SHADES)), len(SHADES) - 1)]
+    red, green, blue = heat_color(fraction)
+    dark = 0.299 * red + 0.587 * green + 0.114 * blue < 140
+    style = Style(bgcolor=f"rgb({red},{green},{blue})", color="white" if dark else "black")
+    return Text(f"{value:.4f} {shade}", style=style)
+
+
+def snapshot_table(group: SnapshotGroup, unit: str, top: float, accuracies: dict[str, float]) -> Table:
+    """Layers as rows, training progress as columns: a heat map in text."""
+    heading = f"{group.metric}" + (f" ({unit})" if unit else "")
+    grid = Table(title=f"{heading} over training: {group.title}", title_justify="left",
+                 caption=f"scale 0 {''.join(SHADES)} {top:.4g}  (columns: fraction of fine-tuning done)",
+                 caption_justify="left", show_edge=False, pad_edge=False)
+    grid.add_column("layer", justify="right")
+    for column in group.columns:
+        grid.add_column(column.label, justify="right")
+    for layer in group.layers:
+        grid.add_row(str(layer), *(heat_cell(column.values.get(layer), top) for column in group.columns))
+    if any(accuracies.get(column.model) is not None for column in group.columns):
+        grid.add_section()
+        grid.add_row("accuracy", *("" if accuracies.get(column.model) is None else f"{accuracies[column.model]:.1%}"
+                                   for column in group.columns), style="dim")
+    return grid
+
+
+# -- the report ----------------------------------------------------------------------
+
+
 def render(table: pa.Table, console: Console) -> None:
     meta = metadata(table)
     series = layer_values(table)
@@ -43,12 +223,26 @@ def render(table: pa.Table, console: Console) -> None:
     tops = {m: max((v for (c, mm), s in series.items() if mm == m for v in s.values() if math.isfinite(v)), default=0.0)
             for m in metrics}
     described = {r["comparison"]: r for r in table.select(["comparison", "model_a", "model_b", "data"]).to_pylist()}
+    groups = snapshot_groups(table, series)
+    # A snapshot comparison whose every series is in a heat table gets no table of its own;
+    # the final model's comparison keeps its own (it is a comparison in its own right).
+    in_heat_tables = {(column.comparison, group.metric) for group in groups for column in group.columns
+                      if not column.final}
+    sides = comparison_sides(table)
+    hidden = {c for c in comparisons if sides[c].is_snapshot
+              and all(key in in_heat_tables for key in series if key[0] == c)
+              and any(key[0] == c for key in in_heat_tables)}
     console.print(Text.assemble(("probekit ", "bold"), f"{meta.get('spec_name', '?')}  run {meta.get('run_id', '?')}  "
                                 f"device {meta.get('device', '?')}"))
     accuracies = {name: m["accuracy"] for name, m in meta.get("models", {}).items() if m.get("accuracy") is not None}
-    if accuracies:
-        console.print("fine-tuned models, validation accuracy: " + ", ".join(f"{n} {a:.1%}" for n, a in accuracies.items()))
+    # Snapshots' accuracies are shown under their heat-table columns instead.
+    in_columns = {column.model for group in groups for column in group.columns if not column.final}
+    listed = {name: accuracy for name, accuracy in accuracies.items() if name not in in_columns}
+    if listed:
+        console.print("fine-tuned models, validation accuracy: " + ", ".join(f"{n} {a:.1%}" for n, a in listed.items()))
     for comparison in comparisons:
+        if comparison in hidden:
+            continue
         info = described[comparison]
         grid = Table(title=f"{comparison}: {info['model_a']} vs {info['model_b']} on {info['data']}",
                      title_justify="left", show_edge=False, pad_edge=False)
@@ -66,5 +260,8 @@ def render(table: pa.Table, console: Console) -> None:
                 cells += ["" if value is None else f"{value:.4f}", "" if value is None else bar(value, tops[metric])]
             grid.add_row(*cells)
         console.print(Group(Text(""), grid))
+    for group in groups:
+        unit = metric_info.get(group.metric, {}).get("unit", "")
+        console.print(Group(Text(""), snapshot_table(group, unit, tops[group.metric], accuracies)))
     for error in meta.get("errors", []):
         console.print(f"[red]error[/] {error}")

@@ -534,9 +534,22 @@ def _parse_comparisons(tables: list, models, data, metrics, problems: list[Probl
         name = reader.get("name", str, default_name)
         if any(c.name == name for c in comparisons):
             reader.problem("name", repr(name), "a name no other comparison uses")
-        reader.finish(["name", "a", "b", "data", "metrics"])
+        every_snapshot = reader.get("every_snapshot", bool, False)
+        kept = ()
+        if every_snapshot and sides[1] is not None and sides[1].model in models:
+            finetune = models[sides[1].model].finetune
+            kept = finetune.snapshots if finetune else ()
+            if not kept or sides[1].snapshot is not None:
+                reader.problem("every_snapshot", "true", f"a plain fine-tuned model `b` that keeps snapshots = [...] (models.{sides[1].model})")
+        reader.finish(["name", "a", "b", "data", "metrics", "every_snapshot"])
         if all(sides) and data_name in data:
-            comparisons.append(ComparisonSpec(name, sides[0], sides[1], data_name, tuple(n for n in names if n in metrics)))
+            chosen = tuple(n for n in names if n in metrics)
+            comparisons.append(ComparisonSpec(name, sides[0], sides[1], data_name, chosen))
+            # One comparison per training snapshot shows when in training each layer moves.
+            comparisons.extend(
+                ComparisonSpec(f"{name}@{fraction:g}", sides[0], ModelRef(sides[1].model, fraction), data_name, chosen)
+                for fraction in kept if fraction < 1.0 and sides[1].snapshot is None
+            )
     if not tables:
         problems.append(Problem("comparisons", "no [[comparisons]]", "at least one comparison of two models on some data"))
     return comparisons

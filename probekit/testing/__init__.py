@@ -1,0 +1,1 @@
+"""Testing probekit specs and plugins: assertion helpers, fixtures and the pytest plugin."""

@@ -1,0 +1,106 @@
+"""End to end through the command line on tiny offline models."""
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from probekit.cli import main
+from probekit.results import metadata
+
+from helpers import write_sentences
+
+SPEC = """
+name = "tiny"
+[run]
+batch_size = 8
+max_length = 16
+
+[models.a]
+id = "{a}"
+[models.b]
+id = "{b}"
+
+[data.eval]
+path = "eval.csv"
+text = "sentence"
+limit = 60
+
+[metrics.attention_js]
+[metrics.svcca]
+
+[[comparisons]]
+name = "a_vs_b"
+a = "a"
+b = "b"
+data = "eval"
+
+[[comparisons]]
+name = "a_vs_a"
+a = "a"
+b = "a"
+data = "eval"
+"""
+
+
+@pytest.fixture
+def spec_file(tmp_path, tiny_models):
+    write_sentences(tmp_path / "eval.csv", 80)
+    path = tmp_path / "tiny.toml"
+    path.write_text(SPEC.format(a=tiny_models[0], b=tiny_models[1]))
+    return path
+
+
+def test_run_writes_parquet_and_report(spec_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", str(spec_file), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "a_vs_b" in printed and "results:" in printed and str(out) in printed
+    table = pq.read_table(out / "results.parquet")
+    assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
+    for column in ("run_id", "spec", "comparison", "model_a", "model_b", "data", "metric", "layer", "head",
+                   "value", "n_examples", "n_tokens", "k_x", "k_y"):
+        assert column in table.column_names
+    rows = table.to_pylist()
+    svcca = [r for r in rows if r["metric"] == "svcca" and r["comparison"] == "a_vs_b"]
+    assert [r["layer"] for r in svcca] == [0, 1, 2]
+    assert all(r["n_examples"] == 60 and r["n_tokens"] > 60 and r["k_x"] > 0 for r in svcca)
+    js = [r for r in rows if r["metric"] == "attention_js" and r["comparison"] == "a_vs_b"]
+    assert sorted({r["layer"] for r in js}) == [1, 2]
+    assert len([r for r in js if r["head"] is not None]) == 2 * 2  # 2 layers x 2 heads
+    for layer in (1, 2):  # the layer value is the mean of its heads
+        heads = [r["value"] for r in js if r["layer"] == layer and r["head"] is not None]
+        value = next(r["value"] for r in js if r["layer"] == layer and r["head"] is None)
+        assert value == pytest.approx(sum(heads) / 2, abs=1e-15)
+    identical = [r["value"] for r in rows if r["comparison"] == "a_vs_a"]
+    assert identical and all(v == 0.0 for v in identical)
+    meta = metadata(table)
+    assert meta["spec_text"] == spec_file.read_text()
+    assert meta["spec_name"] == "tiny" and meta["device"] == "cpu"
+    assert {"torch_version", "transformers_version", "probekit_version", "started_at", "finished_at"} <= set(meta)
+
+
+def test_report_rerenders_from_parquet(spec_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["run", str(spec_file), "-o", str(out)])
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "a_vs_b: a vs b on eval" in printed and "svcca" in printed
+
+
+def test_default_output_is_reports_spec_run_id(spec_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(spec_file)]) == 0
+    [run_dir] = (tmp_path / "reports" / "tiny").iterdir()
+    assert (run_dir / "results.parquet").is_file()
+
+
+def test_svcca_refusal_is_reported_and_other_results_kept(tmp_path, tiny_models, capsys):
+    write_sentences(tmp_path / "eval.csv", 10)
+    spec = tmp_path / "few.toml"
+    spec.write_text(SPEC.format(a=tiny_models[0], b=tiny_models[1]).replace("limit = 60", "limit = 2"))
+    out = tmp_path / "run"
+    assert main(["run", str(spec), "-o", str(out)]) == 2
+    assert "datapoints" in capsys.readouterr().out
+    rows = pq.read_table(out / "results.parquet").to_pylist()
+    assert {r["metric"] for r in rows} == {"attention_js"}  # JS still written
