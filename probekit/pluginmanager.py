@@ -23,6 +23,7 @@ ENTRY_POINT_GROUP = "probekit"
 BUILTIN_PLUGINS = (
     "probekit.plugins.attention_js",
     "probekit.plugins.svcca",
+    "probekit.plugins.layer_replacement",
 )
 
 

@@ -173,7 +173,7 @@ class _Table:
     def __init__(self, data: Any, key: str, problems: list[Problem]) -> None:
         self.key = key
         self.problems = problems
-        self.seen: set[str] = set()
+        self.seen: dict[str, None] = {}  # ordered: messages list keys as the format reads them
         if not isinstance(data, dict):
             self.problem("", _type_name(data), "a table")
             data = {}
@@ -186,7 +186,7 @@ class _Table:
         self.problems.append(Problem(self.path(key), found, expected, hint))
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = None, *, choices=None, positive=False):
-        self.seen.add(key)
+        self.seen[key] = None
         if key not in self.data:
             return default
         value = self.data[key]
@@ -205,7 +205,7 @@ class _Table:
         return float(value) if is_number else value
 
     def finish(self, allowed: list[str] | None = None) -> None:
-        allowed = allowed if allowed is not None else sorted(self.seen)
+        allowed = allowed if allowed is not None else list(self.seen)
         for key in self.data:
             if key not in allowed:
                 self.problem(key, "an unknown key", "one of " + ", ".join(allowed), did_you_mean(key, allowed))
@@ -303,7 +303,7 @@ def _parse_run(table: Any, problems: list[Problem]) -> RunSettings:
     return settings
 
 
-def _parse_finetune(table: Any, key: str, defaults: FinetuneSettings, problems: list[Problem], extra: tuple[str, ...] = ()):
+def _parse_finetune(table: Any, key: str, defaults: FinetuneSettings, problems: list[Problem]) -> FinetuneSettings:
     reader = _Table(table, key, problems)
     values = {}
     for f in fields(FinetuneSettings):
@@ -329,7 +329,7 @@ def _parse_finetune(table: Any, key: str, defaults: FinetuneSettings, problems: 
         reader.problem("ratio", repr(values["ratio"]), "a number >= 1 (peak / lowest learning rate)")
     if not 0 <= values["dropout"] < 1:
         reader.problem("dropout", repr(values["dropout"]), "a probability in [0, 1)")
-    reader.finish(sorted(reader.seen | set(extra)))
+    reader.finish()
     return FinetuneSettings(**values)
 
 
@@ -368,7 +368,6 @@ def _parse_model(key: str, table: Any, base_dir: Path, defaults: FinetuneSetting
     elif any(k in reader.data for k in hyper_keys):
         reader.problem(next(k for k in reader.data if k in hyper_keys), "a fine-tuning setting on a pre-trained model",
                        "fine-tuning settings only beside `base` and `train`")
-    reader.seen.update(hyper_keys)
     reader.finish(["id", "revision", "base", "train", "validation", *hyper_keys])
     return ModelSpec(key, id=model_id, revision=revision, base=base, train=train, validation=validation, finetune=finetune)
 
@@ -398,7 +397,6 @@ def _parse_data(key: str, table: Any, base_dir: Path, problems: list[Problem]) -
         found = "none of them" if not kinds else "several: " + ", ".join(kinds)
         reader.problem("", found, "exactly one source key: task, path, hf, glue or mix")
     kind = kinds[0] if kinds else "task"
-    common = dict(limit=reader.get("limit", int, None, positive=True), seed=reader.get("seed", int))
     columns = {}
     source = ""
     mix: list[tuple[str, int | None]] = []
@@ -452,8 +450,10 @@ def _parse_data(key: str, table: Any, base_dir: Path, problems: list[Problem]) -
         else:
             source = reader.get("hf", str, "")
             columns["config"] = reader.get("config", str)
+    limit = reader.get("limit", int, None, positive=True)
+    seed = reader.get("seed", int)
     reader.finish()
-    return DataSpec(key, kind, source, split=split, mix=tuple(mix), **columns, **common)
+    return DataSpec(key, kind, source, split=split, mix=tuple(mix), limit=limit, seed=seed, **columns)
 
 
 def _parse_metrics(tables: dict[str, Any], manager: PluginManager, problems: list[Problem]) -> dict[str, MetricSpec]:

@@ -1,0 +1,284 @@
+"""The figures of a run, drawn from the results table alone (PNG, matplotlib's Agg renderer).
+
+For every metric (the table's ``metric`` column, a spec's metric label):
+
+* ``<metric>.png``: the metric against the layer, one line per plain comparison
+  (no training snapshot on either side), the layout of Hao et al. 2020,
+  Figures 1-7;
+* ``<metric>_heads.png``: where the metric has per-head rows, a heat map of
+  layers x heads, one panel per plain comparison, on one colour scale;
+* ``<metric>_snapshots_<a>_vs_<b>_on_<data>.png``: where comparisons are against a
+  model's training snapshots, a heat map of layers x training progress (the final
+  model at 1.0 when there is no 1.0 snapshot), one per group (see
+  :func:`probekit.report.snapshot_groups`).
+
+matplotlib is imported inside :func:`write_figures`, so importing this module is cheap;
+figures are built with ``matplotlib.figure.Figure`` (no pyplot, no global backend change).
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DPI = 120
+MARKERS = "osD^vP*Xhp<>"
+COLORMAP = "viridis"
+LAYER_LABEL = "layer (0 = embeddings)"
+#: Write the value in each heat-map cell when the map has at most this many cells.
+ANNOTATE_CELLS = 160
+
+
+def write_figures(table: pa.Table, run_dir: Path) -> list[Path]:
+    """Write the run's figures into ``run_dir``; return the paths written, in order."""
+    from matplotlib.figure import Figure  # noqa: F401  (lazy: importing probekit.figures stays cheap)
+
+    from probekit.report import comparison_sides, layer_values, snapshot_groups
+    from probekit.results import metadata
+
+    if table.num_rows == 0:
+        return []
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta = metadata(table)
+    metric_info = meta.get("metrics", {}) or {}
+    accuracies = {name: m.get("accuracy") for name, m in (meta.get("models", {}) or {}).items()}
+    series = layer_values(table)
+    sides = comparison_sides(table)
+    plain = [c for c, side in sides.items() if not side.is_snapshot]
+    heads = head_values(table)
+    metrics = list(dict.fromkeys(table.column("metric").to_pylist()))
+    names = _FileNames(run_dir)
+    written: list[Path] = []
+
+    for metric in metrics:
+        axis = axis_label(metric, metric_info.get(metric, {}))
+        lines = [(legend_label(sides[c], sides), series[(c, metric)]) for c in plain if (c, metric) in series]
+        if lines:
+            figure = line_figure(lines, metric, axis, meta.get("spec_name"))
+            written.append(save(figure, names.take(metric)))
+        panels = [(legend_label(sides[c], sides), heads[(c, metric)]) for c in plain if (c, metric) in heads]
+        if panels:
+            figure = heads_figure(panels, metric, axis)
+            written.append(save(figure, names.take(f"{metric}_heads")))
+    for group in snapshot_groups(table, series):
+        axis = axis_label(group.metric, metric_info.get(group.metric, {}))
+        figure = snapshot_figure(group, axis, accuracies)
+        written.append(save(figure, names.take(f"{group.metric}_snapshots_{group.name}")))
+    return written
+
+
+# -- data ----------------------------------------------------------------------------
+
+
+def head_values(table: pa.Table) -> dict[tuple[str, str], dict[tuple[int, int], float]]:
+    """(comparison, metric) -> {(layer, head): value} for the per-head rows."""
+    values: dict[tuple[str, str], dict[tuple[int, int], float]] = defaultdict(dict)
+    for row in table.select(["comparison", "metric", "layer", "head", "value"]).to_pylist():
+        if row["head"] is not None:
+            values[(row["comparison"], row["metric"])][(row["layer"], row["head"])] = row["value"]
+    return values
+
+
+def axis_label(metric: str, info: dict[str, Any]) -> str:
+    """``attention_js (nats)``: the metric label and its unit from the file metadata."""
+    unit = info.get("unit") or ""
+    return f"{metric} ({unit})" if unit else metric
+
+
+def legend_label(side, sides: dict) -> str:
+    """``pre vs rte on rte_dev``; the comparison's name is added where two would read the same."""
+    label = f"{side.model_a} vs {side.model_b} on {side.data}"
+    twins = sum(1 for other in sides.values() if (other.model_a, other.model_b, other.data)
+                == (side.model_a, side.model_b, side.data))
+    return f"{label} ({side.comparison})" if twins > 1 else label
+
+
+def finite(value: float | None) -> float:
+    return value if value is not None and math.isfinite(value) else math.nan
+
+
+def value_range(values) -> tuple[float, float]:
+    """A colour or y range that starts at 0 (lower if a value is negative) and is never empty."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    low = min([0.0, *values])
+    high = max([0.0, *values])
+    if high <= low:
+        high = low + 1.0
+    return low, high
+
+
+def sanitise(name: str) -> str:
+    """A file-name-safe version of ``name``: letters, digits, ``.``, ``-`` and ``_``."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return cleaned or "metric"
+
+
+class _FileNames:
+    """Sanitised, unique PNG paths in one folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.used: set[str] = set()
+
+    def take(self, stem: str) -> Path:
+        stem = sanitise(stem)
+        candidate, n = stem, 1
+        while candidate.lower() in self.used:
+            n += 1
+            candidate = f"{stem}_{n}"
+        self.used.add(candidate.lower())
+        return self.folder / f"{candidate}.png"
+
+
+# -- drawing -------------------------------------------------------------------------
+
+
+def save(figure: Figure, path: Path) -> Path:
+    figure.savefig(path, dpi=DPI)
+    return path
+
+
+def layer_ticks(axes, layers: list[int], axis: str = "x") -> None:
+    """Integer ticks at every layer (every few layers on deep models)."""
+    if not layers:
+        return
+    low, high = min(layers), max(layers)
+    step = max(1, math.ceil((high - low + 1) / 25))
+    ticks = list(range(low, high + 1, step))
+    (axes.set_xticks if axis == "x" else axes.set_yticks)(ticks)
+
+
+def line_figure(lines: list[tuple[str, dict[int, float]]], metric: str, axis: str, spec: str | None) -> Figure:
+    """One line per comparison: the metric against the layer (Hao et al. 2020, Figures 1-7)."""
+    from matplotlib.figure import Figure
+
+    many = len(lines) > 5
+    figure = Figure(figsize=(9.5 if many else 7, 4.5), dpi=DPI, layout="constrained")
+    axes = figure.add_subplot()
+    all_layers: set[int] = set()
+    all_values: list[float] = []
+    for index, (label, values) in enumerate(lines):
+        layers = sorted(values)
+        ys = [finite(values[layer]) for layer in layers]
+        all_layers.update(layers)
+        all_values.extend(ys)
+        axes.plot(layers, ys, marker=MARKERS[index % len(MARKERS)], markersize=5, linewidth=1.6, label=label,
+                  color=f"C{index % 10}")
+    layers = sorted(all_layers)
+    layer_ticks(axes, layers)
+    axes.set_xlim(min(layers) - 0.5, max(layers) + 0.5)
+    low, high = value_range(all_values)
+    axes.set_ylim(low, high + 0.06 * (high - low))
+    axes.set_xlabel(LAYER_LABEL)
+    axes.set_ylabel(axis)
+    axes.set_title(f"{metric} per layer" + (f" ({spec})" if spec else ""))
+    axes.grid(True, alpha=0.3)
+    if many:
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    else:
+        axes.legend(loc="best", fontsize="small")
+    return figure
+
+
+def _heat(axes, matrix, low: float, high: float):
+    """Draw a layers-x-columns matrix (lists of float, nan = missing); layer 0 at the bottom."""
+    import matplotlib
+    import numpy as np
+
+    colormap = matplotlib.colormaps[COLORMAP].copy()
+    colormap.set_bad("#dddddd")
+    data = np.ma.masked_invalid(np.array(matrix, dtype=float))
+    return axes.imshow(data, origin="lower", aspect="auto", cmap=colormap, vmin=low, vmax=high,
+                       interpolation="nearest")
+
+
+def _annotate(axes, matrix, low: float, high: float) -> None:
+    """Write each cell's value, dark on light cells and light on dark ones."""
+    import matplotlib
+
+    colormap = matplotlib.colormaps[COLORMAP]
+    for row, values in enumerate(matrix):
+        for column, value in enumerate(values):
+            if not math.isfinite(value):
+                continue
+            red, green, blue, _ = colormap((value - low) / (high - low))
+            light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.55
+            axes.text(column, row, f"{value:.3g}", ha="center", va="center", fontsize=7,
+                      color="black" if light else "white")
+
+
+def heads_figure(panels: list[tuple[str, dict[tuple[int, int], float]]], metric: str, axis: str) -> Figure:
+    """Layers x heads, one panel per comparison, one colour scale."""
+    from matplotlib.figure import Figure
+
+    columns = min(len(panels), 3)
+    rows = math.ceil(len(panels) / columns)
+    n_layers = max(len({layer for layer, _ in values}) for _, values in panels)
+    n_heads = max(max(head for _, head in values) + 1 for _, values in panels)
+    panel_height = min(max(2.6, 0.22 * n_layers + 1.2), 7.0)
+    panel_width = min(max(3.2, 0.28 * n_heads + 1.4), 6.0)
+    figure = Figure(figsize=(panel_width * columns + 1.2, panel_height * rows + 0.6), dpi=DPI, layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False)
+    low, high = value_range(v for _, values in panels for v in values.values())
+    image = None
+    for index, (label, values) in enumerate(panels):
+        axes = grid[index // columns][index % columns]
+        layers = sorted({layer for layer, _ in values})
+        n = max(head for _, head in values) + 1
+        matrix = [[finite(values.get((layer, head))) for head in range(n)] for layer in layers]
+        image = _heat(axes, matrix, low, high)
+        axes.set_yticks(range(len(layers)), [str(layer) for layer in layers])
+        if len(layers) > 25:
+            step = math.ceil(len(layers) / 25)
+            axes.set_yticks(range(0, len(layers), step), [str(layer) for layer in layers[::step]])
+        axes.set_xticks(range(0, n, max(1, math.ceil(n / 16))))
+        axes.set_xlabel("head")
+        axes.set_ylabel("layer")
+        axes.set_title(label, fontsize="small")
+        if len(layers) * n <= ANNOTATE_CELLS // 2 and len(panels) == 1:
+            _annotate(axes, matrix, low, high)
+    for index in range(len(panels), rows * columns):
+        grid[index // columns][index % columns].set_axis_off()
+    bar = figure.colorbar(image, ax=grid.ravel().tolist(), shrink=0.9)
+    bar.set_label(axis)
+    figure.suptitle(f"{metric} per head")
+    return figure
+
+
+def snapshot_figure(group, axis: str, accuracies: dict[str, float | None]) -> Figure:
+    """Layers (y) x training progress (x) for one snapshot group, with a colour bar in the metric's unit."""
+    from matplotlib.figure import Figure
+
+    layers = group.layers
+    columns = group.columns
+    matrix = [[finite(column.values.get(layer)) for column in columns] for layer in layers]
+    width = min(max(4.8, 0.75 * len(columns) + 2.8), 14.0)
+    height = min(max(3.2, 0.24 * len(layers) + 1.6), 9.0)
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    axes = figure.add_subplot()
+    low, high = value_range(v for row in matrix for v in row)
+    image = _heat(axes, matrix, low, high)
+    labels = []
+    for column in columns:
+        label = f"{column.progress:g}" + (" (final)" if column.final else "")
+        accuracy = accuracies.get(column.model)
+        labels.append(label + (f"\nacc {accuracy:.0%}" if accuracy is not None else ""))
+    axes.set_xticks(range(len(columns)), labels, fontsize="small")
+    step = max(1, math.ceil(len(layers) / 25))
+    axes.set_yticks(range(0, len(layers), step), [str(layer) for layer in layers[::step]])
+    axes.set_xlabel("training progress (fraction of fine-tuning steps)")
+    axes.set_ylabel(LAYER_LABEL)
+    axes.set_title(f"{group.metric} over training: {group.title}", fontsize="medium")
+    if len(layers) * len(columns) <= ANNOTATE_CELLS:
+        _annotate(axes, matrix, low, high)
+    bar = figure.colorbar(image, ax=axes)
+    bar.set_label(axis)
+    return figure
