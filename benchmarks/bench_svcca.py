@@ -125,11 +125,12 @@ def main() -> None:
         )
         results[impl] = json.loads(out.stdout.strip().splitlines()[-1])
 
-    print(f"inputs: two random {args.rows} x {args.width} float64 matrices; "
-          f"median of {args.repeats} runs each, threshold {THRESHOLD} on the sum of singular values")
+    print(f"inputs: two random {args.rows} x {args.width} float64 matrices; median of "
+          f"{args.repeats} runs each; k: {THRESHOLD} of the sum of singular values")
     for impl, r in results.items():
         runs = ", ".join(f"{t:.2f}" for t in r["all_seconds"])
-        print(f"{impl:>9}: {r['seconds']:7.3f} s (runs {runs})  peak extra memory {r['extra_mib']:7.1f} MiB  "
+        print(f"{impl:>9}: {r['seconds']:7.3f} s (runs {runs})  "
+              f"peak extra memory {r['extra_mib']:7.1f} MiB  "
               f"distance {r['distance']:.10f}  k_x {r['k_x']}  k_y {r['k_y']}")
     p, d = results["probekit"], results["direct"]
     print(f"wall-time ratio direct / probekit: {d['seconds'] / p['seconds']:.1f}x; "

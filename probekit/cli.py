@@ -127,7 +127,7 @@ def cmd_plugins(args, console: Console) -> ExitCode:
     manager = _manager(args)
     table = Table(title="probekit plugins")
     for column in ("plugin", "distribution", "version", "metrics"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for plugin in manager.plugins():
         table.add_row(plugin.name, plugin.distribution, plugin.version, ", ".join(plugin.metrics))
     console.print(table)

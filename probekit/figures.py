@@ -60,11 +60,13 @@ def write_figures(table: pa.Table, run_dir: Path) -> list[Path]:
 
     for metric in metrics:
         axis = axis_label(metric, metric_info.get(metric, {}))
-        lines = [(legend_label(sides[c], sides), series[(c, metric)]) for c in plain if (c, metric) in series]
+        shown = [c for c in plain if (c, metric) in series]
+        lines = [(label, series[(c, metric)]) for c, label in legend_labels([sides[c] for c in shown]).items()]
         if lines:
             figure = line_figure(lines, metric, axis, meta.get("spec_name"))
             written.append(save(figure, names.take(metric)))
-        panels = [(legend_label(sides[c], sides), heads[(c, metric)]) for c in plain if (c, metric) in heads]
+        shown = [c for c in plain if (c, metric) in heads]
+        panels = [(label, heads[(c, metric)]) for c, label in legend_labels([sides[c] for c in shown]).items()]
         if panels:
             figure = heads_figure(panels, metric, axis)
             written.append(save(figure, names.take(f"{metric}_heads")))
@@ -93,12 +95,13 @@ def axis_label(metric: str, info: dict[str, Any]) -> str:
     return f"{metric} ({unit})" if unit else metric
 
 
-def legend_label(side, sides: dict) -> str:
-    """``pre vs rte on rte_dev``; the comparison's name is added where two would read the same."""
-    label = f"{side.model_a} vs {side.model_b} on {side.data}"
-    twins = sum(1 for other in sides.values() if (other.model_a, other.model_b, other.data)
-                == (side.model_a, side.model_b, side.data))
-    return f"{label} ({side.comparison})" if twins > 1 else label
+def legend_labels(sides: list) -> dict[str, str]:
+    """comparison -> ``pre vs rte on rte_dev``; the comparison's name is added where two of one figure read the same."""
+    labels = {side.comparison: f"{side.model_a} vs {side.model_b} on {side.data}" for side in sides}
+    counts = defaultdict(int)
+    for label in labels.values():
+        counts[label] += 1
+    return {c: f"{label} ({c})" if counts[label] > 1 else label for c, label in labels.items()}
 
 
 def finite(value: float | None) -> float:
@@ -171,7 +174,12 @@ def line_figure(lines: list[tuple[str, dict[int, float]]], metric: str, axis: st
         all_layers.update(layers)
         all_values.extend(ys)
         axes.plot(layers, ys, marker=MARKERS[index % len(MARKERS)], markersize=5, linewidth=1.6, label=label,
-                  color=f"C{index % 10}")
+                  color=f"C{index % 10}", clip_on=False, zorder=3)
+    missing = [f"{label}: layer {', '.join(str(layer) for layer in sorted(values) if not math.isfinite(finite(values[layer])))}"
+               for label, values in lines if any(not math.isfinite(finite(v)) for v in values.values())]
+    if missing:
+        figure.text(0.01, 0.005, "not drawn (nan/inf): " + "; ".join(missing), fontsize="x-small", color="firebrick",
+                    va="bottom")
     layers = sorted(all_layers)
     layer_ticks(axes, layers)
     axes.set_xlim(min(layers) - 0.5, max(layers) + 0.5)
@@ -193,25 +201,26 @@ def _heat(axes, matrix, low: float, high: float):
     import matplotlib
     import numpy as np
 
-    colormap = matplotlib.colormaps[COLORMAP].copy()
-    colormap.set_bad("#dddddd")
+    colormap = matplotlib.colormaps[COLORMAP].with_extremes(bad="#dddddd")
     data = np.ma.masked_invalid(np.array(matrix, dtype=float))
     return axes.imshow(data, origin="lower", aspect="auto", cmap=colormap, vmin=low, vmax=high,
                        interpolation="nearest")
 
 
 def _annotate(axes, matrix, low: float, high: float) -> None:
-    """Write each cell's value, dark on light cells and light on dark ones."""
+    """Write each cell's value (one number of decimals for the whole map), dark on light cells and light on dark ones."""
     import matplotlib
 
     colormap = matplotlib.colormaps[COLORMAP]
+    largest = max((abs(v) for row in matrix for v in row if math.isfinite(v)), default=0.0)
+    decimals = min(max(2 - math.floor(math.log10(largest)), 0), 6) if largest > 0 else 2
     for row, values in enumerate(matrix):
         for column, value in enumerate(values):
             if not math.isfinite(value):
                 continue
             red, green, blue, _ = colormap((value - low) / (high - low))
             light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.55
-            axes.text(column, row, f"{value:.3g}", ha="center", va="center", fontsize=7,
+            axes.text(column, row, f"{value:.{decimals}f}", ha="center", va="center", fontsize=7,
                       color="black" if light else "white")
 
 
@@ -219,12 +228,12 @@ def heads_figure(panels: list[tuple[str, dict[tuple[int, int], float]]], metric:
     """Layers x heads, one panel per comparison, one colour scale."""
     from matplotlib.figure import Figure
 
-    columns = min(len(panels), 3)
+    columns = min(len(panels), 4)
     rows = math.ceil(len(panels) / columns)
     n_layers = max(len({layer for layer, _ in values}) for _, values in panels)
     n_heads = max(max(head for _, head in values) + 1 for _, values in panels)
-    panel_height = min(max(2.6, 0.22 * n_layers + 1.2), 7.0)
-    panel_width = min(max(3.2, 0.28 * n_heads + 1.4), 6.0)
+    panel_height = min(max(2.6, 0.16 * n_layers + 1.0), 5.5)
+    panel_width = min(max(3.2, 0.22 * n_heads + 1.2), 5.0)
     figure = Figure(figsize=(panel_width * columns + 1.2, panel_height * rows + 0.6), dpi=DPI, layout="constrained")
     grid = figure.subplots(rows, columns, squeeze=False)
     low, high = value_range(v for _, values in panels for v in values.values())
@@ -247,7 +256,7 @@ def heads_figure(panels: list[tuple[str, dict[tuple[int, int], float]]], metric:
             _annotate(axes, matrix, low, high)
     for index in range(len(panels), rows * columns):
         grid[index // columns][index % columns].set_axis_off()
-    bar = figure.colorbar(image, ax=grid.ravel().tolist(), shrink=0.9)
+    bar = figure.colorbar(image, ax=grid.ravel().tolist(), shrink=min(0.9, 0.5 + 0.4 / rows), aspect=30)
     bar.set_label(axis)
     figure.suptitle(f"{metric} per head")
     return figure

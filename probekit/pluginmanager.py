@@ -81,7 +81,9 @@ class PluginManager:
 
     def load_builtins(self) -> None:
         for module_name in BUILTIN_PLUGINS:
-            self.register(importlib.import_module(module_name), module_name, "probekit", probekit.__version__)
+            # Short names, as pytest's built-ins have: `-p no:svcca` style and readable listings.
+            short_name = module_name.rpartition(".")[2]
+            self.register(importlib.import_module(module_name), short_name, "probekit", probekit.__version__)
 
     def load_entry_points(self) -> None:
         from importlib.metadata import entry_points

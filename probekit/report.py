@@ -177,8 +177,12 @@ def heat_color(fraction: float) -> tuple[int, int, int]:
     return tuple(round(a + (b - a) * t) for a, b in zip(PALETTE[low], PALETTE[low + 1], strict=True))
 
 
-def heat_cell(value: float | None, top: float) -> Text:
-    """A heat-table cell: the value and a one-character shade, on a background of its colour."""
+def heat_cell(value: float | None, top: float, colour: bool = True) -> Text:
+    """A heat-table cell: the value and a one-character shade, on a background of its colour.
+
+    Without ``colour`` (consoles of 16 colours or none, where the palette would collapse)
+    the shade alone tells the scale.
+    """
     if value is None:
         return Text("")
     if not math.isfinite(value):
@@ -186,23 +190,27 @@ def heat_cell(value: float | None, top: float) -> Text:
     fraction = value / top if top > 0 else 0.0
     fraction = min(max(fraction, 0.0), 1.0)
     shade = SHADES[min(int(fraction * len(SHADES)), len(SHADES) - 1)]
+    if not colour:
+        return Text(f"{value:.4f} {shade}")
     red, green, blue = heat_color(fraction)
     dark = 0.299 * red + 0.587 * green + 0.114 * blue < 140
     style = Style(bgcolor=f"rgb({red},{green},{blue})", color="white" if dark else "black")
     return Text(f"{value:.4f} {shade}", style=style)
 
 
-def snapshot_table(group: SnapshotGroup, unit: str, top: float, accuracies: dict[str, float]) -> Table:
+def snapshot_table(group: SnapshotGroup, unit: str, top: float, accuracies: dict[str, float],
+                   colour: bool = True) -> Table:
     """Layers as rows, training progress as columns: a heat map in text."""
     heading = f"{group.metric}" + (f" ({unit})" if unit else "")
     grid = Table(title=f"{heading} over training: {group.title}", title_justify="left",
-                 caption=f"scale 0 {''.join(SHADES)} {top:.4g}  (columns: fraction of fine-tuning done)",
+                 caption=f"scale 0 {''.join(SHADES)} {top:.4g} (the run's largest {group.metric}); "
+                         "columns: fraction of fine-tuning steps done",
                  caption_justify="left", show_edge=False, pad_edge=False)
     grid.add_column("layer", justify="right")
     for column in group.columns:
         grid.add_column(column.label, justify="right")
     for layer in group.layers:
-        grid.add_row(str(layer), *(heat_cell(column.values.get(layer), top) for column in group.columns))
+        grid.add_row(str(layer), *(heat_cell(column.values.get(layer), top, colour) for column in group.columns))
     if any(accuracies.get(column.model) is not None for column in group.columns):
         grid.add_section()
         grid.add_row("accuracy", *("" if accuracies.get(column.model) is None else f"{accuracies[column.model]:.1%}"
@@ -260,8 +268,9 @@ def render(table: pa.Table, console: Console) -> None:
                 cells += ["" if value is None else f"{value:.4f}", "" if value is None else bar(value, tops[metric])]
             grid.add_row(*cells)
         console.print(Group(Text(""), grid))
+    colour = console.color_system in ("256", "truecolor")
     for group in groups:
         unit = metric_info.get(group.metric, {}).get("unit", "")
-        console.print(Group(Text(""), snapshot_table(group, unit, tops[group.metric], accuracies)))
+        console.print(Group(Text(""), snapshot_table(group, unit, tops[group.metric], accuracies, colour)))
     for error in meta.get("errors", []):
         console.print(f"[red]error[/] {error}")

@@ -147,10 +147,11 @@ def tiny_bert_outputs():
     mask = torch.ones_like(ids)
     mask[3, 20:] = 0
     mask[7, 9:] = 0
+    inputs = dict(
+        input_ids=ids, attention_mask=mask, output_hidden_states=True, output_attentions=True
+    )
     with torch.no_grad():
-        out_a = model_a(input_ids=ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
-        out_b = model_b(input_ids=ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
-    return out_a, out_b, mask
+        return model_a(**inputs), model_b(**inputs), mask
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +169,10 @@ def test_js_matches_direct_formula(base):
     p = np.where(mask[:, None, :, None] == 0, np.nan, p)  # padded query rows are skipped
     got = attention_js_per_example(torch.tensor(p), torch.tensor(q), torch.tensor(mask), base=base)
     assert got.dtype == torch.float64 and got.shape == (4, 3)
-    np.testing.assert_allclose(got.numpy(), ref_js_per_example(p, q, mask, base=base), rtol=0, atol=1e-9)
+    want = ref_js_per_example(p, q, mask, base=base)
+    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-9)
     heads = attention_js(p, q, mask, base=base)
-    np.testing.assert_allclose(heads.numpy(), ref_js_per_example(p, q, mask, base=base).mean(0), atol=1e-9)
+    np.testing.assert_allclose(heads.numpy(), want.mean(axis=0), rtol=0, atol=1e-9)
     upper = 1.0 if base == 2 else math.log(2)
     assert (got >= 0).all() and (got <= upper).all()
 
@@ -201,7 +203,8 @@ def test_js_agrees_with_scipy_per_row():
 def test_js_identical_is_exactly_zero_and_near_identical_is_finite():
     rng = np.random.default_rng(3)
     p, _, mask = padded_attention(rng)
-    got = attention_js(torch.tensor(p, dtype=torch.float32), torch.tensor(p, dtype=torch.float32), mask)
+    p32 = torch.tensor(p, dtype=torch.float32)
+    got = attention_js(p32, p32.clone(), mask)
     assert torch.equal(got, torch.zeros(p.shape[1], dtype=torch.float64))
     near = torch.tensor(p).to(torch.float32).to(torch.float64)
     close = attention_js_per_example(torch.tensor(p), near, mask)
@@ -313,14 +316,15 @@ def test_svcca_bert_hidden_states(bert, options):
 
 def test_svcca_identical_is_exactly_zero():
     rng = np.random.default_rng(15)
-    x, _ = correlated(rng, n=9000)
+    x, _ = correlated(rng, n=5000)
     for options in OPTIONS:
         got = svcca(x, x.copy(), **options)
         assert got.distance == 0.0 and got.similarity == 1.0
         assert (got.rho == 1.0).all()
         _, kx, ky = ref_svcca(x, x, **options)
         assert (got.k_x, got.k_y) == (kx, ky)
-    assert svcca(torch.tensor(x, dtype=torch.float32), torch.tensor(x, dtype=torch.float32)).distance == 0.0
+    x32 = torch.tensor(x, dtype=torch.float32)
+    assert svcca(x32, x32.clone()).distance == 0.0
 
 
 def test_streaming_equals_one_batch():
@@ -460,10 +464,11 @@ def test_cuda_matches_cpu():
     rng = np.random.default_rng(40)
     x, y = correlated(rng, n=5000, dx=32, dy=24)
     cpu = svcca(x, y)
-    gpu = svcca(torch.tensor(x, dtype=torch.float32, device="cuda"), torch.tensor(y, dtype=torch.float32, device="cuda"))
+    on_cuda = lambda a: torch.tensor(a, dtype=torch.float32, device="cuda")  # noqa: E731
+    gpu = svcca(on_cuda(x), on_cuda(y))
     assert (gpu.k_x, gpu.k_y) == (cpu.k_x, cpu.k_y)
     assert gpu.distance == pytest.approx(cpu.distance, abs=1e-6)
     p, q, mask = padded_attention(rng)
-    on_gpu = attention_js(torch.tensor(p, device="cuda"), torch.tensor(q, device="cuda"), torch.tensor(mask, device="cuda"))
+    on_gpu = attention_js(*(torch.tensor(a, device="cuda") for a in (p, q, mask)))
     assert on_gpu.device.type == "cuda"
     np.testing.assert_allclose(on_gpu.cpu().numpy(), attention_js(p, q, mask).numpy(), atol=1e-12)
