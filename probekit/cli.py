@@ -86,7 +86,8 @@ def _load(args, manager, overrides=None):
 
 
 def cmd_run(args, console: Console) -> ExitCode:
-    from probekit import report
+    from probekit import figures, report
+    from probekit.expect import evaluate, render_outcomes
     from probekit.runner import Runner
 
     manager = _manager(args)
@@ -97,9 +98,14 @@ def cmd_run(args, console: Console) -> ExitCode:
     for spec in specs:
         result = Runner(spec, manager, Console(stderr=True)).run(output=args.output, reports_root=args.reports)
         report.render(result.table, console)
-        console.print(f"\nresults: {result.path}")
+        written = figures.write_figures(result.table, result.run_dir)
+        console.print(f"\nresults: {result.path}\nfigures: {len(written)} PNG files in {result.run_dir}")
+        outcomes = evaluate(spec.expectations, result.table)
+        render_outcomes(outcomes, console)
         if result.errors:
-            status = ExitCode.BAD_INPUT
+            status = max(status, ExitCode.BAD_INPUT)
+        elif any(not outcome.passed for outcome in outcomes):
+            status = max(status, ExitCode.EXPECTATIONS_FAILED)
     return status
 
 
@@ -135,10 +141,14 @@ def cmd_plugins(args, console: Console) -> ExitCode:
 
 
 def cmd_report(args, console: Console) -> ExitCode:
-    from probekit import report
+    from probekit import figures, report
     from probekit.results import read_table
 
-    report.render(read_table(args.run_dir), console)
+    table = read_table(args.run_dir)
+    report.render(table, console)
+    run_dir = args.run_dir if args.run_dir.is_dir() else args.run_dir.parent
+    written = figures.write_figures(table, run_dir)
+    console.print(f"figures: {len(written)} PNG files in {run_dir}")
     return ExitCode.OK
 
 

@@ -149,6 +149,12 @@ def format_layers(layers: Iterable[int]) -> str:
     return ", ".join(parts)
 
 
+def _selection_word(selection: LayerSelection | None) -> str:
+    if selection is None:
+        return "layers ?"
+    return ("layer " if selection.size == 1 else "layers ") + str(selection)
+
+
 def _layer_word(layers: Iterable[int]) -> str:
     layers = list(layers)
     return ("layer " if len(layers) == 1 else "layers ") + format_layers(layers)
@@ -197,9 +203,10 @@ class Expectation:
         if self.kind == "trend":
             return self.trend + (f" (tolerance {self.tolerance:g})" if self.tolerance else "")
         if self.kind == "contrast":
-            need = ([f"{self.factor:g}x"] if self.factor is not None else []) + (
-                [f"+{self.margin:g}"] if self.margin is not None else [])
-            return f"mean at least {' and '.join(need)} the mean of layers {self.low}"
+            low = f"the mean of {_selection_word(self.low)}"
+            need = ([f"{self.factor:g}x {low}"] if self.factor is not None else []) + (
+                [f"{low} + {self.margin:g}"] if self.margin is not None else [])
+            return "mean at least " + " and at least ".join(need)
         if self.kind == "ordering":
             return f"{self.relation} than {self.other}" + (" on the mean" if self.of == "mean" else "") + (
                 f" by {self.margin:g}" if self.margin else "")
@@ -397,10 +404,12 @@ def _parse_one(index: int, table: dict, spec: Spec, problems: list[Problem]) -> 
         if not isinstance(raw, dict):
             problem("contrast", f"{_type_name(raw)} {raw!r}", '{ low = "1-4", factor = 3.0 } or { low = "1-4", margin = 0.05 }')
             return None
-        for unknown in [k for k in raw if k not in CONTRAST_KEYS]:
+        unknown_keys = [k for k in raw if k not in CONTRAST_KEYS]
+        for unknown in unknown_keys:
             problem(f"contrast.{unknown}", "an unknown key", "one of " + ", ".join(CONTRAST_KEYS), did_you_mean(unknown, CONTRAST_KEYS))
         if "low" not in raw:
-            problem("contrast.low", "nothing", 'the layers expected to stay lower, e.g. low = "1-4"')
+            if not unknown_keys:
+                problem("contrast.low", "nothing", 'the layers expected to stay lower, e.g. low = "1-4"')
         else:
             try:
                 settings["low"] = parse_layers(raw["low"])
@@ -416,7 +425,7 @@ def _parse_one(index: int, table: dict, spec: Spec, problems: list[Problem]) -> 
                 problem("contrast.factor", repr(value), "a positive factor (the mean of `layers` >= factor x the mean of `low`)")
             else:
                 settings[number] = float(value)
-        if "factor" not in raw and "margin" not in raw:
+        if "factor" not in raw and "margin" not in raw and not unknown_keys:
             problem("contrast", "neither `factor` nor `margin`", "factor = F (mean >= F x mean of low) or margin = M (mean >= mean of low + M)")
     elif kind == "ordering":
         if "closer_than" in table and "farther_than" in table:
@@ -568,9 +577,12 @@ class Outcome:
         """The involved layers' values as a small text table, offending layers marked."""
         return format_table(self)
 
-    def failure_text(self, run_dir: str | Path | None = None) -> str:
-        """What a failed check shows: the reason, the table, and where the run is."""
-        lines = [f"{self.name}: {self.reason}", "", *_indent(self.table()), *[f"  {note}" for note in self.notes]]
+    def failure_text(self, run_dir: str | Path | None = None, where: str | None = None) -> str:
+        """What a failed check shows: the reason, what was expected, the table, where the run is."""
+        expectation = self.expectation
+        about = f"{where}: " if where else ""
+        lines = [self.reason, f"expectation: {about}{expectation.describe()}", "",
+                 *_indent(self.table()), *[f"  {note}" for note in self.notes]]
         if run_dir is not None:
             lines += ["", f"run folder: {run_dir}"]
         return "\n".join(lines)
@@ -689,7 +701,7 @@ def _check_bounds(expectation: Expectation, selected, index, errors) -> Outcome:
             bad = [layer for layer, value in values.items() if not ok(value)]
             outcome.offending.update((comparison, layer) for layer in bad)
             if bad:
-                shown = ", ".join(f"{layer} = {_fmt(values[layer])}" for layer in bad[:4]) + (", ..." if len(bad) > 4 else "")
+                shown = ", ".join(f"layer {layer}: {_fmt(values[layer])}" for layer in bad[:4]) + (", ..." if len(bad) > 4 else "")
                 failures.append(f"{where}: {len(bad)} of {len(values)} not {words} ({shown})")
             else:
                 lo, hi = min(values.values()), max(values.values())
@@ -735,7 +747,7 @@ def _check_trend(expectation: Expectation, selected, index, errors) -> Outcome:
         limits = trend_limits(values, increasing, tolerance)
         worst = None  # (layer, earlier layer, dip)
         for layer, (limit, earlier) in limits.items():
-            outcome.expected[(comparison, layer)] = f"{'>=' if increasing else '<='} {_fmt(limit)}"
+            outcome.expected[(comparison, layer)] = f"{'>=' if increasing else '<='} {limit:.6g}"
             dip = (limit - values[layer]) if increasing else (values[layer] - limit)
             if dip > 0:
                 outcome.offending.add((comparison, layer))
@@ -770,7 +782,7 @@ def _check_contrast(expectation: Expectation, selected, index, errors) -> Outcom
         low_mean = math.fsum(low.values()) / len(low)
         needed = max(([expectation.factor * low_mean] if expectation.factor is not None else [])
                      + ([low_mean + expectation.margin] if expectation.margin is not None else []))
-        ratio = f", {high_mean / low_mean:.3g}x" if low_mean > 0 else ""
+        ratio = f", {high_mean / low_mean:.2f}x" if low_mean > 0 else ""
         where = f"{comparison} " if len(selected) > 1 else ""
         text = (f"{where}mean of {_layer_word(high)} = {_fmt(high_mean)} vs mean of {_layer_word(low)} = "
                 f"{_fmt(low_mean)}{ratio}")
@@ -819,7 +831,7 @@ def _check_ordering(expectation: Expectation, selected, index, errors) -> Outcom
                 failures.append(f"{text}; expected {expectation.relation}")
             continue
         for layer in layers:
-            outcome.expected[(comparison, layer)] = f"{sign} {_fmt(theirs[layer])}{bound} ({other_name})"
+            outcome.expected[(comparison, layer)] = f"{sign} {theirs[layer]:.6g}{bound} ({other_name})"
         bad = [layer for layer in layers if not ok(values[layer], theirs[layer])]
         outcome.offending.update((comparison, layer) for layer in bad)
         if bad:

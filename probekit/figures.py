@@ -38,8 +38,6 @@ ANNOTATE_CELLS = 160
 
 def write_figures(table: pa.Table, run_dir: Path) -> list[Path]:
     """Write the run's figures into ``run_dir``; return the paths written, in order."""
-    from matplotlib.figure import Figure  # noqa: F401  (lazy: importing probekit.figures stays cheap)
-
     from probekit.report import comparison_sides, layer_values, snapshot_groups
     from probekit.results import metadata
 

@@ -199,13 +199,14 @@ def heat_cell(value: float | None, top: float, colour: bool = True) -> Text:
 
 
 def snapshot_table(group: SnapshotGroup, unit: str, top: float, accuracies: dict[str, float],
-                   colour: bool = True) -> Table:
-    """Layers as rows, training progress as columns: a heat map in text."""
+                   colour: bool = True) -> Group:
+    """Layers as rows, training progress as columns: a heat map in text, with its title and scale.
+
+    The title and the scale line are printed beside the table, not inside it, so a
+    narrow table does not wrap them.
+    """
     heading = f"{group.metric}" + (f" ({unit})" if unit else "")
-    grid = Table(title=f"{heading} over training: {group.title}", title_justify="left",
-                 caption=f"scale 0 {''.join(SHADES)} {top:.4g} (the run's largest {group.metric}); "
-                         "columns: fraction of fine-tuning steps done",
-                 caption_justify="left", show_edge=False, pad_edge=False)
+    grid = Table(show_edge=False, pad_edge=False)
     grid.add_column("layer", justify="right")
     for column in group.columns:
         grid.add_column(column.label, justify="right")
@@ -215,7 +216,10 @@ def snapshot_table(group: SnapshotGroup, unit: str, top: float, accuracies: dict
         grid.add_section()
         grid.add_row("accuracy", *("" if accuracies.get(column.model) is None else f"{accuracies[column.model]:.1%}"
                                    for column in group.columns), style="dim")
-    return grid
+    title = Text(f"{heading} over training: {group.title}", style="table.title")
+    scale = Text(f"scale 0 {''.join(SHADES)} {top:.4g} (the run's largest {group.metric}); "
+                 "columns: fraction of fine-tuning steps done", style="dim")
+    return Group(title, grid, scale)
 
 
 # -- the report ----------------------------------------------------------------------

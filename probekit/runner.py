@@ -51,7 +51,6 @@ class RunResult:
     path: Path
     models: dict[str, dict]
     errors: list[str] = field(default_factory=list)
-    expectations: list = field(default_factory=list)
 
     @property
     def run_dir(self) -> Path:

@@ -972,8 +972,9 @@ def _yr(r: _Rng, lo=1940, hi=1995) -> int:
     return r.randint(lo, hi)
 
 
-def _ent_bio(r: _Rng, ent: bool) -> tuple[str, str]:
+def _ent_bio(r: _Rng) -> tuple[str, list]:
     name, pron = _person(r)
+    other, _ = _person(r)
     city, year, subj, uni, org = (r.choice(_CITIES), _yr(r), r.choice(_SUBJECTS), r.choice(_UNIVERSITIES),
                                   r.choice(_COMPANIES))
     last = name.split()[-1]
@@ -988,26 +989,44 @@ def _ent_bio(r: _Rng, ent: bool) -> tuple[str, str]:
         p = f"after studying {subj} at {uni}, {name}, a native of {city} born in {year}, went on to found {org}"
     if r.random() < 0.3:
         p += f". {pron.capitalize()} later served as an adviser to the government of {r.choice(_COUNTRIES)}"
-    if ent:
-        h = r.choice((f"{name} was born in {city}", f"{name} founded {org}", f"{org} was founded by {name}",
-                      f"{name} studied {subj}", f"{name} attended {uni}", f"{name} was born in {year}",
-                      f"{last} is the founder of {org}", f"{org} was started by a former student of {uni}",
-                      f"{name} has a degree in {subj}", f"{name} was born before {year + r.randint(1, 10)}"))
-    else:
-        h = r.choice((f"{name} was born in {_other(r, _CITIES, city)}", f"{name} was born in {year + r.choice((-3, -1, 1, 2, 5))}",
-                      f"{name} studied {_other(r, _SUBJECTS, subj)}", f"{name} taught {subj} at {uni}",
-                      f"{name} founded {uni}", f"{name} sold {org}", f"{org} was founded in {city} in {year}",
-                      f"{name} studied {subj} in {city}", f"{name} founded {_other(r, _COMPANIES, org)}",
-                      f"{name} was born after {year + r.randint(1, 10)}", f"{name} died in {city}",
-                      f"{name} did not go to university"))
-    return p, h
+    k = r.randint(1, 9)
+    slots = [
+        (f"{name} was born in {city}", f"{name} was born in {_other(r, _CITIES, city)}"),
+        (f"{name} was born in {year}", f"{name} was born in {year + r.choice((-3, -1, 1, 2, 5))}"),
+        (f"{name} founded {org}", f"{name} founded {_other(r, _COMPANIES, org)}"),
+        (f"{org} was founded by {name}", f"{org} was founded by {other}"),
+        (f"{name} studied {subj}", f"{name} studied {_other(r, _SUBJECTS, subj)}"),
+        (f"{name} attended {uni}", f"{name} attended {_other(r, _UNIVERSITIES, uni)}"),
+        (f"{last} is the founder of {org}", f"{last} is the founder of {uni}"),
+        (f"{name} was born before {year + k}", f"{name} was born after {year + k}"),
+        (f"{name} started {org}", f"{name} sold {org}"),
+        (f"{name} studied {subj} before founding a company", f"{name} studied {subj} after founding a company"),
+    ]
+    return p, slots
 
 
-def _ent_acquisition(r: _Rng, ent: bool) -> tuple[str, str]:
+def _ent_acquisition(r: _Rng) -> tuple[str, list]:
     a, b = r.sample(_COMPANIES, 2)
     ind, city = r.choice(_INDUSTRIES), r.choice(_CITIES)
-    amount = f"${r.choice((1.2, 1.8, 2.5, 3.4, 4.1, 6.7, 850, 920, 430, 12))} {r.choice(('billion', 'million'))}"
+    value = r.choice((1.2, 1.8, 2.5, 3.4, 4.1, 6.7, 850, 920, 430, 12))
+    unit = r.choice(("billion", "million"))
+    amount = f"${value} {unit}"
+    amount2 = f"${_other(r, (1.2, 1.8, 2.5, 3.4, 4.1, 6.7, 850, 920, 430, 12), value)} {unit}"
     day = _day(r)
+    if r.random() < 0.3:  # the deal fell through
+        p = r.choice((
+            f"{_poss(a)} planned takeover of {b}, {_with_a(ind)} company based in {city}, collapsed on {day} after the two sides failed to agree on a price of about {amount}",
+            f"{b}, {_with_a(ind)} firm with headquarters in {city}, rejected a takeover offer of about {amount} from {a} on {day}, saying it would remain independent",
+        ))
+        return p, [
+            (f"{a} made an offer for {b}", f"{b} made an offer for {a}"),
+            (f"{b} is based in {city}", f"{a} is based in {city}"),
+            (f"{b} will remain independent", f"{b} will be taken over"),
+            (f"{a} is not acquiring {b}", f"{a} is acquiring {b}"),
+            (f"{b} is {_with_a(ind)} company", f"{a} is {_with_a(ind)} company"),
+            (f"the deal between {a} and {b} collapsed", f"{a} and {b} have agreed a deal"),
+            (f"the offer was worth about {amount}", f"the offer was worth about {amount2}"),
+        ]
     t = r.randrange(3)
     if t == 0:
         p = f"{a} has agreed to buy {b}, {_with_a(ind)} company based in {city}, for about {amount}, the two firms said on {day}"
@@ -1015,50 +1034,81 @@ def _ent_acquisition(r: _Rng, ent: bool) -> tuple[str, str]:
         p = f"in a deal worth about {amount}, {city}-based {b} will be acquired by {a}, which wants to expand into {ind}"
     else:
         p = f"{b}, {_with_a(ind)} firm with headquarters in {city}, said on {day} that it had accepted a takeover offer of about {amount} from {a}"
-    if ent:
-        h = r.choice((f"{a} is acquiring {b}", f"{b} will be bought by {a}", f"{b} is based in {city}",
-                      f"{a} plans to take over {b}", f"{b} is being sold", f"{a} made an offer for {b}",
-                      f"{b} has its headquarters in {city}"))
-    else:
-        h = r.choice((f"{b} is acquiring {a}", f"{a} is based in {city}", f"{a} sold {b}",
-                      f"{b} is based in {_other(r, _CITIES, city)}", f"{a} rejected a takeover offer from {b}",
-                      f"{b} will buy {a} for about {amount}", f"{a} has its headquarters in {city}",
-                      f"the deal between {a} and {b} collapsed"))
-    return p, h
+    slots = [
+        (f"{a} is acquiring {b}", f"{b} is acquiring {a}"),
+        (f"{b} will be bought by {a}", f"{a} will be bought by {b}"),
+        (f"{b} is based in {city}", f"{a} is based in {city}"),
+        (f"{b} is based in {city}", f"{b} is based in {_other(r, _CITIES, city)}"),
+        (f"{a} made an offer for {b}", f"{b} made an offer for {a}"),
+        (f"{b} is being sold", f"{a} is being sold"),
+        (f"{b} has its headquarters in {city}", f"{a} has its headquarters in {city}"),
+        (f"the deal is worth about {amount}", f"the deal is worth about {amount2}"),
+        (f"{a} and {b} have agreed a deal", f"the deal between {a} and {b} collapsed"),
+        (f"{b} will be taken over", f"{b} will remain independent"),
+        (f"{a} is acquiring {b}", f"{a} is not acquiring {b}"),
+    ]
+    if t != 1:
+        slots.append((f"{b} is {_with_a(ind)} company", f"{a} is {_with_a(ind)} company"))
+    return p, slots
 
 
-def _ent_disaster(r: _Rng, ent: bool) -> tuple[str, str]:
+def _ent_disaster(r: _Rng) -> tuple[str, list]:
     (kind, verb), region = r.choice(_DISASTERS), r.choice(_REGIONS)
     n, m = r.sample(range(3, 90), 2)
-    homes = f"{m * r.choice((10, 20, 50)):,}"
+    homes = m * r.choice((10, 20, 50))
     day = _day(r)
+    other = _other(r, [d[0] for d in _DISASTERS], kind)
+    if r.random() < 0.3:  # nobody died
+        p = r.choice((
+            f"{_with_a(kind)} {verb} {region} on {day}, damaging about {homes:,} homes, but no deaths were reported, officials said",
+            f"about {homes:,} homes were damaged when {_with_a(kind)} {verb} {region} on {day}, though no one was killed",
+        ))
+        return p, [
+            (f"{_with_a(kind)} hit {region}", f"{_with_a(other)} hit {region}"),
+            (f"nobody was killed when {_with_a(kind)} hit {region}", f"people were killed when {_with_a(kind)} hit {region}"),
+            (f"about {homes:,} homes were damaged", f"about {n} homes were damaged"),
+            (f"no one died in {region}", f"at least {n} people were killed in {region}"),
+            (f"the {kind} damaged homes in {region}", f"the {kind} damaged homes in {_other(r, _REGIONS, region)}"),
+        ]
     t = r.randrange(3)
     if t == 0:
-        p = f"a powerful {kind} {verb} {region} on {day}, killing at least {n} people and destroying about {homes} homes, officials said"
+        p = f"a powerful {kind} {verb} {region} on {day}, killing at least {n} people and destroying about {homes:,} homes, officials said"
     elif t == 1:
-        p = f"at least {n} people died and about {homes} homes were destroyed when {_with_a(kind)} {verb} {region} on {day}"
+        p = f"at least {n} people died and about {homes:,} homes were destroyed when {_with_a(kind)} {verb} {region} on {day}"
     else:
-        p = f"rescue teams in {region} were still searching for survivors on {day}, a day after {_with_a(kind)} killed at least {n} people and left about {homes} homes in ruins"
-    other = _other(r, [d[0] for d in _DISASTERS], kind)
-    if ent:
-        h = r.choice((f"{_with_a(kind)} hit {region}", f"at least {n} people were killed in {region}",
-                      f"homes were destroyed in {region}", f"people died in {_with_a(kind)}",
-                      f"{_with_a(kind)} caused deaths in {region}", f"more than {max(1, n - r.randint(1, 3))} people died"))
-    else:
-        h = r.choice((f"{_with_a(other)} hit {region}", f"at least {homes} people were killed in {region}",
-                      f"nobody was hurt when {_with_a(kind)} hit {region}", f"{_with_a(kind)} hit {_other(r, _REGIONS, region)}",
-                      f"about {n} homes were destroyed in {region}", f"more than {n + r.randint(5, 50)} people died",
-                      f"all of the homes in {region} survived the {kind}"))
-    return p, h
+        p = f"rescue teams in {region} were still searching for survivors on {day}, a day after {_with_a(kind)} killed at least {n} people and left about {homes:,} homes in ruins"
+    slots = [
+        (f"{_with_a(kind)} hit {region}", f"{_with_a(other)} hit {region}"),
+        (f"{_with_a(kind)} hit {region}", f"{_with_a(kind)} hit {_other(r, _REGIONS, region)}"),
+        (f"at least {n} people were killed in {region}", f"at least {homes:,} people were killed in {region}"),
+        (f"people were killed when {_with_a(kind)} hit {region}", f"nobody was hurt when {_with_a(kind)} hit {region}"),
+        (f"about {homes:,} homes were destroyed", f"about {n} homes were destroyed"),
+        (f"more than {max(1, n - r.randint(1, 3))} people died", f"more than {n + r.randint(5, 50)} people died"),
+        (f"not everyone survived the {kind}", f"no one died in {region}"),
+        (f"the {kind} destroyed homes in {region}", f"the {kind} left every home in {region} standing"),
+    ]
+    return p, slots
 
 
-def _ent_meeting(r: _Rng, ent: bool) -> tuple[str, str]:
-    (p1, pr1), (p2, _) = _person(r), _person(r)
+def _ent_meeting(r: _Rng) -> tuple[str, list]:
+    p1, p2 = _person(r)[0], _person(r)[0]
     while p2.split()[-1] == p1.split()[-1]:
         p2 = _person(r)[0]
     c1, c2 = r.sample(_COUNTRIES, 2)
     role1, role2 = r.choice(_ROLES_POL), r.choice(_ROLES_POL)
     city, topic, day = r.choice(_CITIES), r.choice(_MEET_TOPICS), _day(r)
+    if r.random() < 0.3:  # the meeting was called off
+        p = r.choice((
+            f"{p1}, the {role1} of {c1}, cancelled a planned meeting with {p2}, {c2}'s {role2}, in {city} on {day}, citing disagreements over {topic}",
+            f"talks on {topic} between {c1} and {c2}, due to be held in {city} on {day}, were called off after {c1}'s {role1} {p1} refused to meet {p2}, the {role2} of {c2}",
+        ))
+        return p, [
+            (f"{p1} is the {role1} of {c1}", f"{p2} is the {role1} of {c1}"),
+            (f"{p1} did not meet {p2}", f"{p1} met {p2}"),
+            (f"the talks between {c1} and {c2} were cancelled", f"representatives of {c1} and {c2} held talks"),
+            (f"{p2} holds office in {c2}", f"{p2} holds office in {c1}"),
+            (f"{c1} and {c2} disagree about {topic}", f"{p1} and {p2} discussed {topic} in {city}"),
+        ]
     t = r.randrange(3)
     if t == 0:
         p = f"{p1}, the {role1} of {c1}, met {p2}, {c2}'s {role2}, in {city} on {day} to discuss {topic}"
@@ -1066,21 +1116,37 @@ def _ent_meeting(r: _Rng, ent: bool) -> tuple[str, str]:
         p = f"talks on {topic} between {c1} and {c2} were held in {city} on {day}, where {c1}'s {role1} {p1} met {p2}, the {role2} of {c2}"
     else:
         p = f"{c1}'s {role1}, {p1}, travelled to {city} on {day} for talks on {topic} with {p2}, the {role2} of {c2}"
-    if ent:
-        h = r.choice((f"{p1} is the {role1} of {c1}", f"{p1} met {p2}", f"{p1} and {p2} discussed {topic}",
-                      f"a meeting took place in {city}", f"{p2} holds office in {c2}",
-                      f"representatives of {c1} and {c2} held talks"))
-    else:
-        h = r.choice((f"{p2} is the {role1} of {c1}", f"{p1} met {p2} in {_other(r, _CITIES, city)}",
-                      f"{p1} refused to meet {p2}", f"{p1} is the {role1} of {c2}",
-                      f"{p1} and {p2} discussed {_other(r, _MEET_TOPICS, topic)}", f"{p1} and {p2} signed a peace treaty",
-                      f"the talks between {c1} and {c2} were cancelled"))
-    return p, h
+    slots = [
+        (f"{p1} is the {role1} of {c1}", f"{p2} is the {role1} of {c1}"),
+        (f"{p1} is the {role1} of {c1}", f"{p1} is the {role1} of {c2}"),
+        (f"{p1} met {p2}", f"{p1} refused to meet {p2}"),
+        (f"{p1} met {p2}", f"{p1} did not meet {p2}"),
+        (f"{p1} and {p2} discussed {topic}", f"{p1} and {p2} discussed {_other(r, _MEET_TOPICS, topic)}"),
+        (f"a meeting took place in {city}", f"a meeting took place in {_other(r, _CITIES, city)}"),
+        (f"representatives of {c1} and {c2} held talks", f"the talks between {c1} and {c2} were cancelled"),
+        (f"{p2} holds office in {c2}", f"{p2} holds office in {c1}"),
+        (f"the talks took place on {day}", f"the talks took place on {_other(r, _WEEKDAYS, day)}"),
+    ]
+    return p, slots
 
 
-def _ent_denial(r: _Rng, ent: bool) -> tuple[str, str]:
+def _ent_denial(r: _Rng) -> tuple[str, list]:
     org, city = r.choice(_COMPANIES), r.choice(_CITIES)
     site = r.choice(("factory", "plant", "warehouse", "call centre", "research lab", "office"))
+    if r.random() < 0.45:  # confirmation instead of denial
+        p = r.choice((
+            f"{org} confirmed on {_day(r)} that it will close its {site} in {city} by the end of the year, blaming falling demand",
+            f"ending months of speculation, {org} said it would shut its {city} {site}, although it denied that the move was linked to a newspaper report",
+            f"a spokesperson for {org} said the company plans to close its {site} in {city} and move the work abroad",
+        ))
+        return p, [
+            (f"{org} has {_with_a(site)} in {city}", f"{org} has {_with_a(site)} in {_other(r, _CITIES, city)}"),
+            (f"{org} says its {site} in {city} will close", f"{org} says its {site} in {city} will remain open"),
+            (f"{org} plans to close its {site} in {city}", f"{org} does not plan to close its {site} in {city}"),
+            (f"{org} confirmed that its {site} in {city} will shut", f"{org} denies that its {site} in {city} will shut"),
+            (f"the {site} in {city} will not stay open", f"{org} intends to keep its {site} in {city} open"),
+            (f"{org} operates {_with_a(site)} in {city}", f"{org} is opening {_with_a(site)} in {city}"),
+        ]
     t = r.randrange(3)
     if t == 0:
         p = f"{org} denied reports that it plans to close its {site} in {city}, saying work there would continue as normal"
@@ -1088,41 +1154,53 @@ def _ent_denial(r: _Rng, ent: bool) -> tuple[str, str]:
         p = f"despite rumours of closure, {org} insisted on {_day(r)} that its {site} in {city} would stay open and that no jobs were at risk"
     else:
         p = f"a spokesperson for {org} said the company had no intention of shutting its {city} {site}, contradicting a newspaper report"
-    if ent:
-        h = r.choice((f"{org} has {_with_a(site)} in {city}", f"{org} says its {site} in {city} will remain open",
-                      f"{org} does not plan to close its {site} in {city}", f"there were reports about the {site} in {city}",
-                      f"{org} operates {_with_a(site)} in {city}"))
-    else:
-        h = r.choice((f"{org} plans to close its {site} in {city}", f"{org} has closed its {site} in {city}",
-                      f"{org} has {_with_a(site)} in {_other(r, _CITIES, city)}", f"jobs will be cut at the {site} in {city}",
-                      f"{org} confirmed that its {site} in {city} will shut", f"{org} is opening a new {site} in {city}"))
-    return p, h
+    slots = [
+        (f"{org} has {_with_a(site)} in {city}", f"{org} has {_with_a(site)} in {_other(r, _CITIES, city)}"),
+        (f"{org} says its {site} in {city} will remain open", f"{org} says its {site} in {city} will close"),
+        (f"{org} does not plan to close its {site} in {city}", f"{org} plans to close its {site} in {city}"),
+        (f"{org} operates {_with_a(site)} in {city}", f"{org} has closed its {site} in {city}"),
+        (f"{org} denies that its {site} in {city} will shut", f"{org} confirmed that its {site} in {city} will shut"),
+        (f"{org} intends to keep its {site} in {city} open", f"the {site} in {city} will not stay open"),
+    ]
+    return p, slots
 
 
-def _ent_award(r: _Rng, ent: bool) -> tuple[str, str]:
-    (d1, _), (d2, _) = _person(r), _person(r)
+def _ent_award(r: _Rng) -> tuple[str, list]:
+    d1, d2 = _person(r)[0], _person(r)[0]
     w1, w2 = r.sample(_WORKS, 2)
     prize, year = r.choice(_PRIZES), r.randint(1985, 2023)
     t = r.randrange(3)
     if t == 0:
         p = f"{w1}, the debut work of {d1}, was nominated for {prize} in {year} but lost to {w2} by {d2}"
     elif t == 1:
-        p = f"{d2}'s {w2} won {prize} in {year}, beating a shortlist that included {w1} by {d1}"
+        p = f"{_poss(d2)} {w2} won {prize} in {year}, beating a shortlist that included {w1} by {d1}"
     else:
         p = f"although {d1} was widely expected to win {prize} in {year} for {w1}, the judges chose {w2} by {d2}"
-    if ent:
-        h = r.choice((f"{w2} won {prize}", f"{d2} is the author of {w2}", f"{w1} did not win {prize}",
-                      f"{w1} was nominated for {prize}", f"{d1} created {w1}", f"{prize} went to {d2}"))
-    else:
-        h = r.choice((f"{w1} won {prize}", f"{d1} is the author of {w2}", f"{d1} won {prize} in {year}",
-                      f"{d2} created {w1}", f"{w2} was not nominated for {prize}", f"{prize} went to {d1}",
-                      f"{w2} won {prize} in {year + r.choice((-2, -1, 1, 3))}"))
-    return p, h
+    slots = [
+        (f"{w2} won {prize}", f"{w1} won {prize}"),
+        (f"{d2} is the author of {w2}", f"{d1} is the author of {w2}"),
+        (f"{w1} did not win {prize}", f"{w2} did not win {prize}"),
+        (f"{prize} went to {d2}", f"{prize} went to {d1}"),
+        (f"{w2} won {prize} in {year}", f"{w2} won {prize} in {year + r.choice((-2, -1, 1, 3))}"),
+        (f"{d1} created {w1}", f"{d2} created {w1}"),
+        (f"{w1} was in contention for {prize}", f"{w2} was not in contention for {prize}"),
+    ]
+    return p, slots
 
 
-def _ent_building(r: _Rng, ent: bool) -> tuple[str, str]:
-    arch, _ = _person(r)
+def _ent_building(r: _Rng) -> tuple[str, list]:
+    arch, other = _person(r)[0], _person(r)[0]
     b, city, year, inst = r.choice(_BUILDINGS), r.choice(_CITIES), r.randint(1880, 2015), r.choice(_INSTITUTIONS)
+    if r.random() < 0.25:  # closed
+        later = year + r.randint(20, 90)
+        p = f"the {b} in {city}, designed by {arch} and completed in {year}, has been closed since {later}, when {inst} moved out"
+        return p, [
+            (f"the {b} is no longer in use", f"the {b} is still in use"),
+            (f"the {b} is no longer used by {inst}", f"the {b} is used by {inst}"),
+            (f"the {b} was designed by {arch}", f"the {b} was designed by {other}"),
+            (f"the {b} was completed in {year}", f"the {b} was completed in {later}"),
+            (f"the {b} is in {city}", f"the {b} is in {_other(r, _CITIES, city)}"),
+        ]
     t = r.randrange(3)
     if t == 0:
         p = f"the {b} in {city}, designed by the architect {arch}, was completed in {year} and now houses {inst}"
@@ -1130,22 +1208,27 @@ def _ent_building(r: _Rng, ent: bool) -> tuple[str, str]:
         p = f"completed in {year} to a design by {arch}, {city}'s {b} has been home to {inst} since its restoration"
     else:
         p = f"{arch} designed the {b} in {city}, which opened in {year}; today the building is used by {inst}"
-    if ent:
-        h = r.choice((f"{arch} designed the {b} in {city}", f"the {b} is in {city}", f"the {b} was completed in {year}",
-                      f"{inst} is housed in the {b}", f"{arch} is an architect", f"the {b} in {city} was designed by {arch}"))
-    else:
-        h = r.choice((f"{arch} designed the {b} in {_other(r, _CITIES, city)}", f"the {b} was completed in {year + r.choice((-10, -4, 3, 7, 12))}",
-                      f"{arch} founded {inst}", f"the {b} was demolished in {year}", f"{inst} designed the {b}",
-                      f"{arch} lived in {city}", f"the {b} is no longer in use"))
-    return p, h
+    slots = [
+        (f"{arch} designed the {b} in {city}", f"{arch} designed the {b} in {_other(r, _CITIES, city)}"),
+        (f"the {b} was designed by {arch}", f"the {b} was designed by {other}"),
+        (f"the {b} is in {city}", f"the {b} is in {_other(r, _CITIES, city)}"),
+        (f"the {b} was completed in {year}", f"the {b} was completed in {year + r.choice((-10, -4, 3, 7, 12))}"),
+        (f"{inst} is housed in the {b}", f"{_other(r, _INSTITUTIONS, inst)} is housed in the {b}"),
+        (f"the {b} is still in use", f"the {b} is no longer in use"),
+        (f"the {b} is used by {inst}", f"the {b} is no longer used by {inst}"),
+        (f"{arch} worked as an architect", f"{inst} designed the {b}"),
+    ]
+    return p, slots
 
 
-_ENT_FAMILIES: tuple[Callable[[_Rng, bool], tuple[str, str]], ...] = (
+_ENT_FAMILIES: tuple[Callable[[_Rng], tuple[str, list]], ...] = (
     _ent_bio, _ent_acquisition, _ent_disaster, _ent_meeting, _ent_denial, _ent_award, _ent_building)
 
 
 def _gen_entailment(r: _Rng, label: str) -> tuple[str, str]:
-    premise, hypothesis = r.choice(_ENT_FAMILIES)(r, label == "entailment")
+    premise, slots = r.choice(_ENT_FAMILIES)(r)
+    true, false = r.choice(slots)
+    hypothesis = true if label == "entailment" else false
     if r.random() < 0.15:
         premise += r.choice((", according to local media", ", officials said", ", the report said",
                              ", news agencies reported"))
@@ -1174,18 +1257,18 @@ _GROUPS = (("two men", "two people", "men"), ("two women", "two people", "women"
            ("three children", "some kids", "children"), ("a group of friends", "several people", "friends"),
            ("a couple", "two people", "couple"), ("several teenagers", "a few young people", "teenagers"),
            ("four tourists", "some visitors", "tourists"), ("a family", "several people", "family"))
-# attribute: (premise phrase, hypothesis predicate, contradicting predicate)
+# attribute: (premise phrase, entailed predicate, neutral predicate, contradicting predicate)
 _ATTRS = (
-    ("in a red jacket", "is wearing a red jacket", "is wearing a green jacket"),
-    ("wearing a blue hat", "has a hat on", "is wearing a yellow hat"),
-    ("with curly hair", "has curly hair", "is completely bald"),
-    ("in a striped shirt", "is wearing a striped shirt", "is wearing a plain white shirt"),
-    ("with a backpack", "has a backpack", "is carrying nothing at all"),
-    ("in a yellow raincoat", "is wearing a raincoat", "is wearing a black raincoat"),
-    ("with glasses", "is wearing glasses", "has no glasses on"),
-    ("in a long black coat", "is wearing a coat", "is wearing a short red coat"),
-    ("with a grey beard", "has a beard", "is clean-shaven"),
-    ("in a green sweater", "is wearing a sweater", "is wearing a blue sweater"),
+    ("in a red jacket", "is wearing a red jacket", "bought the red jacket yesterday", "is wearing a green jacket"),
+    ("wearing a blue hat", "has a hat on", "got the blue hat as a present", "is wearing a yellow hat"),
+    ("with curly hair", "has curly hair", "has just been to the hairdresser", "is completely bald"),
+    ("in a striped shirt", "is wearing a striped shirt", "is wearing {pos} favourite shirt", "is wearing a plain white shirt"),
+    ("with a backpack", "has a backpack", "has a laptop in the backpack", "is carrying nothing at all"),
+    ("in a yellow raincoat", "is wearing a raincoat", "is wearing a raincoat because rain is forecast", "is wearing a black raincoat"),
+    ("with glasses", "is wearing glasses", "needs glasses to read", "has no glasses on"),
+    ("in a long black coat", "is wearing a coat", "is wearing an expensive coat", "is wearing a short red coat"),
+    ("with a grey beard", "has a beard", "has had a beard for years", "is clean-shaven"),
+    ("in a green sweater", "is wearing a sweater", "knitted the sweater {pro}self", "is wearing a blue sweater"),
 )
 # location: (phrase, generic, inside?)
 _LOCS = {
@@ -1199,232 +1282,262 @@ _LOCS = {
     "classroom": ("in a classroom", "at school", True), "boat": ("on a fishing boat", "on a boat", False),
     "square": ("in the town square", "in a town", False), "porch": ("on a wooden porch", "outside a house", False),
 }
-_OUTDOOR = tuple(k for k, v in _LOCS.items() if not v[2])
-_INDOOR = tuple(k for k, v in _LOCS.items() if v[2])
-# action: (progressive phrase, generic phrases, allowed locations, group ok, object noun or None)
+# action: (progressive phrase, generic phrases, allowed locations, group ok)
 _ACTIONS = (
-    ("playing a guitar", ("playing an instrument", "making music"), ("park", "street", "beach", "living", "porch", "square", "station"), False, "guitar"),
-    ("playing the violin", ("playing an instrument", "making music"), ("park", "street", "square", "living", "station"), False, "violin"),
-    ("reading a newspaper", ("reading", "reading the news"), ("park", "cafe", "station", "busstop", "porch", "living", "bridge"), False, "newspaper"),
-    ("reading a thick book", ("reading", "reading a book"), ("library", "park", "cafe", "beach", "living", "garden", "classroom"), False, "book"),
-    ("riding a bicycle", ("riding a bike", "cycling"), ("park", "street", "bridge", "square", "beach"), True, "bicycle"),
-    ("cooking pasta", ("preparing food", "cooking"), ("kitchen",), True, None),
-    ("painting a fence", ("painting something", "working outside"), ("garden", "porch"), True, "fence"),
-    ("walking a dog", ("walking an animal", "out with a dog"), ("park", "street", "beach", "bridge", "field", "square"), True, "dog"),
-    ("feeding ducks", ("feeding some birds", "feeding animals"), ("park", "bridge"), True, None),
-    ("selling vegetables", ("selling food", "working at a stall"), ("market", "square", "street"), True, None),
-    ("fixing a bicycle", ("repairing something", "working on a bike"), ("street", "garden", "porch", "park"), True, "bicycle"),
-    ("drinking coffee", ("having a drink", "drinking something hot"), ("cafe", "office", "porch", "kitchen", "station", "living"), True, "coffee"),
-    ("eating a sandwich", ("eating", "having lunch"), ("park", "office", "bridge", "busstop", "beach", "station", "boat"), True, "sandwich"),
-    ("typing on a laptop", ("using a computer", "working on a laptop"), ("cafe", "office", "library", "living", "station", "classroom"), False, "laptop"),
-    ("talking on the phone", ("making a call", "on the phone"), ("street", "office", "station", "busstop", "porch", "cafe", "market"), False, "phone"),
-    ("taking photographs", ("taking pictures", "using a camera"), ("bridge", "square", "beach", "market", "field", "park"), True, "camera"),
-    ("carrying a heavy box", ("carrying something", "holding a box"), ("street", "station", "office", "market", "porch"), True, "box"),
-    ("building a snowman", ("playing in the snow", "making something out of snow"), ("field", "garden", "park"), True, None),
-    ("building a sandcastle", ("playing in the sand", "making something out of sand"), ("beach",), True, None),
-    ("kicking a football", ("playing with a ball", "playing football"), ("park", "beach", "field", "square", "street"), True, "football"),
-    ("sweeping the floor", ("cleaning", "tidying up"), ("kitchen", "cafe", "classroom", "living", "porch"), False, "broom"),
-    ("waiting for a bus", ("waiting", "waiting for transport"), ("busstop", "street"), True, None),
-    ("dancing to loud music", ("dancing", "moving to music"), ("living", "square", "beach", "street", "park"), True, None),
-    ("mending a fishing net", ("repairing something", "working with a net"), ("boat", "beach"), True, "net"),
-    ("writing on a whiteboard", ("writing", "writing something"), ("classroom", "office"), False, "whiteboard"),
-    ("watering flowers", ("gardening", "looking after plants"), ("garden", "porch"), True, "flowers"),
-    ("pushing a pram", ("pushing something", "out with a baby"), ("park", "street", "square", "market"), False, "pram"),
-    ("sleeping on a bench", ("resting", "lying down"), ("park", "station", "busstop", "square"), False, None),
+    ("playing a guitar", ("playing an instrument", "making music"), ("park", "street", "beach", "living", "porch", "square", "station"), False),
+    ("playing the violin", ("playing an instrument", "making music"), ("park", "street", "square", "living", "station"), False),
+    ("reading a newspaper", ("reading", "reading the news"), ("park", "cafe", "station", "busstop", "porch", "living", "bridge"), False),
+    ("reading a thick book", ("reading", "reading a book"), ("library", "park", "cafe", "beach", "living", "garden", "classroom"), False),
+    ("riding a bicycle", ("riding a bike", "cycling"), ("park", "street", "bridge", "square", "beach"), True),
+    ("cooking pasta", ("preparing food", "cooking"), ("kitchen",), True),
+    ("painting a fence", ("painting something", "working outside"), ("garden", "porch"), True),
+    ("walking a dog", ("walking an animal", "out with a dog"), ("park", "street", "beach", "bridge", "field", "square"), True),
+    ("feeding ducks", ("feeding birds", "feeding animals"), ("park", "bridge"), True),
+    ("selling vegetables", ("selling food", "working at a stall"), ("market", "square", "street"), True),
+    ("fixing a bicycle", ("repairing something", "working on a bike"), ("street", "garden", "porch", "park"), True),
+    ("drinking coffee", ("having a drink", "drinking something hot"), ("cafe", "office", "porch", "kitchen", "station", "living"), True),
+    ("eating a sandwich", ("eating", "having lunch"), ("park", "office", "bridge", "busstop", "beach", "station", "boat"), True),
+    ("typing on a laptop", ("using a computer", "working on a laptop"), ("cafe", "office", "library", "living", "station", "classroom"), False),
+    ("talking on the phone", ("making a call", "on the phone"), ("street", "office", "station", "busstop", "porch", "cafe", "market"), False),
+    ("taking photographs", ("taking pictures", "using a camera"), ("bridge", "square", "beach", "market", "field", "park"), True),
+    ("carrying a heavy box", ("carrying something", "holding a box"), ("street", "station", "office", "market", "porch"), True),
+    ("building a snowman", ("playing in the snow", "making something out of snow"), ("field", "garden", "park"), True),
+    ("building a sandcastle", ("playing in the sand", "making something out of sand"), ("beach",), True),
+    ("kicking a football", ("playing with a ball", "playing football"), ("park", "beach", "field", "square", "street"), True),
+    ("sweeping the floor", ("cleaning", "tidying up"), ("kitchen", "cafe", "classroom", "living", "porch"), False),
+    ("waiting for a bus", ("waiting", "waiting for transport"), ("busstop", "street"), True),
+    ("dancing to loud music", ("dancing", "moving to music"), ("living", "square", "beach", "street", "park"), True),
+    ("mending a fishing net", ("repairing something", "working with a net"), ("boat", "beach"), True),
+    ("writing on a whiteboard", ("writing", "writing something"), ("classroom", "office"), False),
+    ("watering flowers", ("gardening", "looking after plants"), ("garden", "porch"), True),
+    ("pushing a pram", ("pushing something", "out with a baby"), ("park", "street", "square", "market"), False),
+    ("sitting on a bench", ("resting", "sitting down"), ("park", "station", "busstop", "square"), True),
 )
-_CONTRA_ACTIONS = ("sleeping in bed", "swimming in a pool", "driving a truck on the motorway", "sitting in a cinema",
-                   "asleep at home", "flying a plane", "taking a shower", "lying in a hospital bed")
-_TIMES = ("", "", "", "early in the morning", "at night", "on a sunny afternoon", "at dusk", "in the evening",
-          "on a cold morning", "at lunchtime")
-_OUT_TIMES = ("in the rain", "on a windy day", "under a clear sky")
+# activities that cannot happen at the same time as any scene: (progressive, "going to ..." form)
+_CONTRA_ACTIONS = (("sleeping in bed", "go to bed"), ("swimming in a pool", "go swimming in a pool"),
+                   ("driving a truck on the motorway", "drive a truck"), ("sitting in a cinema", "go to the cinema"),
+                   ("asleep at home", "sleep at home"), ("flying a plane", "fly a plane"),
+                   ("taking a shower", "take a shower"), ("lying in a hospital bed", "visit a hospital"))
+# time of a scene -> a time that contradicts it
+_TIMES = {"": "", "early in the morning": "late at night", "at night": "in the middle of the day",
+          "on a sunny afternoon": "in the middle of the night", "at dusk": "at dawn", "in the evening": "in the morning",
+          "on a cold morning": "in the evening", "at lunchtime": "at midnight"}
+_OUT_TIMES = {"in the rain": "on a dry day", "on a windy day": "on a completely still day",
+              "under a clear sky": "in heavy rain"}
 _PURPOSES = ("to earn some extra money", "for a school project", "to impress {pos} friends", "because {pro} is bored",
              "for the first time", "while waiting for {pos} sister", "to relax after work", "for a competition",
-             "as a birthday surprise", "before going to work", "because {pro} lost a bet")
-_NEUTRAL_FACTS = ("{the} is on holiday", "{the} lives nearby", "{the} is waiting for {pos} husband",
-                  "{the} is a professional", "{the} is happy", "{the} is very tired", "{the} is famous",
-                  "{the} has been there for hours", "{the} will go home soon", "{the} is late for an appointment",
-                  "{the} is a tourist from Spain", "{the} is thinking about {pos} exams", "{the} is hungry",
-                  "{the} does this every day", "{the} is new to the city", "{the} is waiting for a friend")
+             "as a birthday surprise", "before going to work", "because {pro} lost a bet", "with {pos} best friend",
+             "for a television programme", "every weekend")
+_NEUTRAL_NOT = ("on holiday", "in a hurry", "waiting for anyone", "a professional", "from around here", "tired",
+                "worried about money", "new to the city")
+_NEUTRAL_IS = ("on holiday", "a tourist from Spain", "waiting for a friend", "a professional", "famous",
+               "very tired", "late for an appointment", "new to the city", "hungry", "thinking about work")
 
 
 def _nli_scene(r: _Rng, label: str) -> tuple[str, str]:
-    action = r.choice(_ACTIONS)
-    prog, gens, locs, group_ok, obj = action
-    loc_key = r.choice(locs)
-    loc, loc_gen, inside = _LOCS[loc_key]
-    time = r.choice(_TIMES + (() if inside else _OUT_TIMES))
-    group = group_ok and r.random() < 0.3
+    prog, gens, locs, group_ok = r.choice(_ACTIONS)
+    loc, loc_gen, inside = _LOCS[r.choice(locs)]
+    times = dict(_TIMES, **({} if inside else _OUT_TIMES))
+    time = r.choice(("", "") + tuple(times))
+    other_time = times[time]
+    gen = r.choice(gens)
+    contra, contra_later = r.choice(_CONTRA_ACTIONS)
+    other_loc = _LOCS[r.choice([k for k, v in _LOCS.items() if v[2] != inside])][0]
     attr = None
-    if group:
+    if group_ok and r.random() < 0.3:
         gphrase, ghyper, gnoun = r.choice(_GROUPS)
-        subj_p, be, the, pro, pos = gphrase, "are", f"the {gnoun}", "they", "their"
-        if gnoun in ("couple", "family"):
-            the = f"the {gnoun}"
-            be_h = "is"
-        else:
-            be_h = "are"
+        subject, the, pro, pos = gphrase, f"the {gnoun}", "they", "their"
+        be = "is" if gnoun in ("couple", "family") else "are"
+        refs = [(the, be), (the, be), (ghyper, "are")]
+        single = "person" if gnoun in ("couple", "family", "friends") else gnoun[:-1] if gnoun.endswith("s") else "child"
+        if gnoun == "men":
+            single = "man"
+        elif gnoun == "women":
+            single = "woman"
+        count_slot = ((f"more than one person is {gen}", f"{the} {be} old friends", f"{_with_a(single)} is {prog} alone"),
+                      (f"{ghyper} are {gen} together", f"{ghyper} are {gen} together for the first time",
+                       f"only one person is {gen}"))
+        agent_slot = None
     else:
         noun, pro, pos, hypers, contras = r.choice(_AGENTS)
         attr = r.choice(_ATTRS) if r.random() < 0.45 else None
         if attr and "beard" in attr[0] and noun not in ("man", "old man", "young man"):
             attr = _ATTRS[0]
-        subj_p = _with_a(noun) + (f" {attr[0]}" if attr else "")
-        be, the, be_h = "is", f"the {noun}", "is"
-    premise = _words(f"{subj_p} {be} {prog} {loc} {time}")
-    if r.random() < 0.12:
-        premise = _words(f"{r.choice(('in this photo,', 'on the left,', 'in the background,', 'nearby,'))} {premise}")
-    ents, cons, neus = [], [], []
-    # entailment candidates
-    if group:
-        ents += [f"{ghyper} are {r.choice(gens)}", f"{ghyper} are {loc_gen}", f"{the} {be_h} {prog}",
-                 f"more than one person is {r.choice(gens)}", f"{ghyper} are together"]
-        cons += [f"{_with_a(gnoun.rstrip('s') if gnoun.endswith('s') and gnoun not in ('couple',) else 'person')} is {prog} alone",
-                 f"nobody is {r.choice(gens)}".replace("something", "anything"), f"{the} {be_h} {r.choice(_CONTRA_ACTIONS)}",
-                 f"{the} {be_h} not {prog}", f"there is no one {loc}"]
-    else:
+        subject, the, be = _with_a(noun) + (f" {attr[0]}" if attr else ""), f"the {noun}", "is"
         hyper = r.choice(hypers)
-        ents += [f"{_with_a(hyper)} is {r.choice(gens)}", f"{_with_a(hyper)} is {loc_gen}",
-                 f"someone is {r.choice(gens)} {r.choice(('', loc_gen))}", f"{the} is {prog}",
-                 f"{_with_a(hyper)} is {prog.split(' ')[0]} something" if obj else f"{_with_a(hyper)} is busy",
-                 f"{the} is {'inside' if inside else 'outdoors'}", f"{the} is not {'outside' if inside else 'indoors'}",
-                 f"{the} is not asleep" if "sleeping" not in prog else f"{the} is lying down"]
-        if attr:
-            ents += [f"{the} {attr[1]}"] * 2
-            cons += [f"{the} {attr[2]}"] * 2
-        contra = r.choice(contras)
-        cons += [f"{the} is {r.choice(_CONTRA_ACTIONS)}", f"{_with_a(contra)} is {prog} {loc}",
-                 f"{the} is not {prog}", f"nobody is {r.choice(gens)}".replace("something", "anything"), f"there is nobody {loc}",
-                 f"{the} is {'outside in the rain' if inside else 'inside ' + r.choice(('an office', 'a cinema', 'a shop', 'a classroom'))}"]
-        if "sleeping" in prog:
-            cons += [f"{the} is wide awake", f"{the} is running a marathon"]
-    neus += [f"{the} {be_h} {prog} {r.choice(_PURPOSES)}".format(pos=pos, pro=pro),
-             r.choice(_NEUTRAL_FACTS).format(the=the, pos=pos) if not group else f"{the} {be_h} on holiday",
-             f"{the} {be_h} {prog} {loc} in {r.choice(_CITIES)}",
-             f"{the} {be_h} {r.choice(gens)} for money", f"{the} {be_h} waiting for someone",
-             f"{the} {be_h} {prog} {loc} {r.choice(('on a Sunday', 'on a public holiday', 'every weekend'))}"]
-    if obj:
-        owner = r.choice(("father", "neighbour", "best friend", "sister", "boss"))
-        if _plural(obj):
-            neus += [f"the {obj} belong to {pos} {owner}", f"the {obj} are from a shop nearby", f"the {obj} were a present"]
-        else:
-            neus += [f"the {obj} belongs to {pos} {owner}", f"the {obj} is brand new", f"the {obj} was a present"]
-    if not group:
-        neus += [f"{the} is a {r.choice(('student', 'teacher', 'nurse', 'musician', 'retired engineer', 'waiter'))}",
-                 r.choice(_NEUTRAL_FACTS).format(the=the, pos=pos)]
-    pool = {"entailment": ents, "contradiction": cons, "neutral": neus}[label]
-    hyp = r.choice(pool)
+        refs = [(the, "is"), (the, "is"), (_with_a(hyper), "is"), ("someone", "is")]
+        count_slot = None
+        agent_slot = (f"{_with_a(hyper)} is {prog}", f"{_with_a(noun)} is {prog} for {pos} {r.choice(('daughter', 'friend', 'boss', 'neighbour'))}",
+                      f"{_with_a(r.choice(contras))} is {prog} {loc}")
+    premise = _words(f"{subject} {'are' if be == 'are' else 'is'} {prog} {loc} {time}")
+    if r.random() < 0.12:
+        premise = f"{r.choice(('in this photo,', 'on the left,', 'in the background,', 'nearby,'))} {premise}"
+    x, xbe = r.choice(refs)
+    purpose = r.choice(_PURPOSES).format(pos=pos, pro=pro)
+    # Every slot is (entailed, neutral, contradicted) built from the same template.
+    slots = [
+        (f"{x} {xbe} {gen}", f"{x} {xbe} {gen} {purpose}", f"{x} {xbe} {contra}"),
+        (f"{the} {be} {prog}", f"{the} {be} {prog} {r.choice(_PURPOSES).format(pos=pos, pro=pro)}", f"{the} {be} not {prog}"),
+        (f"{x} {xbe} {loc_gen}", f"{x} {xbe} {loc_gen} {r.choice(('near ' + pos + ' home', 'for the first time', 'with ' + pos + ' friends'))}",
+         f"{x} {xbe} {other_loc}"),
+        (f"{x} {xbe} {gen} {loc_gen}", f"{x} {xbe} {gen} {purpose}", f"{x} {xbe} {gen} {other_loc}"),
+        (f"{x} {xbe} {gen}", f"{x} {xbe} going to {contra_later} later", f"{x} {xbe} {contra} {r.choice(_PURPOSES).format(pos=pos, pro=pro)}"),
+        (f"{the} {be} {prog}", f"nobody is watching {the}", f"{the} {be} not {gen}"),
+        (f"{the} {be} not {contra}", f"{the} {be} planning to {contra_later} afterwards", f"{the} {be} {contra}"),
+        (f"{the} {be} {'indoors' if inside else 'outdoors'}", f"{the} {be} {'indoors' if inside else 'outdoors'} {r.choice(('all day', 'with friends', 'because of the weather', 'for the first time this week'))}",
+         f"{the} {be} {'outdoors' if inside else 'indoors'}"),
+        (f"{the} {be} not {contra}", f"{the} {be} not {r.choice(_NEUTRAL_NOT)}", f"nobody is {gen}".replace("something", "anything")),
+        (f"{the} {be} {gen} {loc_gen}", f"{the} {be} {r.choice(_NEUTRAL_IS) if be == 'is' else 'on holiday'}", f"there is nobody {loc}"),
+    ]
+    if time:
+        slots.append((f"{x} {xbe} {gen} {time}", f"{x} {xbe} {gen} {time} {purpose}", f"{x} {xbe} {gen} {other_time}"))
+    if attr:  # twice: attributes are a frequent source of hypotheses
+        attr_slot = tuple(f"{the} {part}".format(pos=pos, pro="him" if pro == "he" else "her") for part in attr[1:])
+        slots += [attr_slot, attr_slot]
+    if count_slot:
+        slots += list(count_slot)
+    if agent_slot:
+        slots.append(agent_slot)
+    ent, neu, con = r.choice(slots)
+    hyp = {"entailment": ent, "neutral": neu, "contradiction": con}[label]
     return _sentence(premise), _sentence(_words(hyp))
 
 
-# dialogue: (quote with {my}, reported clause with {pos}/{pro}, entailed, contradicted, neutral)
+# chores: (base form, past, past participle, 3rd person present)
 _CHORES = (
-    ("call the plumber", "called the plumber", "called"), ("buy groceries", "bought groceries", "bought"),
-    ("pick up the kids from school", "picked up the kids from school", "picked up"),
-    ("fix the kitchen sink", "fixed the kitchen sink", "fixed"), ("book the train tickets", "booked the train tickets", "booked"),
-    ("water the plants", "watered the plants", "watered"), ("pay the electricity bill", "paid the electricity bill", "paid"),
-    ("finish the report", "finished the report", "finished"), ("walk the dog", "walked the dog", "walked"),
-    ("clean the garage", "cleaned the garage", "cleaned"), ("return the library books", "returned the library books", "returned"),
-    ("bake a cake for the party", "baked a cake for the party", "baked"), ("feed the cat", "fed the cat", "fed"),
-    ("send the invitations", "sent the invitations", "sent"), ("wash the car", "washed the car", "washed"),
-    ("renew the insurance", "renewed the insurance", "renewed"), ("reply to the landlord", "replied to the landlord", "replied"),
+    ("call the plumber", "called the plumber", "called the plumber", "calls the plumber"),
+    ("buy groceries", "bought groceries", "bought groceries", "buys groceries"),
+    ("pick up the kids from school", "picked up the kids from school", "picked up the kids from school", "picks up the kids from school"),
+    ("fix the kitchen sink", "fixed the kitchen sink", "fixed the kitchen sink", "fixes things around the house"),
+    ("book the train tickets", "booked the train tickets", "booked the train tickets", "books the train tickets"),
+    ("water the plants", "watered the plants", "watered the plants", "waters the plants"),
+    ("pay the electricity bill", "paid the electricity bill", "paid the electricity bill", "pays the bills"),
+    ("finish the report", "finished the report", "finished the report", "finishes reports late"),
+    ("walk the dog", "walked the dog", "walked the dog", "walks the dog"),
+    ("clean the garage", "cleaned the garage", "cleaned the garage", "cleans the garage"),
+    ("return the library books", "returned the library books", "returned the library books", "returns library books late"),
+    ("bake a cake for the party", "baked a cake for the party", "baked a cake for the party", "bakes cakes"),
+    ("feed the cat", "fed the cat", "fed the cat", "feeds the cat"),
+    ("send the invitations", "sent the invitations", "sent the invitations", "sends invitations"),
+    ("wash the car", "washed the car", "washed the car", "washes the car"),
+    ("renew the insurance", "renewed the insurance", "renewed the insurance", "renews the insurance"),
+    ("reply to the landlord", "replied to the landlord", "replied to the landlord", "replies to the landlord"),
+    ("take out the rubbish", "took out the rubbish", "taken out the rubbish", "takes out the rubbish"),
+    ("write to grandma", "wrote to grandma", "written to grandma", "writes to grandma"),
 )
-_LISTENERS = (("brother", "he"), ("sister", "she"), ("mother", "she"), ("father", "he"), ("neighbour", None),
-              ("boss", None), ("roommate", None), ("colleague", None), ("husband", "he"), ("wife", "she"),
-              ("daughter", "she"), ("son", "he"), ("friend", None))
+_LISTENERS = ("brother", "sister", "mother", "father", "neighbour", "boss", "roommate", "colleague", "husband",
+              "wife", "daughter", "son", "friend", "landlord", "teacher")
 _SCENES = ("as they waited for the train", "over breakfast", "while they were clearing the table", "on the phone",
            "as they walked home", "in the car", "before leaving for work", "while washing the dishes",
-           "at the front door", "in a hurry", "with a laugh", "quietly")
-_WHENS = ("tomorrow", "this afternoon", "after lunch", "on Saturday", "tonight", "first thing in the morning",
-          "later today", "next week", "before the weekend")
+           "at the front door", "in a hurry", "with a laugh", "quietly", "", "", "")
+_REMOTE_SCENES = ("on the phone", "in a text message", "in a voice message", "", "")
+_WHEN_GROUPS = (("this afternoon", "tonight", "later today", "after lunch"),
+                ("tomorrow", "first thing tomorrow", "tomorrow morning"),
+                ("next month", "after the summer", "in a few weeks"))
 _THINGS = (("spicy food", "spicy dishes"), ("horror films", "scary movies"), ("crowded beaches", "busy beaches"),
            ("jazz", "jazz music"), ("long meetings", "lengthy meetings"), ("flying", "travelling by plane"),
            ("cold weather", "the cold"), ("board games", "playing board games"), ("early mornings", "getting up early"),
-           ("shopping malls", "going to the mall"))
-_LOST = ("keys", "glasses", "wallet", "phone", "umbrella", "passport", "train ticket", "gloves")
+           ("shopping malls", "going to the mall"), ("camping", "sleeping in a tent"), ("opera", "opera music"))
+_LOST = ("keys", "glasses", "wallet", "phone", "umbrella", "passport", "train ticket", "gloves", "notebook", "watch")
+# whereabouts: (quoted place, entailed, contradicted, neutral)
 _STUCK = (("stuck in traffic on the bridge", "in traffic", "already at home", "late for dinner"),
           ("still at the office", "at work", "already on the bus", "working overtime for extra pay"),
           ("on the train and will be there in ten minutes", "travelling by train", "driving to the meeting",
            "bringing the documents"),
-          ("waiting outside the cinema", "outside the cinema", "inside the cinema already", "waiting for the film to sell out"),
-          ("at the supermarket", "at a shop", "at the gym", "buying food for the party"))
+          ("waiting outside the cinema", "outside the cinema", "inside the cinema already", "waiting for a friend who is late"),
+          ("at the supermarket", "at a shop", "at the gym", "buying food for the party"),
+          ("still at the dentist", "at the dentist", "at home in bed", "having a tooth pulled"),
+          ("in the queue at the post office", "at the post office", "sitting in a restaurant", "sending a parcel abroad"))
 
 
 def _nli_dialogue(r: _Rng, label: str) -> tuple[str, str]:
     if r.random() < 0.5:
-        name, pro, pos = r.choice(_FIRST_F), "she", "her"
+        name, pro, pos, obj = r.choice(_FIRST_F), "she", "her", "her"
     else:
-        name, pro, pos = r.choice(_FIRST_M), "he", "his"
-    rel, _ = r.choice(_LISTENERS)
+        name, pro, pos, obj = r.choice(_FIRST_M), "he", "his", "him"
+    rel = r.choice(_LISTENERS)
     listener = f"{pos} {rel}"
-    scene = r.choice(_SCENES) if r.random() < 0.6 else ""
-    say = r.choice(("said to", "told", "reminded", "explained to", "assured"))
+    scene = r.choice(_SCENES)
     kind = r.randrange(5)
-    if kind == 0:  # plan
-        base, past, _v = r.choice(_CHORES)
-        when = r.choice(_WHENS)
-        quote = r.choice((f"I'll {base} {when}", f"don't worry, I'm going to {base} {when}", f"I promise I will {base} {when}"))
-        ent = (f"{name} intends to {base}", f"{name} has plans for {when}", f"{name} said {pro} would {base}",
-               f"{name} is planning to {base}")
-        con = (f"{name} refused to {base}", f"{name} said {pro} would never {base}", f"{name} has no plans to {base}",
-               f"{name} said {pro} would not {base}")
-        neu = (f"{name} will {base} with {pos} {rel}", f"{name} hates having to {base}", f"{name} {past} last month as well",
-               f"{pos.capitalize()} {rel} asked {name} to {base}", f"{name} is too busy to do anything else {when}")
-    elif kind == 1:  # done
-        base, past, _v = r.choice(_CHORES)
-        quote = r.choice((f"I already {past}", f"I {past} this morning", f"relax, I {past} an hour ago"))
-        ent = (f"{name} {past}", f"{name} claims to have {past.replace(past.split()[0], _pp(past.split()[0]), 1)}",
-               f"{name} says the task is done", f"someone {past}")
-        con = (f"{name} has not {_pp(past.split()[0])} {past.split(' ', 1)[1]} yet", f"{name} forgot to {base}",
-               f"{name} said {pro} still needed to {base}", f"nobody {past}")
-        neu = (f"{name} {past} because {pos} {rel} asked", f"{name} {past} before breakfast", f"{name} {past} every week",
-               f"{pos.capitalize()} {rel} was angry", f"{name} {past} with the help of a friend")
-    elif kind == 2:  # dislike
+    if kind == 0:  # a plan
+        base, past, pp, third = r.choice(_CHORES)
+        group = r.choice(_WHEN_GROUPS)
+        when = r.choice(group)
+        other_when = r.choice(r.choice([g for g in _WHEN_GROUPS if g is not group]))
+        say = r.choice(("said to", "told", "promised", "assured", "explained to"))
+        quote = r.choice((f"I'll {base} {when}", f"don't worry, I'm going to {base} {when}",
+                          f"I promise I will {base} {when}", f"I'm planning to {base} {when}"))
+        slots = [
+            (f"{name} intends to {base}", f"{name} intends to {base} because {pos} {rel} asked", f"{name} does not intend to {base}"),
+            (f"{name} said {pro} would {base}", f"{name} will {base} together with {pos} {rel}", f"{name} said {pro} would not {base}"),
+            (f"{name} is planning to {base} {when}", f"{name} is planning to {base} {when} before going out", f"{name} is planning to {base} {other_when}"),
+            (f"{name} has not {pp} yet", f"{name} usually {third}", f"{name} has already {pp}"),
+        ]
+    elif kind == 1:  # something already done
+        base, past, pp, third = r.choice(_CHORES)
+        say = r.choice(("said to", "told", "reminded", "explained to"))
+        quote = r.choice((f"I already {past}", f"I {past} this morning", f"relax, I {past} an hour ago",
+                          f"I've {pp}, so you don't have to"))
+        slots = [
+            (f"{name} has {pp}", f"{name} has {pp} twice this week", f"{name} has not {pp} yet"),
+            (f"someone {past}", f"{name} {past} with the help of a friend", f"nobody {past}"),
+            (f"{name} does not need to {base} now", f"{name} will need to {base} again tomorrow", f"{name} still needs to {base}"),
+            (f"{name} {past}", f"{name} {past} because {pos} {rel} asked", f"{name} forgot to {base}"),
+        ]
+    elif kind == 2:  # likes and dislikes
         thing, syn = r.choice(_THINGS)
-        if r.random() < 0.5:
-            quote = r.choice((f"I can't stand {thing}", f"honestly, I hate {thing}", f"please, no more {thing}, I really dislike them"
-                              if thing.endswith("s") else f"I really dislike {thing}"))
-            ent = (f"{name} dislikes {syn}", f"{name} does not enjoy {syn}", f"{name} has an opinion about {syn}")
-            con = (f"{name} loves {syn}", f"{name} enjoys {syn}", f"{name} said {pro} was a big fan of {thing}")
-        else:
+        say = r.choice(("said to", "told", "admitted to", "explained to", "confessed to"))
+        likes = r.random() < 0.5
+        if likes:
             quote = r.choice((f"I absolutely love {thing}", f"nothing beats {thing}", f"I could never get tired of {thing}"))
-            ent = (f"{name} likes {syn}", f"{name} enjoys {syn}", f"{name} has an opinion about {syn}")
-            con = (f"{name} hates {syn}", f"{name} cannot stand {syn}", f"{name} said {pro} disliked {thing}")
-        neu = (f"{name} grew up with {syn}", f"{pos.capitalize()} {rel} feels the same way about {syn}",
-               f"{name} tried {syn} for the first time last year", f"{name} and {pos} {rel} were arguing about {syn}")
-    elif kind == 3:  # lost item
+        else:
+            quote = r.choice((f"I can't stand {thing}", f"honestly, I hate {thing}", f"I really don't like {thing}"))
+        yes, no = ("enjoys", "dislikes") if likes else ("dislikes", "enjoys")
+        fan, not_fan = ("a fan", "not a fan") if likes else ("not a fan", "a fan")
+        slots = [
+            (f"{name} {yes} {syn}", f"{name} has {'loved' if likes else 'disliked'} {syn} since childhood", f"{name} {no} {syn}"),
+            (f"{name} is {fan} of {syn}", f"{pos.capitalize()} {rel} is also {fan} of {syn}", f"{name} is {not_fan} of {syn}"),
+            (f"{name} has an opinion about {syn}", f"{name} and {pos} {rel} were arguing about {syn}", f"{name} has no opinion about {syn}"),
+        ]
+    elif kind == 3:  # a lost item
         item = r.choice(_LOST)
+        is_ = "are" if _plural(item) else "is"
+        say = r.choice(("said to", "told", "admitted to", "complained to"))
         quote = r.choice((f"I can't find my {item} anywhere", f"have you seen my {item}? I've looked everywhere",
                           f"I think I've lost my {item} again"))
-        ent = (f"{name} is looking for {pos} {item}", f"{name} does not know where {pos} {item} {'are' if _plural(item) else 'is'}",
-               f"{name} has misplaced something", f"{name} mentioned {pos} {item}")
-        con = (f"{name} knows exactly where {pos} {item} {'are' if _plural(item) else 'is'}", f"{name} is holding {pos} {item}",
-               f"{name} said {pro} had found {pos} {item}", f"{name} has never owned {_with_a(item) if not _plural(item) else item}")
-        neu = (f"{name} left {pos} {item} at work", f"{pos.capitalize()} {rel} took the {item}", f"the {item} {'were' if _plural(item) else 'was'} expensive",
-               f"{name} loses things all the time", f"{name} is late because of the {item}")
-    else:  # whereabouts
+        owned = item if _plural(item) else _with_a(item)
+        slots = [
+            (f"{name} does not know where {pos} {item} {is_}", f"{name} left {pos} {item} at work", f"{name} knows exactly where {pos} {item} {is_}"),
+            (f"{name} is looking for {pos} {item}", f"{name} is looking for {pos} {item} because {pro} is about to leave",
+             f"{name} has just found {pos} {item}"),
+            (f"{name} owns {owned}", f"{name} owns {'expensive ' + item if _plural(item) else 'an expensive ' + item}", f"{name} has never owned {owned}"),
+            (f"{name} has misplaced something", f"{name} loses things all the time", f"{name} has not lost anything"),
+        ]
+    else:  # whereabouts, told remotely
         where, ent1, con1, neu1 = r.choice(_STUCK)
+        scene = r.choice(_REMOTE_SCENES)
+        say = r.choice(("said to", "told", "texted", "explained to"))
+        if say == "texted":
+            scene = ""
         quote = r.choice((f"I'm {where}", f"sorry, I'm {where}", f"just so you know, I'm {where}"))
-        ent = (f"{name} is {ent1}", f"{name} told {pos} {rel} where {pro} was", f"{name} is not with {pos} {rel}")
-        con = (f"{name} is {con1}", f"{name} is sitting next to {pos} {rel}", f"{name} refused to say where {pro} was")
-        neu = (f"{name} is {neu1}", f"{name} is annoyed", f"{pos.capitalize()} {rel} is waiting for {name}",
-               f"{name} will arrive in an hour")
+        slots = [
+            (f"{name} is {ent1}", f"{name} is {neu1}", f"{name} is {con1}"),
+            (f"{name} is not with {pos} {rel}", f"{pos.capitalize()} {rel} is waiting for {name}", f"{name} is sitting next to {pos} {rel}"),
+            (f"{name} told {pos} {rel} where {pro} was", f"{name} told {pos} {rel} that {pro} was sorry about yesterday",
+             f"{name} refused to say where {pro} was"),
+        ]
+    slots.append((f"{name} spoke to {pos} {rel}", f"{name} spoke to {pos} {rel} for an hour", f"{name} spoke to no one"))
     if r.random() < 0.5:
         premise = f"\"{_cap(quote)},\" {name} {say} {listener} {scene}"
     else:
         premise = f"{name} {say} {listener} {scene}: \"{_cap(quote)}.\""
-    pool = {"entailment": ent, "contradiction": con, "neutral": neu}[label]
     premise = _words(premise)
     premise = premise[0].upper() + premise[1:]
     if not premise.endswith(".\""):
         premise += "."
-    return premise, _sentence(r.choice(pool))
-
-
-_IRREGULAR_PP = {"bought": "bought", "fed": "fed", "sent": "sent", "paid": "paid"}
-
-
-def _pp(past: str) -> str:
-    return _IRREGULAR_PP.get(past, past)
+    ent, neu, con = r.choice(slots)
+    hyp = {"entailment": ent, "neutral": neu, "contradiction": con}[label]
+    return premise, _sentence(hyp)
 
 
 def _gen_nli(r: _Rng, label: str) -> tuple[str, str]:

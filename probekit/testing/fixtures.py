@@ -1,0 +1,167 @@
+"""Tiny models and data for testing metrics and specs in seconds, offline.
+
+For plugin authors::
+
+    from probekit.testing.fixtures import run_metric, tiny_batches, tiny_model_pair
+
+    a, b = tiny_model_pair()
+    rows = run_metric(MyMetric, a, b, tiny_batches(a.tokenizer), some_option=3)
+
+With pytest the same objects are fixtures (``tiny_model_pair``, ``tiny_batches``,
+``tiny_tokenizer``) from probekit's pytest plugin. :func:`save_tiny_model` and
+:func:`write_tiny_csv` write a model folder and a data file that a spec can name
+(``[models.x] id = "./tiny_a"``, ``[data.d] path = "tiny.csv"``).
+
+The models are random BERT encoders (hidden size 32, 2 layers, 2 heads, eager
+attention) over a word-level vocabulary of a few dozen words: nothing is downloaded.
+"""
+from __future__ import annotations
+
+import csv
+import random
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from probekit.data import Batch, Example
+    from probekit.metric import Metric, Row
+    from probekit.models import LoadedModel
+
+WORDS = (
+    "the a one this that cat dog bird fish horse mouse man woman child teacher farmer sat ran saw ate liked "
+    "found made took gave on under near over big small red green old new quick slow happy sad and but very "
+    "not park river house road tree garden morning night"
+).split()
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                   max_position_embeddings=64)
+
+
+def tiny_tokenizer(words: Iterable[str] = WORDS):
+    """A BERT-style word-level tokenizer ([CLS] text [SEP], padding with [PAD]) over ``words``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(dict.fromkeys([*SPECIAL_TOKENS, *words]))}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                   model_max_length=TINY_CONFIG["max_position_embeddings"])
+
+
+def tiny_encoder(vocab_size: int, *, seed: int = 0, **config: Any):
+    """A random BERT encoder (``transformers.BertModel``) in eval mode, eager attention."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from probekit.models import quiet_transformers
+
+    quiet_transformers()
+    settings = {**TINY_CONFIG, **config}
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = BertModel(BertConfig(vocab_size=vocab_size, attn_implementation="eager", **settings))
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return model.eval()
+
+
+def tiny_model(name: str = "a", *, seed: int = 0, tokenizer=None, **config: Any) -> LoadedModel:
+    """A tiny random encoder wrapped as the runner wraps models (:class:`probekit.models.LoadedModel`)."""
+    from probekit.models import LoadedModel
+
+    tokenizer = tokenizer or tiny_tokenizer()
+    encoder = tiny_encoder(len(tokenizer), seed=seed, **config)
+    return LoadedModel(name, encoder, tokenizer, identity=f"tiny:{seed}:{sorted(config.items())}")
+
+
+def tiny_model_pair(seed_a: int = 0, seed_b: int = 1, *, tokenizer=None, **config: Any) -> tuple[LoadedModel, LoadedModel]:
+    """Two tiny encoders with one tokenizer; the same seed twice gives identical models."""
+    tokenizer = tokenizer or tiny_tokenizer()
+    return (tiny_model("a", seed=seed_a, tokenizer=tokenizer, **config),
+            tiny_model("b", seed=seed_b, tokenizer=tokenizer, **config))
+
+
+def tiny_examples(n: int = 48, *, seed: int = 0, pairs: bool = False) -> list[Example]:
+    """``n`` labelled examples of 4-10 words each (with a second sentence when ``pairs``)."""
+    from probekit.data import Example
+
+    rng = random.Random(seed)
+
+    def sentence() -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 10)))
+
+    return [Example(sentence(), sentence() if pairs else None, i % 2) for i in range(n)]
+
+
+def tiny_batches(tokenizer=None, n_examples: int = 48, batch_size: int = 16, *, seed: int = 0,
+                 pairs: bool = False) -> list[Batch]:
+    """A few tokenized batches (about 7 real tokens per example: ~350 tokens by default)."""
+    from probekit.data import make_batches
+
+    tokenizer = tokenizer or tiny_tokenizer()
+    return list(make_batches(tiny_examples(n_examples, seed=seed, pairs=pairs), tokenizer,
+                             batch_size=batch_size, max_length=TINY_CONFIG["max_position_embeddings"]))
+
+
+def save_tiny_model(folder: str | Path, *, seed: int = 0, **config: Any) -> Path:
+    """Write a tiny random model and its tokenizer to ``folder`` (a spec's ``[models.x] id = "<folder>"``)."""
+    folder = Path(folder)
+    tokenizer = tiny_tokenizer()
+    tiny_encoder(len(tokenizer), seed=seed, **config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_tiny_csv(path: str | Path, n: int = 48, *, seed: int = 0) -> Path:
+    """A CSV file with ``text`` and ``label`` columns (a spec's ``[data.d] path = "<file>"``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows([example.text, example.label] for example in tiny_examples(n, seed=seed))
+    return path
+
+
+def run_metric(metric_cls: type[Metric], model_a: LoadedModel, model_b: LoadedModel, batches: Sequence[Batch],
+               *, comparison: str = "a_vs_b", device: str = "cpu", **options: Any) -> list[Row]:
+    """Do what the runner does for one comparison and one metric: validate ``options`` as a spec's
+    ``[metrics.x]`` table would be, run both models on each batch, ``update``, then ``finalize``."""
+    import torch
+
+    from probekit.capture import forward
+    from probekit.metric import MetricContext, check_metric_class, parse_options
+
+    problems = check_metric_class(metric_cls)
+    if problems:
+        raise TypeError("; ".join(problems))
+    parsed, option_problems = parse_options(metric_cls, options)
+    if option_problems:
+        raise ValueError("; ".join(f"{key or 'options'}: found {found}; expected {expected}"
+                                   for key, found, expected in option_problems))
+    context = MetricContext(comparison, model_a, model_b, model_a.num_layers, torch.device(device))
+    metric = metric_cls(parsed, context)
+    needs = frozenset(metric_cls.needs)
+    for batch in batches:
+        batch = batch.to(device)
+        capture_a = forward(model_a.encoder.to(device), batch, needs, model_a.name)
+        capture_b = forward(model_b.encoder.to(device), batch, needs, model_b.name)
+        metric.update(capture_a, capture_b, batch)
+    return metric.finalize()
+
+
+def rows_to_results(rows: Iterable[Row], metric: str, *, comparison: str = "a_vs_b", spec: str = "test"):
+    """Rows from :func:`run_metric` as a :class:`probekit.api.Results`, so the assertion helpers apply."""
+    from probekit.api import Results
+    from probekit.results import RowContext, build_table, to_records
+
+    context = RowContext("test", spec, comparison, "a", "b", None, None, "tiny", metric)
+    return Results(build_table(to_records(context, rows), {"run_id": "test", "spec_name": spec}))

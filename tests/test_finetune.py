@@ -1,0 +1,73 @@
+"""Fine-tuning: the schedule, determinism for a seed, and the checkpoint cache."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from helpers import write_sentences
+from safetensors.torch import load_file
+
+from probekit.data import Example
+from probekit.finetune import FinetuneJob, cache_root, finetune, slanted_triangular
+from probekit.spec import FinetuneSettings
+
+
+def test_slanted_triangular_schedule():
+    total, cut_frac, ratio = 100, 0.1, 32
+    multipliers = [slanted_triangular(t, total, cut_frac, ratio) for t in range(total)]
+    assert multipliers[0] == pytest.approx(1 / ratio)  # starts at lr / ratio
+    assert multipliers[10] == pytest.approx(1.0)  # peak at the cut
+    assert max(multipliers) == multipliers[10]
+    assert all(a < b for a, b in zip(multipliers[:10], multipliers[1:11]))  # linear rise
+    assert all(a > b for a, b in zip(multipliers[10:], multipliers[11:]))  # linear decay
+    # Howard & Ruder: p = 1 - (t - cut) / (T - cut); lr = (1 + p (ratio - 1)) / ratio
+    assert multipliers[55] == pytest.approx((1 + (1 - 45 / 90) * 31) / 32)
+
+
+@pytest.fixture
+def job(tmp_path, tiny_models):
+    import csv
+
+    path = write_sentences(tmp_path / "train.csv", 64)
+    with path.open() as handle:
+        examples = [Example(row["sentence"], None, row["label"]) for row in csv.DictReader(handle)]
+    settings = FinetuneSettings(lr=1e-3, batch_size=16, epochs=2, max_length=16, seed=3, snapshots=(0.5, 1.0))
+    return FinetuneJob("models.ft", str(tiny_models[0]), "tiny-a", examples[:48], examples[48:], settings)
+
+
+def weights(folder):
+    return load_file(folder / "model.safetensors")
+
+
+def test_same_seed_gives_identical_weights(job, tmp_path):
+    first = finetune(job, tmp_path / "cache1", torch.device("cpu"))
+    second = finetune(job, tmp_path / "cache2", torch.device("cpu"))
+    a, b = weights(first.folder), weights(second.folder)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    other = dataclasses.replace(job, settings=dataclasses.replace(job.settings, seed=4))
+    assert other.key() != job.key()
+    c = weights(finetune(other, tmp_path / "cache3", torch.device("cpu")).folder)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_checkpoint_is_cached_with_snapshots_and_accuracy(job, tmp_path):
+    steps = []
+    checkpoint = finetune(job, tmp_path, torch.device("cpu"), on_step=lambda s, t, loss: steps.append(s))
+    assert steps == list(range(1, 7))  # 48 examples / 16 per batch * 2 epochs
+    assert 0.0 <= checkpoint.accuracy <= 1.0
+    assert set(checkpoint.snapshots) == {0.5, 1.0}
+    assert (checkpoint.snapshots[0.5] / "model.safetensors").is_file()
+    assert checkpoint.snapshot_accuracy[1.0] == checkpoint.accuracy
+    again = finetune(job, tmp_path, torch.device("cpu"), on_step=lambda s, t, loss: steps.append(s))
+    assert len(steps) == 6 and again == checkpoint  # reused, not retrained
+    assert not [p for p in (tmp_path / "finetunes").iterdir() if ".partial" in p.name]
+
+
+def test_cache_root_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv("PROBEKIT_CACHE", str(tmp_path / "env"))
+    assert cache_root() == tmp_path / "env"
+    assert cache_root(str(tmp_path / "spec")) == tmp_path / "spec"
+    monkeypatch.delenv("PROBEKIT_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "probekit"

@@ -1,0 +1,133 @@
+"""The terminal report: per-comparison tables, snapshot heat tables, accuracies (hand-built results tables)."""
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from probekit.metric import Row
+from probekit.report import heat_cell, render, snapshot_groups
+from probekit.results import RowContext, build_table, to_records
+
+UNITS = {"attention_js": "nats", "svcca": "1 - mean rho"}
+
+
+def add(records, comparison, a, b, data, metric, values, *, snapshot_a=None, snapshot_b=None, heads=0):
+    """Rows of one (comparison, metric): ``values`` is {layer: value}; ``heads`` per-head rows per layer."""
+    context = RowContext("run-1", "spec-1", comparison, a, b, snapshot_a, snapshot_b, data, metric)
+    rows = []
+    for layer, value in values.items():
+        rows.append(Row(layer, value, n_examples=10, n_tokens=100))
+        rows += [Row(layer, value * (1 + 0.1 * head), head=head) for head in range(heads)]
+    records.extend(to_records(context, rows))
+
+
+def js(scale: float, layers: int = 4) -> dict[int, float]:
+    return {layer: scale * layer / 10 for layer in range(1, layers + 1)}
+
+
+def svcca(scale: float, layers: int = 4) -> dict[int, float]:
+    return {layer: scale * (0.05 + layer / 20) for layer in range(0, layers + 1)}
+
+
+def sample_table(snapshots=(0.25, 0.5), final=True, extra_metrics=None):
+    """Two plain comparisons x two metrics (JS with per-head rows), and pre vs rte's training snapshots."""
+    records: list[dict] = []
+    add(records, "pre_vs_rte", "pre", "rte", "dev", "attention_js", js(1.0), heads=3)
+    add(records, "pre_vs_rte", "pre", "rte", "dev", "svcca", svcca(1.0))
+    add(records, "seeds", "rte", "rte_seed2", "dev", "attention_js", js(0.5), heads=3)
+    add(records, "seeds", "rte", "rte_seed2", "dev", "svcca", svcca(0.5))
+    if not final:
+        records = [r for r in records if r["comparison"] != "pre_vs_rte"]
+    for fraction in snapshots:
+        name = f"pre_vs_rte@{fraction:g}"
+        add(records, name, "pre", f"rte@{fraction:g}", "dev", "attention_js", js(fraction), snapshot_b=fraction, heads=3)
+        add(records, name, "pre", f"rte@{fraction:g}", "dev", "svcca", svcca(fraction), snapshot_b=fraction)
+    for metric, values in (extra_metrics or {}).items():
+        add(records, "pre_vs_rte", "pre", "rte", "dev", metric, values)
+    models = {"pre": {"source": "p", "identity": "p", "accuracy": None},
+              "rte": {"source": "r", "identity": "r", "accuracy": 0.7},
+              "rte_seed2": {"source": "s", "identity": "s", "accuracy": 0.68}}
+    for fraction in snapshots:
+        models[f"rte@{fraction:g}"] = {"source": "r", "identity": "r", "accuracy": 0.5 + fraction / 10}
+    metrics = {label: {"metric": label, "unit": unit, "plugin": "builtin"} for label, unit in UNITS.items()}
+    return build_table(records, {"spec_name": "spec-1", "run_id": "run-1", "device": "cpu", "models": models,
+                                 "metrics": metrics, "errors": []})
+
+
+def rendered(table) -> str:
+    console = Console(record=True, width=120, file=io.StringIO())
+    render(table, console)
+    return console.export_text()
+
+
+def test_comparison_tables_show_layers_values_units_and_accuracies():
+    text = rendered(sample_table(snapshots=()))
+    assert "pre_vs_rte: pre vs rte on dev" in text
+    assert "seeds: rte vs rte_seed2 on dev" in text
+    assert "attention_js (nats)" in text and "svcca (1 - mean rho)" in text
+    assert "validation accuracy: rte 70.0%, rte_seed2 68.0%" in text
+    seeds = text[text.index("seeds: rte"):]
+    rows = {line.split()[0]: line.split() for line in seeds.splitlines()[3:8]}
+    assert rows["0"][:3] == ["0", "│", "│"] and "0.0250" in rows["0"]  # layer 0: SVCCA only (no attention)
+    assert rows["4"][2] == "0.2000" and "0.1250" in rows["4"]
+    assert "over training" not in text
+
+
+def test_snapshot_table_has_layers_by_progress_with_final_model_and_accuracies():
+    text = rendered(sample_table())
+    title = "attention_js (nats) over training: pre vs rte@t on dev"
+    assert title in text and "svcca (1 - mean rho) over training: pre vs rte@t on dev" in text
+    heat = text[text.index(title):text.index("svcca (1 - mean rho) over training")]
+    lines = heat.splitlines()
+    assert lines[1].split() == ["layer", "┃", "0.25", "┃", "0.5", "┃", "final"]
+    layer4 = next(line for line in lines if line.split()[:1] == ["4"])
+    assert [cell for cell in layer4.split() if cell[0].isdigit()] == ["4", "0.1000", "0.2000", "0.4000"]
+    assert any(ch in layer4 for ch in "▁▂▃▄▅▆▇█")  # the shade of each cell
+    assert "accuracy │    52.5% │    55.0% │    70.0%" in heat
+    # Snapshot comparisons live only in the heat tables; the final model keeps its own table.
+    assert "pre_vs_rte@0.25:" not in text and "pre_vs_rte@0.5:" not in text
+    assert "pre_vs_rte: pre vs rte on dev" in text
+    # Snapshot accuracies are under their columns, not in the header line.
+    assert "validation accuracy: rte 70.0%, rte_seed2 68.0%\n" in text
+
+
+def test_snapshot_at_one_replaces_the_final_model_column():
+    groups = snapshot_groups(sample_table(snapshots=(0.5, 1.0)))
+    assert [(g.metric, g.fixed, g.model, g.data) for g in groups] == [("attention_js", "pre", "rte", "dev"),
+                                                                        ("svcca", "pre", "rte", "dev")]
+    assert [(c.progress, c.final, c.comparison) for c in groups[0].columns] == [
+        (0.5, False, "pre_vs_rte@0.5"), (1.0, False, "pre_vs_rte@1")]
+    assert groups[1].layers == [0, 1, 2, 3, 4] and groups[0].layers == [1, 2, 3, 4]
+    text = rendered(sample_table(snapshots=(0.5, 1.0)))
+    assert "final" not in text
+
+
+def test_snapshots_without_a_final_comparison_and_on_side_a():
+    records: list[dict] = []
+    add(records, "late", "rte@0.75", "pre", "dev", "svcca", svcca(0.75), snapshot_a=0.75)
+    add(records, "early", "rte@0.25", "pre", "dev", "svcca", svcca(0.25), snapshot_a=0.25)
+    add(records, "final", "rte", "pre", "dev", "svcca", svcca(1.0))
+    table = build_table(records, {"metrics": {"svcca": {"unit": "1 - mean rho"}}})
+    (group,) = snapshot_groups(table)
+    assert (group.fixed, group.model, group.moving, group.title) == ("pre", "rte", "a", "rte@t vs pre on dev")
+    assert [c.label for c in group.columns] == ["0.25", "0.75", "final"]
+    text = rendered(table)
+    assert "svcca (1 - mean rho) over training: rte@t vs pre on dev" in text
+    assert "early:" not in text and "final: rte vs pre on dev" in text
+    no_final = build_table(records[: 2 * 5], {})
+    assert [c.label for c in snapshot_groups(no_final)[0].columns] == ["0.25", "0.75"]
+
+
+def test_heat_cell_colours_only_on_rich_consoles():
+    low, high = heat_cell(0.0, 1.0), heat_cell(1.0, 1.0)
+    assert low.plain == "0.0000 ▁" and high.plain == "1.0000 █"
+    assert low.style.bgcolor != high.style.bgcolor
+    assert heat_cell(0.5, 1.0, colour=False).style == ""
+    assert heat_cell(None, 1.0).plain == "" and heat_cell(0.0, 0.0).plain == "0.0000 ▁"
+
+
+def test_empty_and_error_tables_render():
+    table = build_table([], {"spec_name": "empty", "errors": ["cmp / svcca: too few datapoints"]})
+    text = rendered(table)
+    assert "probekit empty" in text and "too few datapoints" in text
