@@ -147,6 +147,12 @@ class Runner:
         tokenizer = model_loading.load_tokenizer(resolved.source, description, resolved.revision)
         return model_loading.LoadedModel(str(ref), encoder, tokenizer, resolved.identity, resolved.accuracy)
 
+    def _instantiate(self, metric_cls, metric_spec, context: MetricContext):
+        try:
+            return metric_cls(metric_spec.options, context)
+        except ValueError as error:  # a metric that cannot measure these models says why
+            raise RunError(f"{self.spec.path}: metrics.{metric_spec.name} on {context.comparison!r}: {error}") from error
+
     # -- the run -------------------------------------------------------------------------
 
     def run(self, output: Path | None = None, reports_root: Path = Path("reports")) -> RunResult:
@@ -169,7 +175,7 @@ class Runner:
                 model_b = self.load(comparison.b, resolved[str(comparison.b)], "attentions" in needs)
                 check_same_tokenizer(spec, comparison.name, model_a, model_b)
                 context = MetricContext(comparison.name, model_a, model_b, model_a.num_layers, self.device)
-                metrics = {m.name: classes[m.name](m.options, context) for m in metric_specs}
+                metrics = {m.name: self._instantiate(classes[m.name], m, context) for m in metric_specs}
                 examples = self.examples(comparison.data)
                 task = progress.add_task(f"probe {comparison.name}", total=len(examples), status="")
                 for batch in make_batches(examples, model_a.tokenizer, batch_size=spec.run.batch_size,

@@ -146,6 +146,7 @@ class Spec:
     comparisons: tuple[ComparisonSpec, ...]
     expectations: tuple[Any, ...] = ()
     plugins: tuple[str, ...] = ()
+    markers: tuple[str, ...] = ()  # pytest markers for the spec's expectation items
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -242,6 +243,10 @@ def parse_spec(
     name = top.get("name", str, path.stem)
     description = top.get("description", str, "")
     plugins = tuple(top.get("plugins", list, []))
+    markers = tuple(top.get("markers", list, []))
+    if not all(isinstance(marker, str) and marker.isidentifier() for marker in markers):
+        top.problem("markers", repr(list(markers)), 'pytest marker names, e.g. ["slow"]')
+        markers = ()
     try:
         manager.load_named(plugins, base_dir=path.parent)
     except PluginError as error:
@@ -268,11 +273,11 @@ def parse_spec(
     metrics = _parse_metrics(top.get("metrics", dict, {}), manager, problems)
     comparisons = _parse_comparisons(top.get("comparisons", list, []), models, data, metrics, problems)
     expect_tables = top.get("expect", list, [])
-    top.finish(["name", "description", "plugins", "run", "finetune", "models", "data", "metrics", "comparisons", "expect"])
+    top.finish(["name", "description", "plugins", "markers", "run", "finetune", "models", "data", "metrics", "comparisons", "expect"])
 
     spec = Spec(
         path=path, name=name, description=description, text=text, run=run, models=models, data=data,
-        metrics=metrics, comparisons=tuple(comparisons), plugins=plugins, overrides=dict(overrides),
+        metrics=metrics, comparisons=tuple(comparisons), plugins=plugins, markers=markers, overrides=dict(overrides),
     )
     from probekit.expect import parse_expectations
 

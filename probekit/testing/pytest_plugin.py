@@ -154,8 +154,11 @@ class SpecFile(pytest.File):
             raise self.CollectError(f"probekit spec {error}") from None
         lines = _expect_lines(self.spec.text)
         for expectation in self.spec.expectations:
-            yield ExpectationItem.from_parent(self, name=expectation.name, expectation=expectation,
-                                              line=lines.get(expectation.key))
+            item = ExpectationItem.from_parent(self, name=expectation.name, expectation=expectation,
+                                               line=lines.get(expectation.key))
+            for marker in self.spec.markers:  # e.g. markers = ["slow"]: `pytest -m "not slow"` skips them
+                item.add_marker(marker)
+            yield item
 
 
 def _expect_lines(text: str) -> dict[str, int]:

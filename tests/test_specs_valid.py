@@ -1,0 +1,19 @@
+"""Every spec shipped in specs/ validates (the paper-scale ones cannot run offline; they are checked)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from probekit.cli import main
+
+SPECS = sorted((Path(__file__).parent.parent / "specs").rglob("*.toml"))
+
+
+def test_specs_exist():
+    assert "seed_consistency.toml" in {p.name for p in SPECS}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[str(p.relative_to(p.parents[1])) for p in SPECS])
+def test_spec_validates(spec, capsys):
+    assert main(["check", str(spec)]) == 0, capsys.readouterr().out
