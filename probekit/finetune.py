@@ -142,6 +142,9 @@ def finetune(
         label2id={str(label): i for i, label in enumerate(labels)},
         hidden_dropout_prob=settings.dropout,
         attention_probs_dropout_prob=settings.dropout,
+        # Train in float32 whatever the checkpoint's dtype: transformers 5 loads a half-precision
+        # checkpoint as half by default, and Adam on half weights diverges to NaN.
+        dtype=torch.float32,
     ).to(device)
 
     train = list(job.train)

@@ -183,8 +183,12 @@ class Runner:
                     batch = batch.to(self.device)
                     capture_a = forward(model_a.encoder, batch, needs, model_a.name)
                     capture_b = forward(model_b.encoder, batch, needs, model_b.name)
-                    for metric in metrics.values():
-                        metric.update(capture_a, capture_b, batch)
+                    for label, metric in list(metrics.items()):
+                        try:
+                            metric.update(capture_a, capture_b, batch)
+                        except ValueError as error:  # this metric stops; the others go on
+                            errors.append(f"{comparison.name} / {label}: {error}")
+                            del metrics[label]
                     progress.advance(task, batch.size)
                 for label, metric in metrics.items():
                     row_context = RowContext(run_id, spec.name, comparison.name, str(comparison.a), str(comparison.b),

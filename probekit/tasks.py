@@ -329,7 +329,7 @@ def _s_clause(r: _Rng, dom: _Domain, item: str, pos: bool, aspect: str | None = 
         if pos:
             return r.choice((f"I could not fault the {a}", f"I have no complaints about the {a}",
                              f"I never got bored of the {a}", f"nobody could call the {a} {opp}",
-                             f"there was nothing {opp} about the {a}", f"I did not hate the {a} at all, I loved it",
+                             f"there was nothing {opp} about the {a}", f"I did not hate the {a} at all; I loved it",
                              f"I cannot say a bad word about the {a}"))
         return r.choice((f"I did not {r.choice(('enjoy', 'like', 'care for', 'warm to'))} the {a}",
                          f"I struggled to find anything {opp} about the {a}", f"nobody could call the {a} {opp}",
@@ -360,11 +360,8 @@ def _gen_sentiment(r: _Rng, label: str) -> tuple[str, None]:
             text += r.choice((", and ", " and ", "; ", ", and also ")) + _s_clause(r, dom, item, pos, a2)
     elif k < 0.40:  # X, but Y  -> label of Y
         conj = r.choice((", but ", ", but ", ", but honestly ", "; however, ", ", yet ", ", but in the end ",
-                         ", but then again ", ". That said, ", ". Still, ", ", though "))
-        first = _s_clause(r, dom, item, not pos, a1)
-        if conj == ", though ":
-            conj = ", but "
-        text = first + conj + _s_clause(r, dom, item, pos, a2)
+                         ", but then again ", ". That said, ", ". Still, "))
+        text = _s_clause(r, dom, item, not pos, a1) + conj + _s_clause(r, dom, item, pos, a2)
     elif k < 0.52:  # although X, Y -> label of Y
         sub = r.choice(("although", "even though", "while", "though", "granted,"))
         text = f"{sub} {_s_clause(r, dom, item, not pos, a1)}, {_s_clause(r, dom, item, pos, a2)}"
@@ -451,7 +448,13 @@ def _day(r: _Rng) -> str:
 
 
 class _Family:
-    """A kind of event: sample a frame, perturb it, realise it in words."""
+    """A kind of news event for ``paraphrase``.
+
+    A frame is a dict of facts plus ``changes``, the frozenset of fields a perturbation
+    altered (empty for a sampled frame). ``realize(r, frame, t, detail)`` writes the
+    frame with template ``t`` (0 <= t < templates); ``detail=False`` omits an optional
+    detail (a reason, a deadline, a scorer), which is always kept once it was changed.
+    """
 
     templates = 1
 
@@ -700,8 +703,8 @@ class _Sports(_Family):
     TEAMS = ("Riverton United", "Northgate Rovers", "Eastbrook City", "Westfield Athletic", "Kingsport Wanderers",
              "Millbrook Town", "Ashford Rangers", "Lakeview FC", "Stonebridge Albion", "Harrow Vale",
              "Port Milton", "Oakridge Celtic", "Bramley Forest", "Castleton Villa", "Redhill Dynamo")
-    GOALS = {1: ("once", "a goal from {s}", "a single goal"), 2: ("twice", "two goals from {s}", "a brace"),
-             3: ("three times", "a hat-trick from {s}", "a hat-trick")}
+    GOALS = {1: ("once", "a goal from {s}"), 2: ("twice", "two goals from {s}"),
+             3: ("three times", "a hat-trick from {s}")}
 
     def sample(self, r):
         w, l = r.sample(self.TEAMS, 2)
@@ -734,7 +737,7 @@ class _Sports(_Family):
         w, l, day = f["w"], f["l"], f["day"]
         score = f"{f['s1']}-{f['s2']}"
         detail = detail or bool(f["changes"] & {"scorer", "goals"})
-        once, from_s, brace = self.GOALS[f["goals"]]
+        once, from_s = self.GOALS[f["goals"]]
         sc = f["scorer"]
         extra = ""
         if detail:
@@ -927,9 +930,9 @@ def _gen_paraphrase(r: _Rng, label: str) -> tuple[str, str]:
     f = fam.sample(r)
     g = f
     if label == "not_equivalent":
-        # 40 %: one subtle change (a number, a name, a role swap, a negation);
+        # 35 %: one subtle change (a number, a name, a role swap, a negation);
         # otherwise two or three changes, as with MRPC pairs that only share a topic.
-        wanted = r.choices((1, 2, 3), weights=(0.4, 0.35, 0.25))[0]
+        wanted = r.choices((1, 2, 3), weights=(0.35, 0.35, 0.30))[0]
         for _ in range(20):
             g = f
             for _ in range(wanted):
@@ -1245,6 +1248,61 @@ _ENT_FAMILIES: tuple[Callable[[_Rng], tuple[str, list]], ...] = (
     _ent_bio, _ent_acquisition, _ent_disaster, _ent_meeting, _ent_denial, _ent_award, _ent_building)
 
 
+# Rewrites applied to half of all entailment hypotheses (true and false alike), so that
+# entailed hypotheses do not simply reuse the premise's words.
+_HYP_SYNONYMS = (
+    (r"\bwas born in (?=[A-Z])", ("is a native of ", "comes from ")),
+    (r"\bwas founded by\b", ("was set up by", "was established by")),
+    (r"\bfounded\b", ("set up", "established")),
+    (r"\bis the founder of\b", ("set up", "created")),
+    (r"\bstudied\b", ("took courses in", "was a student of")),
+    (r"\battended\b", ("was a student at", "went to")),
+    (r"\bis acquiring\b", ("is buying", "is taking over")),
+    (r"\bwill be bought by\b", ("will be purchased by", "is being taken over by")),
+    (r"\bis based in\b", ("is headquartered in", "has its base in")),
+    (r"\bmade an offer for\b", ("bid for", "offered to buy")),
+    (r"\bhit\b", ("struck", "affected")),
+    (r"\bwere killed\b", ("died", "lost their lives")),
+    (r"\bdied\b", ("lost their lives", "were killed")),
+    (r"\bhomes were (destroyed|damaged)\b", ("houses were \\1", "homes were \\1")),
+    (r"\bmet\b", ("held talks with", "sat down with")),
+    (r"\bdiscussed\b", ("talked about", "had talks on")),
+    (r"\btook place\b", ("was held", "happened")),
+    (r"\bholds office in\b", ("is a government minister in", "serves in the government of")),
+    (r"\bwon\b", ("received", "was awarded")),
+    (r"\bwent to\b", ("was awarded to", "was given to")),
+    (r"\bis the author of\b", ("wrote", "is the writer of")),
+    (r"\bcreated\b", ("wrote", "is the author of")),
+    (r"\bdesigned\b", ("was the architect of", "drew up the plans for")),
+    (r"\bwas designed by\b", ("was the work of", "was planned by")),
+    (r"\bwas completed in\b", ("was finished in", "was finished in")),
+    (r"\bis housed in\b", ("is based in", "has its home in")),
+    (r"\bplans to close\b", ("intends to shut", "is going to shut")),
+    (r"\bhas closed\b", ("has shut", "has shut down")),
+    (r"\boperates\b", ("runs", "has")),
+    (r"\bwill remain open\b", ("will stay open", "will keep running")),
+    (r"\bis still in use\b", ("is still used", "remains in use")),
+)
+_HYP_PATTERNS = tuple((re.compile(pattern), options) for pattern, options in _HYP_SYNONYMS)
+
+
+def _reword(r: _Rng, text: str) -> str:
+    """Replace the first phrase of ``text`` that has a synonym in :data:`_HYP_SYNONYMS`."""
+    for pattern, options in _HYP_PATTERNS:
+        if pattern.search(text):
+            return pattern.sub(r.choice(options), text, count=1)
+    return text
+
+
+def _new_names(hypothesis: str, premise: str) -> set[str]:
+    """Capitalised words of ``hypothesis`` (past its first word) that ``premise`` does not contain.
+
+    Numbers do not count: "more than 40 people died" names nobody and may hold of any premise.
+    """
+    said = set(re.findall(r"[\w']+", premise))
+    return {word for word in re.findall(r"[\w']+", hypothesis)[1:] if word[:1].isupper() and word not in said}
+
+
 def _gen_entailment(r: _Rng, label: str) -> tuple[str, str]:
     family = r.choice(_ENT_FAMILIES)
     premise, slots = family(r)
@@ -1252,11 +1310,18 @@ def _gen_entailment(r: _Rng, label: str) -> tuple[str, str]:
         hypothesis = r.choice(slots)[0]
     else:
         roll = r.random()
-        if roll < 0.5:  # hard: the matched false version (swapped roles, changed number, negation...)
+        if roll < 0.4:  # hard: the matched false version (swapped roles, changed number, negation...)
             hypothesis = r.choice(slots)[1]
         else:  # easier: a true statement about another event (other people and places, maybe another topic)
-            other = family if roll < 0.8 else _other(r, _ENT_FAMILIES, family)
-            hypothesis = r.choice(other(r)[1])[0]
+            other = family if roll < 0.75 else _other(r, _ENT_FAMILIES, family)
+            while True:
+                hypothesis = r.choice(other(r)[1])[0]
+                # It must name someone or something the premise does not mention; a bare
+                # "more than 40 people died" could be true of the premise by chance.
+                if _new_names(hypothesis, premise):
+                    break
+    if r.random() < 0.5:
+        hypothesis = _reword(r, hypothesis)
     if r.random() < 0.15:
         premise += r.choice((", according to local media", ", officials said", ", the report said",
                              ", news agencies reported"))
@@ -1482,9 +1547,9 @@ _STUCK = (("stuck in traffic on the bridge", "in traffic", "already at home", "l
 
 def _nli_dialogue(r: _Rng, label: str) -> tuple[str, str]:
     if r.random() < 0.5:
-        name, pro, pos, obj = r.choice(_FIRST_F), "she", "her", "her"
+        name, pro, pos = r.choice(_FIRST_F), "she", "her"
     else:
-        name, pro, pos, obj = r.choice(_FIRST_M), "he", "his", "him"
+        name, pro, pos = r.choice(_FIRST_M), "he", "his"
     rel = r.choice(_LISTENERS)
     listener = f"{pos} {rel}"
     scene = r.choice(_SCENES)

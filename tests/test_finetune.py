@@ -71,3 +71,16 @@ def test_cache_root_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("PROBEKIT_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_root() == tmp_path / "xdg" / "probekit"
+
+
+def test_half_precision_checkpoint_trains_in_float32(job, tmp_path):
+    """transformers 5 loads a half checkpoint as half unless told otherwise; Adam on half weights
+    turned a fine-tune into NaN on the GPU. probekit trains in float32 whatever the checkpoint."""
+    from transformers import BertModel, BertTokenizerFast
+
+    half = tmp_path / "half"
+    BertModel.from_pretrained(job.base_source).half().save_pretrained(half)
+    BertTokenizerFast.from_pretrained(job.base_source).save_pretrained(half)
+    checkpoint = finetune(dataclasses.replace(job, base_source=str(half)), tmp_path / "cache", torch.device("cpu"))
+    trained = weights(checkpoint.folder)
+    assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in trained.values())

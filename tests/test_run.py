@@ -75,7 +75,7 @@ def test_run_writes_parquet_and_report(spec_file, tmp_path, capsys):
     assert identical and all(v == 0.0 for v in identical)
     meta = metadata(table)
     assert meta["spec_text"] == spec_file.read_text()
-    assert meta["spec_name"] == "tiny" and meta["device"] == "cpu"
+    assert meta["spec_name"] == "tiny" and meta["device"].split()[0] in ("cpu", "cuda")
     assert {"torch_version", "transformers_version", "probekit_version", "started_at", "finished_at"} <= set(meta)
 
 
