@@ -29,6 +29,7 @@ class AttentionJS(probekit.Metric):
     name = "attention_js"
     description = "JS divergence of attention distributions, per layer and head"
     needs = frozenset({"attentions"})
+    per_head = True
     Options = Options
 
     def __init__(self, options: Options, context) -> None:

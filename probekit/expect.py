@@ -363,7 +363,7 @@ def _parse_one(index: int, table: dict, spec: Spec, problems: list[Problem]) -> 
             if name in by_name and metric not in by_name[name].metrics:
                 problem("metric", repr(metric), f"a metric that comparison {name!r} runs ({', '.join(by_name[name].metrics)}); "
                         f"add {metric!r} to its metrics or drop this expectation")
-    metric_class = _metric_class(spec, metric) if metric else None
+    metric_class = spec.metrics[metric].metric_class if metric in spec.metrics else None
     # -- layers and head
     layers = None
     try:
@@ -379,7 +379,7 @@ def _parse_one(index: int, table: dict, spec: Spec, problems: list[Problem]) -> 
         if head is not None and head < 0:
             problem("head", repr(head), "a head number >= 0")
             head = None
-        if metric_class is not None and not _per_head(metric_class):
+        if metric_class is not None and not metric_class.per_head:
             problem("head", repr(table["head"]), f"no head: {metric!r} ({metric_class.name}) has one value per layer, not per head")
             head = None
 
@@ -486,28 +486,6 @@ def _type_name(value: Any) -> str:
     from probekit.spec import _type_name as spec_type_name
 
     return spec_type_name(value)
-
-
-def _metric_class(spec: Spec, label: str):
-    """The Metric class behind a spec's metric label, found from its options' module (None if unknown)."""
-    import sys
-
-    from probekit.metric import Metric
-
-    metric_spec = spec.metrics.get(label)
-    if metric_spec is None or metric_spec.options is None:
-        return None
-    module = sys.modules.get(type(metric_spec.options).__module__)
-    for value in vars(module).values() if module else ():
-        if isinstance(value, type) and issubclass(value, Metric) and getattr(value, "name", None) == metric_spec.metric:
-            return value
-    return None
-
-
-def _per_head(metric_class) -> bool:
-    """Whether a metric reports per-head rows: ``per_head`` if it says so, else whether it reads attention maps."""
-    declared = getattr(metric_class, "per_head", None)
-    return bool(declared) if declared is not None else "attentions" in metric_class.needs
 
 
 def _load_baseline(raw: str, spec: Spec, comparisons, metric, head, problem):

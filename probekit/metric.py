@@ -64,12 +64,14 @@ class Metric:
     ``Options``: a frozen dataclass; each field's type and default is the
     option's contract (``bool``, ``int``, ``float``, ``str``, ``Literal[...]`` and
     ``X | None`` are checked). ``unit``: the label of its values in reports.
+    ``per_head``: whether it reports heads too (expectations may then select a ``head``).
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     unit: ClassVar[str] = ""
     needs: ClassVar[frozenset[str]] = frozenset()
+    per_head: ClassVar[bool] = False  # True when finalize also emits per-head rows
     Options: ClassVar[type] = NoOptions
 
     def __init__(self, options: Any, context: MetricContext) -> None:

@@ -29,6 +29,11 @@ PALETTE = ((68, 1, 84), (70, 50, 126), (54, 92, 141), (39, 127, 142),
            (31, 161, 135), (74, 193, 109), (160, 218, 57), (253, 231, 37))
 
 
+def format_value(value: float) -> str:
+    """Four decimals, or scientific notation for small non-zero values that would read as 0.0000."""
+    return f"{value:.2e}" if 0 < abs(value) < 5e-5 else f"{value:.4f}"
+
+
 def bar(value: float, top: float, width: int = BAR_WIDTH) -> str:
     """A horizontal bar of ``value`` on a scale where ``top`` fills ``width`` cells."""
     if top <= 0 or not math.isfinite(value) or value <= 0:
@@ -191,11 +196,11 @@ def heat_cell(value: float | None, top: float, colour: bool = True) -> Text:
     fraction = min(max(fraction, 0.0), 1.0)
     shade = SHADES[min(int(fraction * len(SHADES)), len(SHADES) - 1)]
     if not colour:
-        return Text(f"{value:.4f} {shade}")
+        return Text(f"{format_value(value)} {shade}")
     red, green, blue = heat_color(fraction)
     dark = 0.299 * red + 0.587 * green + 0.114 * blue < 140
     style = Style(bgcolor=f"rgb({red},{green},{blue})", color="white" if dark else "black")
-    return Text(f"{value:.4f} {shade}", style=style)
+    return Text(f"{format_value(value)} {shade}", style=style)
 
 
 def snapshot_table(group: SnapshotGroup, unit: str, top: float, accuracies: dict[str, float],
@@ -269,7 +274,7 @@ def render(table: pa.Table, console: Console) -> None:
             cells = [str(layer)]
             for metric in shown:
                 value = series[(comparison, metric)].get(layer)
-                cells += ["" if value is None else f"{value:.4f}", "" if value is None else bar(value, tops[metric])]
+                cells += ["" if value is None else format_value(value), "" if value is None else bar(value, tops[metric])]
             grid.add_row(*cells)
         console.print(Group(Text(""), grid))
     colour = console.color_system in ("256", "truecolor")

@@ -9,7 +9,7 @@ import platform
 import secrets
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -120,8 +120,6 @@ class Runner:
             return None
         name = f"{train_name}:validation"
         if name not in self._examples:
-            from dataclasses import replace
-
             counterpart = replace(train, name=name, split="validation", limit=1000, seed=None)
             spec = replace(self.spec, data={**self.spec.data, name: counterpart})
             self._examples[name] = load_examples(spec, name)

@@ -10,7 +10,7 @@ import difflib
 import hashlib
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,7 @@ class MetricSpec:
     name: str
     metric: str
     options: Any
+    metric_class: type | None = None  # the registered Metric subclass
 
 
 @dataclass(frozen=True)
@@ -281,14 +282,10 @@ def parse_spec(
     )
     from probekit.expect import parse_expectations
 
-    spec = _replace(spec, expectations=tuple(parse_expectations(expect_tables, spec, problems)))
+    spec = replace(spec, expectations=tuple(parse_expectations(expect_tables, spec, problems)))
     if problems:
         raise SpecError(path, problems)
     return spec
-
-
-def _replace(spec: Spec, **changes) -> Spec:
-    return Spec(**{f.name: changes.get(f.name, getattr(spec, f.name)) for f in fields(spec)})
 
 
 def _parse_run(table: Any, problems: list[Problem]) -> RunSettings:
@@ -483,7 +480,7 @@ def _parse_metrics(tables: dict[str, Any], manager: PluginManager, problems: lis
         for option, found, expected in option_problems:
             hint = did_you_mean(option, [f for f in known[metric_name].metric.Options.__dataclass_fields__]) if found == "an unknown option" else ""
             problems.append(Problem(f"metrics.{label}.{option}".rstrip("."), found, expected, hint))
-        metrics[label] = MetricSpec(label, metric_name, options)
+        metrics[label] = MetricSpec(label, metric_name, options, known[metric_name].metric)
     return metrics
 
 
