@@ -154,10 +154,16 @@ class Runner:
     # -- the run -------------------------------------------------------------------------
 
     def run(self, output: Path | None = None, reports_root: Path = Path("reports")) -> RunResult:
+        """Fine-tune what the spec declares, probe every comparison, write the results.
+
+        The results file is rewritten (atomically) after each comparison, so an
+        interrupted run keeps every comparison it finished; ``complete`` in the
+        file's metadata tells the two apart.
+        """
         spec = self.spec
         run_id = new_run_id()
         started = time.time()
-        known = self.manager.metrics()
+        path = output / RESULTS_FILE if output else reports_root / spec.name / run_id / RESULTS_FILE
         records: list[dict] = []
         errors: list[str] = []
         resolved: dict[str, ResolvedModel] = {}
@@ -166,61 +172,72 @@ class Runner:
                 for ref in (comparison.a, comparison.b):
                     resolved[str(ref)] = self.resolve(ref, progress)
             for comparison in spec.comparisons:
-                metric_specs = [spec.metrics[name] for name in comparison.metrics]
-                classes = {m.name: known[m.metric].metric for m in metric_specs}
-                needs = frozenset().union(*(cls.needs for cls in classes.values()))
-                model_a = self.load(comparison.a, resolved[str(comparison.a)], "attentions" in needs)
-                model_b = self.load(comparison.b, resolved[str(comparison.b)], "attentions" in needs)
-                check_same_tokenizer(spec, comparison.name, model_a, model_b)
-                context = MetricContext(comparison.name, model_a, model_b, model_a.num_layers, self.device)
-                metrics = {m.name: self._instantiate(classes[m.name], m, context) for m in metric_specs}
-                examples = self.examples(comparison.data)
-                task = progress.add_task(f"probe {comparison.name}", total=len(examples), status="")
-                for batch in make_batches(examples, model_a.tokenizer, batch_size=spec.run.batch_size,
-                                          max_length=spec.run.max_length):
-                    batch = batch.to(self.device)
-                    capture_a = forward(model_a.encoder, batch, needs, model_a.name)
-                    capture_b = forward(model_b.encoder, batch, needs, model_b.name)
-                    for label, metric in list(metrics.items()):
-                        try:
-                            metric.update(capture_a, capture_b, batch)
-                        except ValueError as error:  # this metric stops; the others go on
-                            errors.append(f"{comparison.name} / {label}: {error}")
-                            del metrics[label]
-                    progress.advance(task, batch.size)
-                for label, metric in metrics.items():
-                    row_context = RowContext(run_id, spec.name, comparison.name, str(comparison.a), str(comparison.b),
-                                             comparison.a.snapshot, comparison.b.snapshot, comparison.data, label)
-                    try:
-                        with warnings.catch_warnings(record=True) as caught:
-                            warnings.simplefilter("always")
-                            rows = metric.finalize()
-                    except (ValueError, RuntimeError) as error:
-                        errors.append(f"{comparison.name} / {label}: {error}")
-                        continue
-                    for warning in {str(w.message) for w in caught}:
-                        self.console.print(f"[yellow]warning[/] {comparison.name} / {label}: {warning}")
-                    records.extend(to_records(row_context, rows))
-                del model_a, model_b, metrics
-        models_meta = {
-            name: {"source": r.source, "identity": r.identity, "accuracy": r.accuracy} for name, r in resolved.items()
-        }
+                records.extend(self.probe(comparison, resolved, run_id, errors, progress))
+                write_table(self._table(records, errors, resolved, run_id, started, complete=False), path)
+        table = self._table(records, errors, resolved, run_id, started, complete=True)
+        write_table(table, path)
+        return RunResult(spec, run_id, table, path, self._models_metadata(resolved), errors)
+
+    def probe(self, comparison, resolved, run_id: str, errors: list[str], progress: Progress) -> list[dict]:
+        """One comparison: a forward pass per model per batch feeds every metric; their rows as records."""
+        spec = self.spec
+        metric_specs = [spec.metrics[name] for name in comparison.metrics]
+        needs = frozenset().union(*(m.metric_class.needs for m in metric_specs))
+        model_a = self.load(comparison.a, resolved[str(comparison.a)], "attentions" in needs)
+        model_b = self.load(comparison.b, resolved[str(comparison.b)], "attentions" in needs)
+        check_same_tokenizer(spec, comparison.name, model_a, model_b)
+        context = MetricContext(comparison.name, model_a, model_b, model_a.num_layers, self.device)
+        metrics = {m.name: self._instantiate(m.metric_class, m, context) for m in metric_specs}
+        examples = self.examples(comparison.data)
+        task = progress.add_task(f"probe {comparison.name}", total=len(examples), status="")
+        for batch in make_batches(examples, model_a.tokenizer, batch_size=spec.run.batch_size,
+                                  max_length=spec.run.max_length):
+            batch = batch.to(self.device)
+            capture_a = forward(model_a.encoder, batch, needs, model_a.name)
+            capture_b = forward(model_b.encoder, batch, needs, model_b.name)
+            for label, metric in list(metrics.items()):
+                try:
+                    metric.update(capture_a, capture_b, batch)
+                except ValueError as error:  # this metric stops; the others go on
+                    errors.append(f"{comparison.name} / {label}: {error}")
+                    del metrics[label]
+            progress.advance(task, batch.size)
+        records = []
+        for label, metric in metrics.items():
+            row_context = RowContext(run_id, spec.name, comparison.name, str(comparison.a), str(comparison.b),
+                                     comparison.a.snapshot, comparison.b.snapshot, comparison.data, label)
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    rows = metric.finalize()
+            except (ValueError, RuntimeError) as error:
+                errors.append(f"{comparison.name} / {label}: {error}")
+                continue
+            for warning in {str(w.message) for w in caught}:
+                self.console.print(f"[yellow]warning[/] {comparison.name} / {label}: {warning}")
+            records.extend(to_records(row_context, rows))
+        return records
+
+    def _models_metadata(self, resolved: dict[str, ResolvedModel]) -> dict[str, dict]:
+        return {name: {"source": r.source, "identity": r.identity, "accuracy": r.accuracy} for name, r in resolved.items()}
+
+    def _table(self, records, errors, resolved, run_id: str, started: float, *, complete: bool) -> pa.Table:
+        spec = self.spec
+        known = self.manager.metrics()
         metrics_meta = {
-            label: {"metric": m.metric, "unit": known[m.metric].metric.unit_of(m.options), "plugin": known[m.metric].plugin,
+            label: {"metric": m.metric, "unit": m.metric_class.unit_of(m.options), "plugin": known[m.metric].plugin,
                     "distribution": known[m.metric].distribution, "version": known[m.metric].version}
             for label, m in spec.metrics.items()
         }
-        table = build_table(records, {
+        return build_table(records, {
             "run_id": run_id, "spec_name": spec.name, "spec_path": str(spec.path), "spec_text": spec.text,
-            "models": models_meta, "metrics": metrics_meta, "errors": errors,
+            "models": self._models_metadata(resolved), "metrics": metrics_meta, "errors": errors,
+            "complete": complete,
             "probekit_version": probekit.__version__, "torch_version": torch.__version__,
             "transformers_version": _version("transformers"), "python_version": platform.python_version(),
             "device": _device_name(self.device), "dtype": spec.run.dtype,
             "started_at": _iso(started), "finished_at": _iso(time.time()),
         })
-        path = output / RESULTS_FILE if output else reports_root / spec.name / run_id / RESULTS_FILE
-        write_table(table, path)
-        return RunResult(spec, run_id, table, path, models_meta, errors)
 
 
 def check_same_tokenizer(spec: Spec, comparison: str, model_a, model_b) -> None:

@@ -10,16 +10,15 @@ WORDS = ("the a film plot was good bad dull great not very and but movie cast st
          "acting ending felt truly awful superb fine poor music long short").split()
 
 
-def save_tiny_bert(folder, seed: int, *, layers: int = 2, hidden: int = 32, heads: int = 2):
+def save_tiny_bert(folder, seed: int, *, layers: int = 2, hidden: int = 32, heads: int = 2, words=WORDS):
     """A random BERT with a word-level vocabulary, saved like any model folder."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(tokens)}, do_lower_case=False)
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(WORDS) + 5, hidden_size=hidden, num_hidden_layers=layers,
+    config = BertConfig(vocab_size=len(tokens), hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=64)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

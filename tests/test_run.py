@@ -7,7 +7,7 @@ import pytest
 from probekit.cli import main
 from probekit.results import metadata
 
-from helpers import write_sentences
+from helpers import WORDS, save_tiny_bert, write_sentences
 
 SPEC = """
 name = "tiny"
@@ -104,3 +104,16 @@ def test_svcca_refusal_is_reported_and_other_results_kept(tmp_path, tiny_models,
     assert "datapoints" in capsys.readouterr().out
     rows = pq.read_table(out / "results.parquet").to_pylist()
     assert {r["metric"] for r in rows} == {"attention_js"}  # JS still written
+
+
+def test_finished_comparisons_survive_a_later_failure(spec_file, tmp_path, tiny_models, capsys):
+    """A comparison that cannot run (tokenizers differ) stops the run; the ones before it are kept."""
+    other = save_tiny_bert(tmp_path / "other_vocab", 2, words=[w.upper() for w in WORDS])
+    text = spec_file.read_text() + f'\n[models.c]\nid = "{other}"\n\n[[comparisons]]\nname = "a_vs_c"\na = "a"\nb = "c"\ndata = "eval"\n'
+    spec_file.write_text(text)
+    out = tmp_path / "run"
+    assert main(["run", str(spec_file), "-o", str(out)]) == 2
+    assert "different tokenizers" in capsys.readouterr().err
+    table = pq.read_table(out / "results.parquet")
+    assert set(table.column("comparison").to_pylist()) == {"a_vs_b", "a_vs_a"}
+    assert metadata(table)["complete"] is False
