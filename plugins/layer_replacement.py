@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 
 import probekit
-from probekit.functional import CrossMoments, svcca_from_moments
-from probekit.plugins.svcca import Options, datapoints
+from probekit.functional import CrossMoments
+from probekit.plugins.svcca import Options, datapoints, svcca_rows
 
 
 @dataclass(frozen=True)
@@ -137,14 +137,7 @@ class LayerReplacement(probekit.Metric):
         self.n_examples += batch.size
 
     def finalize(self) -> list[probekit.Row]:
-        rows = []
-        for layer, moments in enumerate(self.moments):
-            result = svcca_from_moments(moments, rule=self.options.rule, threshold=self.options.threshold, k=self.options.k)
-            rows.append(probekit.Row(
-                layer, result.distance, n_examples=self.n_examples, n_tokens=moments.n,
-                details={"k_x": result.k_x, "k_y": result.k_y, "rule": result.rule, "threshold": result.threshold},
-            ))
-        return rows
+        return svcca_rows(self.moments, self.options, self.n_examples)
 
 
 @probekit.hookimpl

@@ -61,14 +61,19 @@ class SVCCA(probekit.Metric):
         self.n_examples += batch.size
 
     def finalize(self) -> list[probekit.Row]:
-        rows = []
-        for layer, moments in enumerate(self.moments):
-            result = svcca_from_moments(moments, rule=self.options.rule, threshold=self.options.threshold, k=self.options.k)
-            rows.append(probekit.Row(
-                layer, result.distance, n_examples=self.n_examples, n_tokens=moments.n,
-                details={"k_x": result.k_x, "k_y": result.k_y, "rule": result.rule, "threshold": result.threshold},
-            ))
-        return rows
+        return svcca_rows(self.moments, self.options, self.n_examples)
+
+
+def svcca_rows(per_layer: list[CrossMoments], options: Options, n_examples: int) -> list[probekit.Row]:
+    """One row per layer: the SVCCA distance of its moments, with k_x, k_y, the rule and threshold."""
+    rows = []
+    for layer, moments in enumerate(per_layer):
+        result = svcca_from_moments(moments, rule=options.rule, threshold=options.threshold, k=options.k)
+        rows.append(probekit.Row(
+            layer, result.distance, n_examples=n_examples, n_tokens=moments.n,
+            details={"k_x": result.k_x, "k_y": result.k_y, "rule": result.rule, "threshold": result.threshold},
+        ))
+    return rows
 
 
 @probekit.hookimpl
