@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_plugins(command: argparse.ArgumentParser) -> argparse.ArgumentParser:
         command.add_argument("-p", "--plugin", action="append", default=[], metavar="PLUGIN",
-                             help="load a plugin module (pkg.mod) or file (path/plugin.py); repeatable")
+                             help="load a plugin module (pkg.mod) or file (path/plugin.py), or block one (no:NAME); repeatable")
         return command
 
     run = with_plugins(commands.add_parser("run", help="run specs: fine-tune, probe, write results and a report"))

@@ -68,7 +68,7 @@ class PluginManager:
         self._metrics: dict[str, MetricInfo] | None = None
 
     def register(self, plugin: object, name: str, distribution: str, version: str) -> None:
-        if self.pm.has_plugin(name):
+        if self.pm.has_plugin(name) or self.pm.is_blocked(name):
             return
         try:
             self.pm.register(plugin, name=name)
@@ -81,7 +81,7 @@ class PluginManager:
 
     def load_builtins(self) -> None:
         for module_name in BUILTIN_PLUGINS:
-            # Short names, as pytest's built-ins have: `-p no:svcca` style and readable listings.
+            # Short names, as pytest's built-ins have: readable listings, and `-p no:svcca` blocks one.
             short_name = module_name.rpartition(".")[2]
             self.register(importlib.import_module(module_name), short_name, "probekit", probekit.__version__)
 
@@ -133,7 +133,8 @@ class PluginManager:
             by_plugin.setdefault(info.plugin, []).append(name)
         return [
             PluginInfo(name, *self._origins[name], tuple(by_plugin.get(name, ())))
-            for name, _ in self.pm.list_name_plugin()
+            for name, plugin in self.pm.list_name_plugin()
+            if plugin is not None  # a blocked plugin is listed without an object
         ]
 
 
@@ -161,9 +162,13 @@ def _import_plugin(name: str, base_dir: Path | None) -> tuple[object, str, str, 
 
 
 def default_manager(extra_plugins: Iterable[str] = ()) -> PluginManager:
-    """Built-ins, installed entry points, then the named extra plugins."""
+    """Built-ins, installed entry points, then the named extra plugins; ``no:NAME`` blocks a plugin."""
     manager = PluginManager()
+    extra_plugins = list(extra_plugins)
+    for name in extra_plugins:
+        if name.startswith("no:"):
+            manager.pm.set_blocked(name.removeprefix("no:"))
     manager.load_builtins()
     manager.load_entry_points()
-    manager.load_named(extra_plugins)
+    manager.load_named(name for name in extra_plugins if not name.startswith("no:"))
     return manager

@@ -155,3 +155,10 @@ def test_same_metric_name_from_two_plugins_is_an_error():
     manager.register(Again(), "again", "other", "1")
     with pytest.raises(PluginError, match="registered by two plugins"):
         manager.metrics()
+
+
+def test_no_prefix_blocks_a_plugin(site):
+    result = probekit_cli(site, "plugins", "-p", "no:attention_js", "-p", "no:mean_shift")
+    assert result.returncode == 0, result.stderr
+    assert "attention_js" not in result.stdout and "mean_shift" not in result.stdout
+    assert "svcca" in result.stdout
