@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import probekit
 from probekit import models as model_loading
@@ -63,8 +63,8 @@ def new_run_id() -> str:
 
 def progress_bar(console: Console) -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
         console=console, transient=False,
     )
 
@@ -109,7 +109,7 @@ class Runner:
         checkpoint = finetune(job, self.cache, self.device, on_step=on_step)
         status = "cached" if progress.tasks[task].total is None else "trained"
         accuracy = "n/a" if checkpoint.accuracy is None else f"{checkpoint.accuracy:.1%}"
-        progress.update(task, total=1, completed=1, status=f"{status}, validation accuracy {accuracy}")
+        progress.update(task, total=1, completed=1, status=f"{status}, accuracy {accuracy}")
         self._checkpoints[name] = checkpoint
         return checkpoint
 
