@@ -472,3 +472,39 @@ def test_cuda_matches_cpu():
     on_gpu = attention_js(*(torch.tensor(a, device="cuda") for a in (p, q, mask)))
     assert on_gpu.device.type == "cuda"
     np.testing.assert_allclose(on_gpu.cpu().numpy(), attention_js(p, q, mask).numpy(), atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def minilm_outputs():
+    """The real pre-trained all-MiniLM-L6-v2 (the embedded default) on real sentences."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from probekit.models import embedded_model_path
+    from probekit.tasks import load_task
+
+    path = embedded_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path, attn_implementation="eager", dtype=torch.float32).eval()
+    examples = load_task("entailment", "validation")[:64]
+    batch = tokenizer([e.text for e in examples], [e.text_pair for e in examples], padding=True,
+                      truncation=True, max_length=64, return_tensors="pt")
+    with torch.inference_mode():
+        output = model(**batch, output_hidden_states=True, output_attentions=True)
+    return output, batch["attention_mask"]
+
+
+@pytest.mark.parametrize("options", OPTIONS[:2])
+def test_svcca_on_the_embedded_model(minilm_outputs, options):
+    output, mask = minilm_outputs
+    real = mask.bool()
+    x, y = output.hidden_states[2][real].double().numpy(), output.hidden_states[5][real].double().numpy()
+    assert x.shape[0] > 5 * x.shape[1]  # enough real tokens for 384 neurons
+    got = assert_matches_reference(x, y, **options)
+    assert 0 < got.distance < 1
+
+
+def test_js_on_the_embedded_model(minilm_outputs):
+    output, mask = minilm_outputs
+    p, q = output.attentions[1], output.attentions[4]
+    got = attention_js_per_example(p, q, mask)
+    np.testing.assert_allclose(got.numpy(), ref_js_per_example(p.numpy(), q.numpy(), mask.numpy()), rtol=0, atol=1e-9)

@@ -120,3 +120,24 @@ def test_run_on_bad_spec_exits_2_without_traceback(tmp_path, capsys):
     path.write_text(VALID.replace('b = "seed1"', 'b = "seed3"'))
     assert main(["run", str(path)]) == 2
     assert "comparisons[0].b" in capsys.readouterr().err
+
+
+def test_mix_asking_for_more_than_a_source_has(tmp_path):
+    from probekit.data import DataError, load_examples
+
+    path = tmp_path / "spec.toml"
+    path.write_text(VALID.replace("mix = { eval = 20, rte = 20 }", "mix = { eval = 20, train = 101 }"))
+    spec = load_spec(path, default_manager())
+    with pytest.raises(DataError, match=r"data\.mixed\.mix: asks for 101 examples of 'train', which has 100"):
+        load_examples(spec, "mixed")
+
+
+def test_mix_takes_exact_counts_in_order(tmp_path):
+    from probekit.data import load_examples
+
+    path = tmp_path / "spec.toml"
+    path.write_text(VALID)
+    spec = load_spec(path, default_manager())
+    mixed = load_examples(spec, "mixed")
+    assert len(mixed) == 40
+    assert mixed[:20] == load_examples(spec, "eval")[:20] and mixed[20:] == load_examples(spec, "rte")[:20]
