@@ -36,10 +36,6 @@ class LoadedModel:
     def num_layers(self) -> int:
         return self.encoder.config.num_hidden_layers
 
-    @property
-    def num_heads(self) -> int:
-        return self.encoder.config.num_attention_heads
-
 
 @cache
 def embedded_model_path() -> Path:

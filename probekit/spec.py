@@ -7,7 +7,6 @@ documents the format.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -153,10 +152,6 @@ class Spec:
     @property
     def base_dir(self) -> Path:
         return self.path.parent
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
 
 
 def did_you_mean(name: str, choices) -> str:
