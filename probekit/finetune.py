@@ -145,6 +145,8 @@ def finetune(
         # Train in float32 whatever the checkpoint's dtype: transformers 5 loads a half-precision
         # checkpoint as half by default, and Adam on half weights diverges to NaN.
         dtype=torch.float32,
+        # A fine-tune of a fine-tune may have another number of classes: a fresh head then.
+        ignore_mismatched_sizes=True,
     ).to(device)
 
     train = list(job.train)

@@ -84,3 +84,12 @@ def test_half_precision_checkpoint_trains_in_float32(job, tmp_path):
     checkpoint = finetune(dataclasses.replace(job, base_source=str(half)), tmp_path / "cache", torch.device("cpu"))
     trained = weights(checkpoint.folder)
     assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in trained.values())
+
+
+def test_fine_tune_of_a_fine_tune_with_more_classes(job, tmp_path):
+    first = finetune(job, tmp_path, torch.device("cpu"))
+    three_classes = [dataclasses.replace(e, label=("pos", "neg", "mixed")[i % 3]) for i, e in enumerate(job.train)]
+    second_job = dataclasses.replace(job, base_source=str(first.folder), base_identity=first.identity,
+                                     train=three_classes, validation=three_classes[:6])
+    second = finetune(second_job, tmp_path, torch.device("cpu"))
+    assert weights(second.folder)["classifier.weight"].shape[0] == 3
