@@ -120,11 +120,10 @@ def finetune(
     existing = cached_checkpoint(job, root)
     if existing is not None:
         return existing
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
-    from probekit.models import quiet_transformers
+    from probekit.models import from_pretrained, load_tokenizer
 
-    quiet_transformers()
     settings = job.settings
     labels = job.labels
     if len(labels) < 2:
@@ -134,9 +133,11 @@ def finetune(
         raise DataError(f"{job.description}: validation labels {sorted(map(str, unseen))} never occur in the training data")
 
     torch.manual_seed(settings.seed)
-    tokenizer = AutoTokenizer.from_pretrained(job.base_source)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    tokenizer = load_tokenizer(job.base_source, job.description)
+    model = from_pretrained(
+        AutoModelForSequenceClassification,
         job.base_source,
+        job.description,
         num_labels=len(labels),
         id2label={i: str(label) for i, label in enumerate(labels)},
         label2id={str(label): i for i, label in enumerate(labels)},

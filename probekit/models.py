@@ -86,7 +86,8 @@ def quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def _from_pretrained(auto_class, source: str, description: str, **kwargs):
+def from_pretrained(auto_class, source: str, description: str, **kwargs):
+    """``auto_class.from_pretrained`` with a ModelError that names the spec key and the fix."""
     quiet_transformers()
     try:
         return auto_class.from_pretrained(source, **kwargs)
@@ -100,7 +101,7 @@ def _from_pretrained(auto_class, source: str, description: str, **kwargs):
 def load_tokenizer(source: str, description: str, revision: str | None = None):
     from transformers import AutoTokenizer
 
-    return _from_pretrained(AutoTokenizer, resolve(source), description, revision=revision)
+    return from_pretrained(AutoTokenizer, resolve(source), description, revision=revision)
 
 
 def load_encoder(
@@ -124,7 +125,7 @@ def load_encoder(
     kwargs = {"revision": revision, "dtype": dtype}
     if eager:
         kwargs["attn_implementation"] = "eager"
-    model = _from_pretrained(auto_class, resolve(source), description, **kwargs)
+    model = from_pretrained(auto_class, resolve(source), description, **kwargs)
     encoder = model.base_model if finetuned else model
     return encoder.to(device).eval()
 

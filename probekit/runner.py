@@ -100,7 +100,7 @@ class Runner:
             train = train[: model.finetune.limit]
         validation_name = model.validation or self._validation_counterpart(model.train)
         validation = self.examples(validation_name) if validation_name else []
-        job = FinetuneJob(f"models.{name}", base.source, base.identity, train, validation, model.finetune)
+        job = FinetuneJob(f"{self.spec.path}: models.{name}", base.source, base.identity, train, validation, model.finetune)
         task = progress.add_task(f"fine-tune {name}", total=None, status="")
 
         def on_step(step: int, total: int, loss: float) -> None:

@@ -117,3 +117,28 @@ def test_finished_comparisons_survive_a_later_failure(spec_file, tmp_path, tiny_
     table = pq.read_table(out / "results.parquet")
     assert set(table.column("comparison").to_pylist()) == {"a_vs_b", "a_vs_a"}
     assert metadata(table)["complete"] is False
+
+
+def test_unreachable_hub_model_is_a_clear_error(tmp_path, capsys):
+    """Offline, a hub id cannot load: exit 2 with the spec key and the fix, no traceback."""
+    write_sentences(tmp_path / "train.csv", 20)
+    spec = tmp_path / "hub.toml"
+    spec.write_text("""
+[models.base]
+id = "no-such-org/no-such-model"
+[models.tuned]
+base = "base"
+train = "train"
+[data.train]
+path = "train.csv"
+text = "sentence"
+[metrics.svcca]
+[[comparisons]]
+a = "base"
+b = "tuned"
+data = "train"
+""")
+    assert main(["run", str(spec), "-o", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "models.tuned: cannot load 'no-such-org/no-such-model'" in err and "needs internet" in err
+    assert "Traceback" not in err
