@@ -93,7 +93,8 @@ def cmd_run(args, console: Console) -> ExitCode:
     manager = _manager(args)
     specs = _load(args, manager, {"device": args.device} if args.device else None)
     if args.output and len(specs) > 1:
-        raise SystemExit("probekit run: --output takes one spec")
+        Console(stderr=True).print(format_error(ValueError("--output names one run folder: give it one spec")))
+        return ExitCode.BAD_INPUT
     status = ExitCode.OK
     for spec in specs:
         result = Runner(spec, manager, Console(stderr=True)).run(output=args.output, reports_root=args.reports)

@@ -654,6 +654,13 @@ def _where(comparison: str, expectation: Expectation, layers) -> str:
     return (f"{comparison} " if multi else "") + _layer_word(layers)
 
 
+def _concluded(outcome: Outcome, failures: list[str], summaries: list[str]) -> Outcome:
+    """The outcome passes when nothing failed; its reason lists the failures, else what held."""
+    outcome.passed = not failures
+    outcome.reason = "; ".join(failures or summaries)
+    return outcome
+
+
 def _check_bounds(expectation: Expectation, selected, index, errors) -> Outcome:
     def ok(value: float) -> bool:
         return (expectation.below is None or value < expectation.below) and (expectation.above is None or value > expectation.above)
@@ -684,9 +691,7 @@ def _check_bounds(expectation: Expectation, selected, index, errors) -> Outcome:
             else:
                 lo, hi = min(values.values()), max(values.values())
                 summaries.append(f"{where} all {words} (range {_fmt(lo)} .. {_fmt(hi)})")
-    outcome.passed = not failures
-    outcome.reason = "; ".join(failures or summaries)
-    return outcome
+    return _concluded(outcome, failures, summaries)
 
 
 def trend_limits(values: Mapping[int, float], increasing: bool, tolerance: float) -> dict[int, tuple[float, int]]:
@@ -741,9 +746,7 @@ def _check_trend(expectation: Expectation, selected, index, errors) -> Outcome:
                             f"(worst: layer {layer} = {_fmt(values[layer])} vs layer {earlier} = {_fmt(values[earlier])})")
         else:
             summaries.append(f"{where} {expectation.trend} ({_fmt(values[layers[0]])} .. {_fmt(values[layers[-1]])})")
-    outcome.passed = not failures
-    outcome.reason = "; ".join(failures or summaries)
-    return outcome
+    return _concluded(outcome, failures, summaries)
 
 
 def _check_contrast(expectation: Expectation, selected, index, errors) -> Outcome:
@@ -771,9 +774,7 @@ def _check_contrast(expectation: Expectation, selected, index, errors) -> Outcom
         else:
             outcome.offending.update((comparison, layer) for layer in high)
             failures.append(f"{text}; expected at least {_fmt(needed)} ({expectation.assertion.removeprefix('mean ')})")
-    outcome.passed = not failures
-    outcome.reason = "; ".join(failures or summaries)
-    return outcome
+    return _concluded(outcome, failures, summaries)
 
 
 def _check_ordering(expectation: Expectation, selected, index, errors) -> Outcome:
@@ -818,9 +819,7 @@ def _check_ordering(expectation: Expectation, selected, index, errors) -> Outcom
                             f"{'layer' if len(layers) == 1 else 'layers'} ({shown}{', ...' if len(bad) > 3 else ''})")
         else:
             summaries.append(f"{comparison} {expectation.relation} than {other_name} on {_layer_word(layers)}")
-    outcome.passed = not failures
-    outcome.reason = "; ".join(failures or summaries)
-    return outcome
+    return _concluded(outcome, failures, summaries)
 
 
 def _check_baseline(expectation: Expectation, selected, index, errors) -> Outcome:
@@ -853,9 +852,7 @@ def _check_baseline(expectation: Expectation, selected, index, errors) -> Outcom
                             f"(worst: layer {layer} = {values[layer]:.6g} vs {reference[(comparison, layer)]:.6g})")
         elif not absent:
             summaries.append(f"{where} within {tolerance:g} of the baseline (largest difference {worst:.3g})")
-    outcome.passed = not failures
-    outcome.reason = "; ".join(failures or summaries)
-    return outcome
+    return _concluded(outcome, failures, summaries)
 
 
 CHECKS = {"bounds": _check_bounds, "trend": _check_trend, "contrast": _check_contrast,
