@@ -56,7 +56,7 @@ def direct_svcca(x: np.ndarray, y: np.ndarray) -> tuple[float, int, int]:
 
 
 def probekit_svcca(x: np.ndarray, y: np.ndarray) -> tuple[float, int, int]:
-    from probekit.functional import svcca
+    from probekit.metrics.functional import svcca
 
     result = svcca(x, y, threshold=THRESHOLD)
     return result.distance, result.k_x, result.k_y

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 import probekit
-from probekit.functional import attention_js_per_example
+from probekit.metrics.functional import attention_js_per_example
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class AttentionJS(probekit.Metric):
     name = "attention_js"
     description = "JS divergence of attention distributions, per layer and head"
     needs = frozenset({"attentions"})
+    direction = "distance"
+    layers = "attentions"
     per_head = True
     Options = Options
 

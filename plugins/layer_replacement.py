@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 
 import probekit
-from probekit.functional import CrossMoments
-from probekit.plugins.svcca import Options, datapoints, svcca_rows
+from probekit.metrics.functional import CrossMoments, datapoints
+from probekit.plugins.svcca import Options, svcca_rows
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def encoder_parts(loaded) -> _Parts:
     embeddings = getattr(encoder, "embeddings", None)
     layers = getattr(getattr(encoder, "encoder", None), "layer", None)
     if not isinstance(embeddings, torch.nn.Module) or not isinstance(layers, torch.nn.ModuleList):
-        raise ValueError(
+        raise probekit.MetricError(
             f"layer_replacement: {loaded.name} is a {type(loaded.encoder).__name__}; the metric supports "
             "BERT-family encoders, which have `.embeddings` and `.encoder.layer` (a ModuleList of layers), "
             "as BertModel, RobertaModel and ElectraModel do"
@@ -87,6 +87,9 @@ class LayerReplacement(probekit.Metric):
     )
     unit = "1 - mean rho"
     needs = frozenset({"hidden_states", "models"})
+    direction = "distance"
+    layers = "hidden_states"
+    details = {"k_x": int, "k_y": int, "rule": str, "threshold": float}
     Options = Options
 
     def __init__(self, options: Options, context) -> None:
@@ -95,7 +98,7 @@ class LayerReplacement(probekit.Metric):
         self.finetuned = encoder_parts(context.model_b)
         num_a, num_b = len(self.pretrained.layers), len(self.finetuned.layers)
         if num_a != num_b:
-            raise ValueError(
+            raise probekit.MetricError(
                 f"layer_replacement: {context.model_a.name} has {num_a} layers and "
                 f"{context.model_b.name} {num_b}; a layer can only be put back into the same architecture"
             )
@@ -110,7 +113,7 @@ class LayerReplacement(probekit.Metric):
         hidden = b.hidden_states
         num_layers = len(self.finetuned.layers)
         if hidden is None or len(hidden) != num_layers + 1:
-            raise ValueError(
+            raise probekit.MetricError(
                 f"layer_replacement: expected {num_layers + 1} hidden states of {self.context.model_b.name}; "
                 f"got {None if hidden is None else len(hidden)}"
             )

@@ -10,10 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-
 import probekit
-from probekit.functional import CrossMoments, svcca_from_moments
+from probekit.metrics.functional import CrossMoments, datapoints, svcca_from_moments
 
 
 @dataclass(frozen=True)
@@ -30,21 +28,14 @@ class Options:
             raise ValueError(f"k = {self.k} is not a positive number of directions")
 
 
-def datapoints(hidden: torch.Tensor, attention_mask: torch.Tensor, tokens: str) -> torch.Tensor:
-    """(batch, tokens, hidden) -> (datapoints, hidden), padding excluded."""
-    if tokens == "cls":
-        return hidden[:, 0]
-    if tokens == "mean":
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1)
-    return hidden[attention_mask.bool()]
-
-
 class SVCCA(probekit.Metric):
     name = "svcca"
     description = "SVCCA distance of hidden states, per layer (0 = embeddings)"
     unit = "1 - mean rho"
     needs = frozenset({"hidden_states"})
+    direction = "distance"
+    layers = "hidden_states"
+    details = {"k_x": int, "k_y": int, "rule": str, "threshold": float}
     Options = Options
 
     def __init__(self, options: Options, context) -> None:

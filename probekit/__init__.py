@@ -1,16 +1,36 @@
 """probekit: what did fine-tuning change inside my transformer, layer by layer?
 
-The public surface for plugin authors is small: ``hookimpl`` to mark hook
-implementations, and ``Metric`` / ``Row`` to write a metric.
+The public surface for plugin authors: ``hookimpl`` to mark hook
+implementations; ``Metric``, ``Row``, ``MetricError``, ``MetricContext``,
+``Batch`` and ``Capture`` to write a metric; ``DataSource`` and ``Example`` to
+write a data source; ``CrossMoments`` for streamed moments. docs/plugins.md
+documents the contract.
 """
 from __future__ import annotations
 
+import importlib
+
 import pluggy
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 hookimpl = pluggy.HookimplMarker("probekit")
 
-from probekit.metric import Metric, Row  # noqa: E402  (needs hookimpl defined first)
+# Imported on first use: probekit's pytest plugin loads this package in every pytest
+# session, which should not pay for torch unless a probekit feature is used.
+_PUBLIC = {
+    "Batch": "probekit.metrics.tensors", "Capture": "probekit.metrics.tensors",
+    "CrossMoments": "probekit.metrics.functional",
+    "DataError": "probekit.errors", "ProbekitError": "probekit.errors",
+    "DataSource": "probekit.data.source", "Example": "probekit.data.example",
+    "Metric": "probekit.metrics.base", "MetricContext": "probekit.metrics.base",
+    "MetricError": "probekit.metrics.base", "Row": "probekit.metrics.base",
+}
 
-__all__ = ["Metric", "Row", "__version__", "hookimpl"]
+__all__ = [*sorted(_PUBLIC), "__version__", "hookimpl"]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'probekit' has no attribute {name!r}")

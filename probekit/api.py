@@ -14,25 +14,28 @@ docs/testing.md documents it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import pyarrow as pa
-    from rich.console import Console
+import pyarrow as pa
+import torch
+from rich.console import Console
 
-    from probekit.expect import Expectation, Outcome
-    from probekit.pluginmanager import PluginManager
-    from probekit.spec import Spec
-
-#: Bump when a change to how results are keyed or stored makes old cache entries wrong.
-RESULTS_CACHE_VERSION = "1"
-CACHE_INFO_FILE = "run.json"
+from probekit.data.batching import make_batches
+from probekit.data.example import Example
+from probekit.engine.capture import forward
+from probekit.engine.session import Session
+from probekit.errors import ExitCode, Problem, SpecError, did_you_mean
+from probekit.expect.evaluate import Outcome, evaluate
+from probekit.models.loading import load_encoder, load_tokenizer, pick_device, resolve
+from probekit.results.io import RESULTS_FILE, metadata, read_table
+from probekit.results.layers import format_layers, parse_layers, series_index, trend_offenders
+from probekit.spec.expectations import Expectation
+from probekit.spec.model import Spec
 
 
 # ------------------------------------------------------------------ layer series
@@ -61,8 +64,6 @@ class LayerSeries(Mapping):
         try:
             return self._values[layer]
         except KeyError:
-            from probekit.expect import format_layers
-
             raise SeriesNotFound(f"layer {layer} is not in {self._label()} (layers {format_layers(self._values)})") from None
 
     def __iter__(self) -> Iterator[int]:
@@ -85,8 +86,6 @@ class LayerSeries(Mapping):
 
     def select(self, layers: Any = "all") -> LayerSeries:
         """The layers a selection names ("last 2", "1-4", [1, 3], ...); KeyError if some are missing."""
-        from probekit.expect import format_layers, parse_layers
-
         selection = parse_layers(layers)
         chosen, missing = selection.resolve(self._values)
         if missing:
@@ -101,13 +100,9 @@ class LayerSeries(Mapping):
 
     def is_increasing(self, tolerance: float = 0.0, layers: Any = "all") -> bool:
         """Every layer at least the largest earlier value minus ``tolerance`` (the ``trend`` expectation's rule)."""
-        from probekit.expect import trend_offenders
-
         return not trend_offenders(self.select(layers), True, tolerance)
 
     def is_decreasing(self, tolerance: float = 0.0, layers: Any = "all") -> bool:
-        from probekit.expect import trend_offenders
-
         return not trend_offenders(self.select(layers), False, tolerance)
 
     def argmax(self) -> int:
@@ -127,8 +122,10 @@ class Results:
     """A run's results: the Parquet table, its metadata, and layer series per comparison and metric."""
 
     def __init__(self, table: pa.Table, run_dir: Path | None = None, *, spec: Spec | None = None, cached: bool = False,
-                 path: Path | None = None):
+                 path: Path | None = None, outcomes: list[Outcome] | None = None, exit_code: ExitCode | None = None):
         self.table = table
+        self.outcomes = outcomes or []
+        self.exit_code = exit_code
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.path = path
         self.spec = spec
@@ -138,8 +135,6 @@ class Results:
     @classmethod
     def load(cls, path: str | Path) -> Results:
         """The results of an earlier run: its run folder or its results.parquet."""
-        from probekit.results import RESULTS_FILE, read_table
-
         path = Path(path)
         file = path / RESULTS_FILE if path.is_dir() else path
         return cls(read_table(file), file.parent.resolve(), path=file.resolve())
@@ -152,8 +147,6 @@ class Results:
     @property
     def metadata(self) -> dict[str, Any]:
         """The run's ``probekit.*`` metadata, decoded (spec_name, spec_text, models, metrics, errors, ...)."""
-        from probekit.results import metadata
-
         return metadata(self.table)
 
     @property
@@ -171,9 +164,7 @@ class Results:
 
     def _series_index(self):
         if self._index is None:
-            from probekit.expect import _index
-
-            self._index = _index(self.table)
+            self._index = series_index(self.table)
         return self._index
 
     def series(self, comparison: str, metric: str, head: int | None = None) -> LayerSeries:
@@ -181,8 +172,6 @@ class Results:
         index = self._series_index()
         values = index.get((comparison, metric, head))
         if values is None:
-            from probekit.spec import did_you_mean
-
             if comparison not in self.comparisons:
                 hint = did_you_mean(comparison, self.comparisons)
                 raise SeriesNotFound(f"no comparison {comparison!r} in these results (they have {', '.join(self.comparisons)})"
@@ -201,8 +190,6 @@ class Results:
 
     def check(self, expectations: Iterable[Expectation] | None = None) -> list[Outcome]:
         """Evaluate expectations (by default the spec's ``[[expect]]``) on these results."""
-        from probekit.expect import evaluate
-
         if expectations is None:
             if self.spec is None:
                 raise ValueError("these results were loaded without their spec: pass the expectations to check")
@@ -216,24 +203,13 @@ class Results:
 # ------------------------------------------------------------------ running
 
 
-def load(spec: str | Path | Mapping[str, Any], manager: PluginManager, *, overrides: Mapping[str, Any] | None = None,
+def load(spec: str | Path | Mapping[str, Any], *, plugins: Iterable[str] = (), overrides: Mapping[str, Any] | None = None,
          base_dir: str | Path | None = None) -> Spec:
     """Validate a spec given as a path or as a dict (relative paths in a dict resolve from ``base_dir``, else the cwd)."""
-    from probekit.spec import SpecError, load_spec, parse_spec
-
+    session = Session(plugins=plugins, overrides=overrides)
     if isinstance(spec, Mapping):
-        document = _plain(spec)
-        name = document.get("name") if isinstance(document.get("name"), str) and document.get("name") else "spec"
-        base = Path(base_dir) if base_dir is not None else Path.cwd()
-        path = base.resolve() / f"{_safe_name(name)}.toml"
-        try:
-            text = to_toml(document)
-        except TypeError as error:
-            from probekit.spec import Problem
-
-            raise SpecError(path, [Problem("", str(error), "TOML values: strings, numbers, booleans, arrays and tables")]) from None
-        return parse_spec(document, path=path, text=text, manager=manager, overrides=dict(overrides or {}))
-    return load_spec(Path(spec), manager, overrides)
+        return session.load(*_document(spec, base_dir))[0]
+    return session.load(Path(spec))[0]
 
 
 def run(
@@ -245,120 +221,60 @@ def run(
     reports: str | Path = "reports",
     overrides: Mapping[str, Any] | None = None,
     console: Console | None = None,
-    manager: PluginManager | None = None,
+    base_dir: str | Path | None = None,
 ) -> Results:
-    """Run a spec (a TOML path or a dict) and return its results.
+    """Run a spec (a TOML path or a dict) exactly as ``probekit run`` does, and return its results.
 
-    ``output``: the run folder to write (default ``<reports>/<spec>/<run id>``); on a cache hit
-    the cached results.parquet is copied there.
-    ``plugins``: extra plugin modules or files, as ``-p`` takes them.
-    ``use_cache``: reuse the results of an earlier identical run, and store this
-    one for next time (in ``<cache>/results/<key>/``); False runs afresh and stores nothing.
-    Raises SpecError for an invalid spec, RunError / ModelError / DataError when it cannot run.
+    ``output``: the run folder to write (default ``<reports>/<spec>/<run id>``).
+    ``plugins``: extra plugin modules or files, as ``-p`` takes them (``no:NAME`` blocks one).
+    ``use_cache``: reuse the results of an earlier identical run (False: ``--fresh``).
+    Raises a :class:`probekit.errors.UserError` for a spec or input that cannot run.
     """
-    from rich.console import Console
-
-    from probekit.pluginmanager import default_manager
-    from probekit.runner import Runner
-
-    if manager is None:
-        manager = default_manager(plugins)
+    session = Session(plugins=plugins, overrides=overrides, reports=reports, console=console, use_cache=use_cache)
+    if isinstance(spec, Mapping):
+        parsed = session.load(*_document(spec, base_dir))[0]
     else:
-        manager.load_named(plugins)
-    parsed = load(spec, manager, overrides=overrides)
-    console = console or Console(stderr=True)
-    cache_dir = results_cache_dir(parsed, manager) if use_cache else None
-    if cache_dir is not None:
-        cached = _read_cache(cache_dir, parsed)
-        if cached is not None and output is not None:  # the caller asked for a run folder: give it one
-            from probekit.results import RESULTS_FILE, write_table
-
-            path = write_table(cached.table, Path(output) / RESULTS_FILE)
-            cached = Results(cached.table, path.parent, spec=parsed, cached=True, path=path)
-        if cached is not None:
-            console.print(f"probekit: {parsed.name}: reusing cached results ({cached.run_dir})", markup=False, highlight=False,
-                          soft_wrap=True)
-            return cached
-    result = Runner(parsed, manager, console).run(output=Path(output) if output else None, reports_root=Path(reports))
-    if cache_dir is not None and not result.errors:
-        _write_cache(cache_dir, result.table, result.run_dir)
-    return Results(result.table, result.run_dir, spec=parsed, path=result.path)
+        parsed = Path(spec)
+    result = session.run(parsed, output=output)
+    return Results(result.table, result.run_dir, spec=result.spec, cached=result.cached, path=result.path,
+                   outcomes=result.outcomes, exit_code=result.exit_code)
 
 
-def cache_key(spec: Spec, manager: PluginManager) -> str:
-    """The digest of everything that determines a spec's results."""
-    import probekit
-    from probekit.models import model_identity, pick_device
+def activations(model: str | Path, texts: Sequence[str], *, layers: Iterable[int] | None = None,
+                batch_size: int = 32, max_length: int = 128, device: str = "auto") -> dict[int, torch.Tensor]:
+    """Hidden states of a model on some texts, per layer (0 = embeddings): ``{layer: (real tokens, hidden)}``.
 
-    known = manager.metrics()
-    metrics = {}
-    for label, metric_spec in spec.metrics.items():
-        info = known.get(metric_spec.metric)
-        if info is None:
-            continue
-        entry = [info.metric.name, info.plugin, info.distribution, info.version]
-        if info.distribution == "local file" and Path(info.version).is_file():
-            entry.append(_file_digest(Path(info.version)))
-        metrics[label] = entry
-    data = {name: _file_digest(Path(d.source)) for name, d in spec.data.items() if d.kind == "path" and Path(d.source).is_file()}
-    identity = {
-        "cache": RESULTS_CACHE_VERSION,
-        "spec": spec.text,
-        "spec_dir": str(spec.path.parent.resolve()),
-        "overrides": {k: str(v) for k, v in dict(spec.overrides).items()},
-        "models": {name: model_identity(m.id, m.revision) for name, m in spec.models.items() if not m.is_finetuned},
-        "data": data,
-        "metrics": metrics,
-        "device": str(pick_device(spec.run.device)),
-        "versions": {"probekit": probekit.__version__, "torch": _version("torch"), "transformers": _version("transformers")},
-    }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+    ``model`` is what a spec's ``id`` takes (``"minilm"``, a hub id, a folder).
+    Padding is dropped, tokens of all texts are concatenated in order, float64 on
+    the CPU: the datapoints the token-level metrics see, for checking a metric by hand.
+    """
+    target = pick_device(device)
+    source = resolve(str(model))
+    encoder = load_encoder(source, str(model), eager=False, device=target, dtype=torch.float32)
+    tokenizer = load_tokenizer(source, str(model))
+    examples = [Example(text, None, 0) for text in texts]
+    chosen: dict[int, list[torch.Tensor]] = {}
+    for batch in make_batches(examples, tokenizer, batch_size=batch_size, max_length=max_length):
+        batch = batch.to(target)
+        capture = forward(encoder, batch, frozenset({"hidden_states"}), str(model))
+        wanted = range(len(capture.hidden_states)) if layers is None else layers
+        for layer in wanted:
+            # (batch, tokens, hidden) -> (real tokens, hidden)
+            chosen.setdefault(layer, []).append(capture.hidden_states[layer][batch.attention_mask.bool()].double().cpu())
+    return {layer: torch.cat(parts) for layer, parts in chosen.items()}
 
 
-def results_cache_dir(spec: Spec, manager: PluginManager) -> Path:
-    from probekit.finetune import cache_root
-
-    return cache_root(spec.run.cache_dir) / "results" / cache_key(spec, manager)
-
-
-def _read_cache(folder: Path, spec: Spec) -> Results | None:
-    from probekit.results import RESULTS_FILE, read_table
-
-    file = folder / RESULTS_FILE
-    if not file.is_file():
-        return None
+def _document(spec: Mapping[str, Any], base_dir: str | Path | None) -> tuple[Path, dict, str]:
+    """A dict spec as the (path, document, text) a TOML file would give."""
+    document = _plain(spec)
+    name = document.get("name") if isinstance(document.get("name"), str) and document.get("name") else "spec"
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    path = base.resolve() / f"{_safe_name(name)}.toml"
     try:
-        table = read_table(file)
-        info = json.loads((folder / CACHE_INFO_FILE).read_text()) if (folder / CACHE_INFO_FILE).is_file() else {}
-    except Exception:  # noqa: BLE001 - a damaged cache entry is rerun, not an error
-        return None
-    run_dir = Path(info["run_dir"]) if info.get("run_dir") and Path(info["run_dir"]).is_dir() else folder
-    return Results(table, run_dir, spec=spec, cached=True, path=file)
-
-
-def _write_cache(folder: Path, table: pa.Table, run_dir: Path) -> None:
-    import os
-
-    from probekit.results import RESULTS_FILE, write_table
-
-    write_table(table, folder / RESULTS_FILE)
-    temporary = folder / f".{CACHE_INFO_FILE}.{os.getpid()}.tmp"
-    temporary.write_text(json.dumps({"run_dir": str(Path(run_dir).resolve())}))
-    os.replace(temporary, folder / CACHE_INFO_FILE)
-
-
-def _file_digest(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "?"
+        text = to_toml(document)
+    except TypeError as error:
+        raise SpecError(path, [Problem("", str(error), "TOML values: strings, numbers, booleans, arrays and tables")]) from None
+    return path, document, text
 
 
 def _safe_name(name: str) -> str:

@@ -11,8 +11,8 @@ import torch
 import probekit
 from probekit import api
 from probekit.api import LayerSeries, Results, to_toml
-from probekit.results import read_table, write_table
-from probekit.spec import SpecError
+from probekit.results.io import read_table, write_table
+from probekit.errors import SpecError
 from probekit.testing import (
     ExpectationFailed,
     assert_closer,

@@ -8,8 +8,8 @@ import warnings
 
 from test_report import add, js, sample_table, svcca
 
-from probekit.figures import sanitise, write_figures
-from probekit.results import build_table
+from probekit.report.figures import sanitise, write_figures
+from probekit.results.schema import build_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

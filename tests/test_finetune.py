@@ -8,8 +8,8 @@ import torch
 from helpers import write_sentences
 from safetensors.torch import load_file
 
-from probekit.data import Example
-from probekit.finetune import FinetuneJob, cache_root, finetune, slanted_triangular
+from probekit.data.example import Example
+from probekit.models.finetune import FinetuneJob, cache_root, finetune, slanted_triangular
 from probekit.spec import FinetuneSettings
 
 

@@ -1,4 +1,4 @@
-"""probekit.functional against direct float64 evaluations of the definitions in REFERENCE.md.
+"""probekit.metrics.functional against direct float64 evaluations of the definitions in REFERENCE.md.
 
 The reference implementations below are written from the formulas, not from the
 module: SVCCA by full SVD of the centred data, k by a loop over the cumulative
@@ -14,7 +14,7 @@ import pytest
 import torch
 from scipy.spatial.distance import jensenshannon
 
-from probekit.functional import (
+from probekit.metrics.functional import (
     CrossMoments,
     FewDatapointsWarning,
     attention_js,
@@ -479,8 +479,8 @@ def minilm_outputs():
     """The real pre-trained all-MiniLM-L6-v2 (the embedded default) on real sentences."""
     from transformers import AutoModel, AutoTokenizer
 
-    from probekit.models import embedded_model_path
-    from probekit.tasks import load_task
+    from probekit.models.loading import embedded_model_path
+    from probekit.data.tasks import load_task
 
     path = embedded_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -8,8 +8,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from probekit.data import Example  # noqa: E402
-from probekit.glue import (  # noqa: E402
+from probekit.data.example import Example  # noqa: E402
+from probekit.data.glue import (  # noqa: E402
     GLUE_TASKS,
     GlueFileNotFoundError,
     GlueFormatError,

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from probekit.capture import forward
-from probekit.data import Batch
-from probekit.metric import MetricContext
-from probekit.models import LoadedModel
+from probekit.engine.capture import forward
+from probekit.metrics.tensors import Batch
+from probekit.metrics.base import MetricContext
+from probekit.models.loading import LoadedModel
 from probekit.pluginmanager import default_manager
 
 HIDDEN = 32

@@ -5,9 +5,9 @@ import io
 
 from rich.console import Console
 
-from probekit.metric import Row
-from probekit.report import heat_cell, render, snapshot_groups
-from probekit.results import RowContext, build_table, to_records
+from probekit.metrics.base import Row
+from probekit.report.terminal import heat_cell, render, snapshot_groups
+from probekit.results.schema import RowContext, build_table, to_records
 
 UNITS = {"attention_js": "nats", "svcca": "1 - mean rho"}
 

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from probekit.cli import main
-from probekit.results import metadata
+from probekit.results.io import metadata
 
 from helpers import WORDS, save_tiny_bert, write_sentences
 

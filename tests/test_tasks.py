@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from probekit.data import Example
-from probekit.tasks import NOISE_RATE, TASKS, TaskInfo, load_task
+from probekit.data.example import Example
+from probekit.data.tasks import NOISE_RATE, TASKS, TaskInfo, load_task
 
 NAMES = ("sentiment", "paraphrase", "entailment", "nli")
 PAIR_TASKS = ("paraphrase", "entailment", "nli")
@@ -121,7 +121,7 @@ def test_seed_changes_the_dataset(name):
 
 def test_independent_of_python_hash_seed():
     code = (
-        "from probekit.tasks import load_task;"
+        "from probekit.data.tasks import load_task;"
         "e = load_task('nli', 'validation', seed=7)[:25];"
         "print(repr([(x.text, x.text_pair, x.label) for x in e]))"
     )

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from probekit.api import Results
-    from probekit.expect import Expectation, Outcome
+    from probekit.expect.evaluate import Outcome
+    from probekit.spec.expectations import Expectation
 
 __all__ = [
     "ExpectationFailed",
@@ -40,6 +41,7 @@ __all__ = [
     "assert_layers_between",
     "assert_matches_baseline",
     "assert_trend",
+    "check_metric",
 ]
 
 
@@ -50,6 +52,13 @@ class ExpectationFailed(AssertionError):
         self.outcome = outcome
         self.run_dir = run_dir
         super().__init__(outcome.failure_text(run_dir, where))
+
+
+def check_metric(metric_cls, options=None, *, tolerance: float = 1e-9) -> None:
+    """The contract test of a metric plugin, in one line (see :mod:`probekit.testing.contract`)."""
+    from probekit.testing.contract import check_metric as check
+
+    check(metric_cls, options, tolerance=tolerance)
 
 
 def _results(results: Any) -> Results:
@@ -67,7 +76,7 @@ def _results(results: Any) -> Results:
 def assert_expectation(results: Any, expectation: Expectation) -> Outcome:
     """Evaluate one expectation (from a spec or :func:`probekit.expect.make_expectation`); raise if it fails."""
     __tracebackhide__ = True
-    from probekit.expect import evaluate
+    from probekit.expect.evaluate import evaluate
 
     results = _results(results)
     outcome = evaluate([expectation], results.table)[0]
@@ -77,7 +86,7 @@ def assert_expectation(results: Any, expectation: Expectation) -> Outcome:
 
 
 def _check(results, kind: str, comparison, metric: str, layers, *, name: str | None, head: int | None, **settings) -> Outcome:
-    from probekit.expect import make_expectation
+    from probekit.spec.expectations import make_expectation
 
     __tracebackhide__ = True
     expectation = make_expectation(kind, comparison, metric, layers, name=name, head=head, **settings)
@@ -158,7 +167,8 @@ def assert_matches_baseline(results: Any, baseline: Any, metric: str, comparison
     Raises ValueError when the baseline comes from another spec or lacks the values.
     """
     __tracebackhide__ = True
-    from probekit.expect import _index, make_expectation
+    from probekit.results.layers import series_index
+    from probekit.spec.expectations import make_expectation
 
     results = _results(results)
     reference = _results(baseline)
@@ -170,7 +180,7 @@ def assert_matches_baseline(results: Any, baseline: Any, metric: str, comparison
         if not comparison:
             raise ValueError(f"no comparison in these results has {metric!r} values")
     comparisons = [comparison] if isinstance(comparison, str) else list(comparison)
-    index = _index(reference.table)
+    index = series_index(reference.table)
     values = {}
     for name_ in comparisons:
         series = index.get((name_, metric, head))

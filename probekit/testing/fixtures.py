@@ -21,12 +21,22 @@ import csv
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from probekit.data import Batch, Example
-    from probekit.metric import Metric, Row
-    from probekit.models import LoadedModel
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+from probekit.api import Results
+from probekit.data.batching import make_batches
+from probekit.data.example import Example
+from probekit.engine.capture import forward
+from probekit.metrics.base import Metric, MetricContext, Row
+from probekit.metrics.checks import check_metric_class
+from probekit.metrics.options import parse_options
+from probekit.metrics.tensors import Batch
+from probekit.models.loading import LoadedModel, quiet_transformers
+from probekit.results.schema import RowContext, build_table, to_records
 
 WORDS = (
     "the a one this that cat dog bird fish horse mouse man woman child teacher farmer sat ran saw ate liked "
@@ -40,9 +50,6 @@ TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, i
 
 def tiny_tokenizer(words: Iterable[str] = WORDS):
     """A BERT-style word-level tokenizer ([CLS] text [SEP], padding with [PAD]) over ``words``."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
     vocab = {token: i for i, token in enumerate(dict.fromkeys([*SPECIAL_TOKENS, *words]))}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -57,11 +64,6 @@ def tiny_tokenizer(words: Iterable[str] = WORDS):
 
 def tiny_encoder(vocab_size: int, *, seed: int = 0, **config: Any):
     """A random BERT encoder (``transformers.BertModel``) in eval mode, eager attention."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    from probekit.models import quiet_transformers
-
     quiet_transformers()
     settings = {**TINY_CONFIG, **config}
     generator_state = torch.random.get_rng_state()
@@ -75,8 +77,6 @@ def tiny_encoder(vocab_size: int, *, seed: int = 0, **config: Any):
 
 def tiny_model(name: str = "a", *, seed: int = 0, tokenizer=None, **config: Any) -> LoadedModel:
     """A tiny random encoder wrapped as the runner wraps models (:class:`probekit.models.LoadedModel`)."""
-    from probekit.models import LoadedModel
-
     tokenizer = tokenizer or tiny_tokenizer()
     encoder = tiny_encoder(len(tokenizer), seed=seed, **config)
     return LoadedModel(name, encoder, tokenizer, identity=f"tiny:{seed}:{sorted(config.items())}")
@@ -91,8 +91,6 @@ def tiny_model_pair(seed_a: int = 0, seed_b: int = 1, *, tokenizer=None, **confi
 
 def tiny_examples(n: int = 48, *, seed: int = 0, pairs: bool = False) -> list[Example]:
     """``n`` labelled examples of 4-10 words each (with a second sentence when ``pairs``)."""
-    from probekit.data import Example
-
     rng = random.Random(seed)
 
     def sentence() -> str:
@@ -104,8 +102,6 @@ def tiny_examples(n: int = 48, *, seed: int = 0, pairs: bool = False) -> list[Ex
 def tiny_batches(tokenizer=None, n_examples: int = 48, batch_size: int = 16, *, seed: int = 0,
                  pairs: bool = False) -> list[Batch]:
     """A few tokenized batches (about 7 real tokens per example: ~350 tokens by default)."""
-    from probekit.data import make_batches
-
     tokenizer = tokenizer or tiny_tokenizer()
     return list(make_batches(tiny_examples(n_examples, seed=seed, pairs=pairs), tokenizer,
                              batch_size=batch_size, max_length=TINY_CONFIG["max_position_embeddings"]))
@@ -135,15 +131,11 @@ def run_metric(metric_cls: type[Metric], model_a: LoadedModel, model_b: LoadedMo
                *, comparison: str = "a_vs_b", device: str = "cpu", **options: Any) -> list[Row]:
     """Do what the runner does for one comparison and one metric: validate ``options`` as a spec's
     ``[metrics.x]`` table would be, run both models on each batch, ``update``, then ``finalize``."""
-    import torch
-
-    from probekit.capture import forward
-    from probekit.metric import MetricContext, check_metric_class, parse_options
 
     problems = check_metric_class(metric_cls)
     if problems:
         raise TypeError("; ".join(problems))
-    parsed, option_problems = parse_options(metric_cls, options)
+    parsed, option_problems = parse_options(metric_cls.Options, options)
     if option_problems:
         raise ValueError("; ".join(f"{key or 'options'}: found {found}; expected {expected}"
                                    for key, found, expected in option_problems))
@@ -160,8 +152,5 @@ def run_metric(metric_cls: type[Metric], model_a: LoadedModel, model_b: LoadedMo
 
 def rows_to_results(rows: Iterable[Row], metric: str, *, comparison: str = "a_vs_b", spec: str = "test"):
     """Rows from :func:`run_metric` as a :class:`probekit.api.Results`, so the assertion helpers apply."""
-    from probekit.api import Results
-    from probekit.results import RowContext, build_table, to_records
-
     context = RowContext("test", spec, comparison, "a", "b", None, None, "tiny", metric)
     return Results(build_table(to_records(context, rows), {"run_id": "test", "spec_name": spec}))

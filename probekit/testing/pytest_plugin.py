@@ -78,6 +78,7 @@ class _SessionState:
         self.config = config
         self.runs: dict[Path, Any] = {}  # spec path -> Results, or the exception its run raised
         self.api_runs: dict[tuple, Any] = {}  # the probekit_run fixture's runs
+        self._session = None
 
     def option(self, name: str):
         return self.config.getoption(name)
@@ -91,23 +92,22 @@ class _SessionState:
         device = self.option("probekit_device")
         return {"device": device} if device else {}
 
-    def manager(self):
-        from probekit.pluginmanager import default_manager
+    @property
+    def session(self):
+        """One probekit Session for this pytest session: the same validation, cache and outputs as `probekit run`."""
+        if self._session is None:
+            from probekit.engine.session import Session
 
-        return default_manager(self.option("probekit_plugin"))
+            self._session = Session(plugins=self.option("probekit_plugin"), overrides=self.overrides(),
+                                    reports=self.reports, use_cache=not self.option("probekit_no_cache"))
+        return self._session
 
     def results(self, spec_file: SpecFile):
-        """The spec's results: run now, or taken from this session or the results cache."""
+        """The spec's run: done now, or taken from this session or the results cache."""
         key = spec_file.path
         if key not in self.runs:
-            from rich.console import Console
-
-            from probekit import api
-
             try:
-                self.runs[key] = api.run(spec_file.spec.path, plugins=(), use_cache=not self.option("probekit_no_cache"),
-                                         reports=self.reports, overrides=self.overrides(), manager=spec_file.manager,
-                                         console=Console(stderr=True))
+                self.runs[key] = self.session.run(spec_file.spec)
             except Exception as error:  # noqa: BLE001 - kept and shown by every item of the spec
                 self.runs[key] = error
         outcome = self.runs[key]
@@ -125,32 +125,18 @@ class SpecRunFailed(Exception):
         super().__init__(f"{path}: the spec could not run: {error}")
 
 
-def _is_user_error(error: Exception) -> bool:
-    from probekit.capture import CaptureError
-    from probekit.data import DataError
-    from probekit.models import ModelError
-    from probekit.pluginmanager import PluginError
-    from probekit.runner import RunError
-    from probekit.spec import SpecError
-
-    return isinstance(error, SpecError | PluginError | DataError | ModelError | RunError | CaptureError | FileNotFoundError)
-
-
 class SpecFile(pytest.File):
     """A probekit spec; its items are its expectations."""
 
     spec = None
-    manager = None
 
     def collect(self):
-        from probekit.pluginmanager import PluginError
-        from probekit.spec import SpecError, load_spec
+        from probekit.errors import UserError
 
         state: _SessionState = self.config.stash[_STATE]
         try:
-            self.manager = state.manager()
-            self.spec = load_spec(self.path, self.manager, state.overrides())
-        except (SpecError, PluginError) as error:
+            self.spec, _ = state.session.load(self.path)
+        except UserError as error:
             raise self.CollectError(f"probekit spec {error}") from None
         lines = _expect_lines(self.spec.text)
         for expectation in self.spec.expectations:
@@ -178,7 +164,7 @@ class ExpectationItem(pytest.Item):
         self.extra_keyword_matches.update({expectation.metric, expectation.kind, *expectation.comparisons})
 
     def runtest(self) -> None:
-        from probekit.expect import evaluate
+        from probekit.expect.evaluate import evaluate
         from probekit.testing import ExpectationFailed
 
         state: _SessionState = self.config.stash[_STATE]
@@ -192,7 +178,9 @@ class ExpectationItem(pytest.Item):
 
         if isinstance(excinfo.value, ExpectationFailed):
             return str(excinfo.value)
-        if isinstance(excinfo.value, SpecRunFailed) and _is_user_error(excinfo.value.error):
+        from probekit.errors import is_user_error
+
+        if isinstance(excinfo.value, SpecRunFailed) and is_user_error(excinfo.value.error):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style=style)
 

@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from probekit.data import Example
+from probekit.data.example import Example
 
 __all__ = ["NOISE_RATE", "TASKS", "TaskInfo", "load_task"]
 

@@ -1,28 +1,14 @@
 """One forward pass of an encoder, keeping what the metrics of a comparison need."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from probekit.data import Batch
+from probekit.errors import ModelError
+from probekit.metrics.tensors import Batch, Capture
 
 
-class CaptureError(RuntimeError):
+class CaptureError(ModelError):
     """The model did not return what a metric needs."""
-
-
-@dataclass(frozen=True)
-class Capture:
-    """What one model computed on one batch.
-
-    ``hidden_states[l]``: (batch, tokens, hidden) for l = 0 (embeddings) .. L.
-    ``attentions[l - 1]``: (batch, heads, query, key) probabilities of layer l.
-    Either is None when no metric asked for it.
-    """
-
-    hidden_states: tuple[torch.Tensor, ...] | None
-    attentions: tuple[torch.Tensor, ...] | None
 
 
 @torch.inference_mode()

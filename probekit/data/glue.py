@@ -1,6 +1,6 @@
 """GLUE tasks (SST-2, MRPC, RTE, MNLI): read a local GLUE folder or the Hugging Face hub.
 
-Two sources, one result (a list of :class:`probekit.data.Example`):
+Two sources, one result (a list of :class:`probekit.Example`):
 
 * :func:`read_glue_folder` reads the ``.tsv`` files as GLUE distributes them
   (``$GLUE_DIR/SST-2/train.tsv`` ...). Lines are split on tab only, with no
@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from probekit.data import Example
+from probekit.data.example import Example
+from probekit.errors import DataError
 
 __all__ = [
     "GLUE_TASKS",
@@ -136,7 +137,7 @@ _SPLIT_ALIASES = {
 }
 
 
-class GlueFormatError(ValueError):
+class GlueFormatError(DataError, ValueError):
     """A GLUE file or hub dataset does not have the expected shape.
 
     The message names the file, the line number, what was found and what was

@@ -34,6 +34,7 @@ __all__ = [
     "attention_js_per_example",
     "cca",
     "cca_from_moments",
+    "datapoints",
     "svcca",
     "svcca_from_moments",
 ]
@@ -519,3 +520,13 @@ def attention_js(
     """
     per_example = attention_js_per_example(p, q, attention_mask, base=base, query_mask=query_mask)
     return per_example.mean(dim=0)
+
+
+def datapoints(hidden: torch.Tensor, attention_mask: torch.Tensor, tokens: str) -> torch.Tensor:
+    """(batch, tokens, hidden) -> (datapoints, hidden), padding excluded."""
+    if tokens == "cls":
+        return hidden[:, 0]
+    if tokens == "mean":
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1)
+    return hidden[attention_mask.bool()]

@@ -1,0 +1,72 @@
+"""The ``path`` data source: a local data file (CSV, TSV, JSON lines or Parquet), one example per row."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import probekit
+from probekit.data.files import FILE_SUFFIXES, Columns, read_table_file, rows_to_examples
+from probekit.data.source import resolve_path
+from probekit.errors import Problem
+
+
+class PathSource(probekit.DataSource):
+    """``path = "dev.csv"`` (relative to the spec's folder) and the ``text``/``text_pair``/``label`` columns."""
+
+    kind = "path"
+    description = "a local data file: " + ", ".join(FILE_SUFFIXES)
+
+    @dataclass(frozen=True)
+    class Options:
+        path: str
+        text: str = "text"
+        text_pair: str | None = None
+        label: str = "label"
+
+    def validate(self, options, base_dir: Path):
+        if not options.path:
+            return options, [Problem("path", repr(options.path), "the path of a data file")]
+        file = resolve_path(options.path, base_dir)
+        problems = []
+        if not file.is_file():
+            problems.append(Problem("path", repr(options.path), f"an existing data file ({file} does not exist)"))
+        elif file.suffix.lower() not in FILE_SUFFIXES:
+            problems.append(Problem("path", repr(options.path), "a file ending in " + ", ".join(FILE_SUFFIXES)))
+        return replace(options, path=str(file)), problems
+
+    def load(self, options, where: str) -> list[probekit.Example]:
+        where = f"{where} ({options.path})"
+        try:
+            columns, rows = read_table_file(Path(options.path))
+            return rows_to_examples(columns, rows, _columns(options), where)
+        except KeyError as error:  # a JSON line without a column that other lines have
+            raise probekit.DataError(f"{where}: a row has no {error} column") from error
+        except probekit.DataError as error:
+            if where in str(error):
+                raise
+            raise probekit.DataError(f"{where}: {error}") from error
+        except (OSError, ValueError) as error:  # unreadable file, bad JSON, bad UTF-8
+            raise probekit.DataError(f"{where}: {error}") from error
+
+    def fingerprint(self, options) -> str:
+        file = Path(options.path)
+        if not file.is_file():
+            return _digest("missing", str(file))
+        with file.open("rb") as handle:
+            content = hashlib.file_digest(handle, "sha256").hexdigest()
+        # The columns chosen change the examples read from the same bytes.
+        return _digest(content, options.text, str(options.text_pair), options.label)
+
+
+def _columns(options) -> Columns:
+    return Columns(text=options.text, text_pair=options.text_pair, label=options.label)
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:20]
+
+
+@probekit.hookimpl
+def probekit_register_sources(register):
+    register(PathSource)

@@ -1,0 +1,40 @@
+"""Tokenizing examples into batches."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from probekit.data.example import Example
+from probekit.metrics.tensors import Batch
+
+
+def make_batches(
+    examples: Sequence[Example],
+    tokenizer,
+    *,
+    batch_size: int,
+    max_length: int,
+    labels: Sequence[str | int] | None = None,
+) -> Iterator[Batch]:
+    """Tokenize examples in order, padding each batch to its longest example."""
+    label_ids = {label: i for i, label in enumerate(labels)} if labels is not None else None
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        pairs = [e.text_pair for e in chunk]
+        encoded = tokenizer(
+            [e.text for e in chunk],
+            pairs if all(p is not None for p in pairs) else None,
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_special_tokens_mask=True,
+            return_tensors="pt",
+        )
+        yield Batch(
+            input_ids=encoded["input_ids"],
+            attention_mask=encoded["attention_mask"],
+            special_tokens_mask=encoded["special_tokens_mask"],
+            token_type_ids=encoded.get("token_type_ids"),
+            labels=None if label_ids is None else torch.tensor([label_ids[e.label] for e in chunk]),
+        )

@@ -1,0 +1,107 @@
+"""Every error probekit raises on purpose, and the one place that maps them to exit codes.
+
+Three families, as a user meets them:
+
+* :class:`UserError`: the input is wrong (a spec, a data file, a model that will not
+  load, a plugin that cannot be used). Exit 2, a message and no traceback.
+* :class:`RunFailure`: the input was fine but part of the run failed (a metric or
+  plugin bug). Exit 3; the results of everything else are written.
+* An interrupt (Ctrl-C): exit 130, the partial results file marked incomplete.
+
+An expectation that does not hold is not an error: it is the outcome the user asked
+to check, exit 1.
+"""
+from __future__ import annotations
+
+import difflib
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    EXPECTATIONS_FAILED = 1
+    BAD_INPUT = 2
+    RUN_FAILURE = 3
+    INTERRUPTED = 130
+
+
+class ProbekitError(Exception):
+    """Base of every error probekit raises on purpose."""
+
+    exit_code = ExitCode.RUN_FAILURE
+
+
+class UserError(ProbekitError):
+    """Bad input: the message says which file and key, what was found and what was expected."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class RunFailure(ProbekitError):
+    """A run that could not finish as asked because of a bug in a plugin or in probekit."""
+
+    exit_code = ExitCode.RUN_FAILURE
+
+
+class PluginError(UserError):
+    """A plugin that cannot be loaded, or that registered something invalid."""
+
+
+class DataError(UserError):
+    """A data source that cannot be read as the spec describes it."""
+
+
+class ModelError(UserError):
+    """A model (or tokenizer) that cannot be loaded, or two models that cannot be compared."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec: where (a key path), what was found, what was expected."""
+
+    key: str
+    found: str
+    expected: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.key or '(top level)'}: found {self.found}; expected {self.expected}"
+        return text + (f" ({self.hint})" if self.hint else "")
+
+
+class SpecError(UserError):
+    """A spec that cannot run as written. ``problems`` lists every problem found."""
+
+    def __init__(self, path: Path | str, problems: list[Problem]) -> None:
+        self.path = Path(path)
+        self.problems = problems
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"{self.path}: {count}\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def exit_code_of(error: BaseException) -> ExitCode:
+    """The exit code a command ends with when ``error`` stops it (CLI and pytest plugin alike)."""
+    if isinstance(error, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(error, ProbekitError):
+        return error.exit_code
+    return ExitCode.RUN_FAILURE
+
+
+def is_user_error(error: BaseException) -> bool:
+    """Whether ``error`` is shown as a message without a traceback (bad input)."""
+    return isinstance(error, UserError)
+
+
+def did_you_mean(name: object, choices: Iterable[object]) -> str:
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else ""
+
+
+def type_name(value: object) -> str:
+    """A reader's name for the type of a value found in a spec."""
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array", dict: "a table"}
+    return names.get(type(value), type(value).__name__)

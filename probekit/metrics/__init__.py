@@ -1,0 +1,1 @@
+"""The metric layer: the contract plugins implement and the math they use."""

@@ -1,0 +1,130 @@
+"""The metric contract: what a metric plugin declares, receives and returns.
+
+A metric is fed batch by batch and keeps bounded state::
+
+    metric = MetricClass(options, context)      # may raise MetricError
+    for batch in data:                          # one forward pass per model per batch
+        metric.update(capture_a, capture_b, batch)
+    rows = metric.finalize()                    # per layer (and per head) values
+
+Everything a plugin author must know is here, in the class attributes of
+:class:`Metric`; docs/plugins.md walks through it.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from probekit.errors import UserError
+
+if TYPE_CHECKING:
+    from probekit.metrics.tensors import Batch, Capture
+
+#: What a metric can ask of the forward pass (``"models"`` hands it both models
+#: through the context, for metrics that run their own forwards).
+NEEDS = frozenset({"hidden_states", "attentions", "models"})
+
+#: A distance is 0 for identical representations and grows as they differ; a
+#: similarity is 1 for identical representations and falls as they differ.
+Direction = Literal["distance", "similarity"]
+DIRECTIONS: tuple[str, ...] = ("distance", "similarity")
+
+#: Which layers a metric reports: hidden states are numbered 0 (the embeddings)
+#: to L; attention maps 1 to L (the embeddings attend to nothing).
+LayerRange = Literal["hidden_states", "attentions"]
+LAYER_RANGES: tuple[str, ...] = ("hidden_states", "attentions")
+
+#: The types a ``details`` value may have (each key becomes a Parquet column).
+DETAIL_TYPES = (int, float, str, bool)
+
+
+class MetricError(UserError):
+    """This metric cannot measure this comparison (the models, data or options do not allow it).
+
+    Raised from ``__init__``, ``update`` or ``finalize``, it means one thing: the
+    metric is dropped for this comparison with the message recorded, and every
+    other metric goes on. Any other exception is a bug in the plugin.
+    """
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured number. ``head`` is None for a layer's value.
+
+    ``details`` carries metric-specific values under the keys the metric declares
+    in ``Metric.details`` (for SVCCA: ``k_x``, ``k_y``); each becomes a column.
+    """
+
+    layer: int
+    value: float
+    head: int | None = None
+    n_examples: int = 0
+    n_tokens: int = 0
+    details: Mapping[str, float | int | str | bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """For metrics that take no options."""
+
+
+@dataclass(frozen=True)
+class MetricContext:
+    """What a metric instance knows about the comparison it measures.
+
+    ``model_a`` / ``model_b`` are :class:`probekit.models.LoadedModel` (name,
+    encoder, tokenizer, identity); ``num_layers`` is L, the number of transformer
+    layers; ``device`` is where the captures live.
+    """
+
+    comparison: str
+    model_a: Any
+    model_b: Any
+    num_layers: int
+    device: Any
+
+
+class Metric:
+    """Base class of every metric. Subclass it, set the class attributes, register it.
+
+    ``name``: how specs refer to it. ``needs``: a subset of :data:`NEEDS`.
+    ``Options``: a frozen dataclass; each field's type and default is the
+    option's contract (``bool``, ``int``, ``float``, ``str``, ``Literal[...]``,
+    ``tuple[T, ...]`` of those, and ``X | None``), checked at registration.
+    ``unit``: the label of its values in reports. ``direction``: "distance" or
+    "similarity" (expectations, reports and figures read it). ``layers``: which
+    layer numbers it reports ("hidden_states": 0..L, "attentions": 1..L).
+    ``per_head``: whether it reports heads too. ``details``: the extra values its
+    rows carry, name -> type (int, float, str or bool).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    unit: ClassVar[str] = ""
+    needs: ClassVar[frozenset[str]] = frozenset()
+    direction: ClassVar[Direction] = "distance"
+    layers: ClassVar[LayerRange] = "hidden_states"
+    per_head: ClassVar[bool] = False
+    details: ClassVar[Mapping[str, type]] = {}
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, options: Any, context: MetricContext) -> None:
+        self.options = options
+        self.context = context
+
+    @classmethod
+    def unit_of(cls, options: Any) -> str:
+        """The unit of the values under these options (``unit`` unless an option changes it)."""
+        return cls.unit
+
+    def update(self, a: Capture, b: Capture, batch: Batch) -> None:
+        raise NotImplementedError
+
+    def finalize(self) -> list[Row]:
+        raise NotImplementedError
+
+
+def layer_numbers(metric_cls: type[Metric], num_layers: int) -> range:
+    """The layer numbers ``metric_cls`` reports for a model of ``num_layers`` transformer layers."""
+    return range(1 if metric_cls.layers == "attentions" else 0, num_layers + 1)

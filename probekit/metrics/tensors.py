@@ -1,0 +1,48 @@
+"""The tensors a metric receives: a tokenized batch and what each model computed on it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A tokenized batch.
+
+    ``input_ids``, ``attention_mask`` (1 = real token), ``special_tokens_mask``
+    (1 = [CLS]/[SEP]/...), ``token_type_ids``: (batch, tokens); ``labels``: (batch,).
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    special_tokens_mask: torch.Tensor
+    token_type_ids: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+
+    @property
+    def size(self) -> int:
+        return self.input_ids.shape[0]
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
+        if self.token_type_ids is not None:
+            inputs["token_type_ids"] = self.token_type_ids
+        return inputs
+
+    def to(self, device: torch.device | str) -> Batch:
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Batch(*(move(getattr(self, f.name)) for f in fields(self)))
+
+
+@dataclass(frozen=True)
+class Capture:
+    """What one model computed on one batch.
+
+    ``hidden_states[l]``: (batch, tokens, hidden) for l = 0 (embeddings) .. L.
+    ``attentions[l - 1]``: (batch, heads, query, key) probabilities of layer l.
+    Either is None when no metric asked for it.
+    """
+
+    hidden_states: tuple[torch.Tensor, ...] | None
+    attentions: tuple[torch.Tensor, ...] | None

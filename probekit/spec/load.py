@@ -1,0 +1,352 @@
+"""Probe specs: TOML files that declare models, data, metrics and comparisons.
+
+Validation happens before any model loads and reports every problem at once,
+each with the key path, what was found and what was expected. The metrics and
+data sources a spec may name come from its plugin set (the caller loads it,
+including the spec's own ``plugins = [...]``). docs/specs.md documents the format.
+"""
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+from probekit.data.source import DataSource, resolve_path
+from probekit.errors import Problem, SpecError, did_you_mean, type_name
+from probekit.metrics.base import Metric
+from probekit.metrics.options import option_fields, parse_options
+from probekit.models.finetune import FinetuneSettings
+from probekit.spec.expectations import parse_expectations
+from probekit.spec.model import (
+    DEVICES,
+    DTYPES,
+    ComparisonSpec,
+    DataSpec,
+    MetricSpec,
+    ModelRef,
+    ModelSpec,
+    RunSettings,
+    Spec,
+)
+from probekit.spec.tables import _Table
+
+TOP_LEVEL_KEYS = ("name", "description", "plugins", "markers", "run", "finetune", "models", "data", "metrics",
+                  "comparisons", "expect")
+
+
+def _read_toml(path: Path) -> tuple[str, dict]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SpecError(path, [Problem("", f"an unreadable file ({error.strerror})", "a readable TOML file")]) from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(path, [Problem("", f"invalid TOML ({error})", "a TOML document")]) from None
+
+
+def read_spec(path: str | Path) -> tuple[str, dict]:
+    """A spec file's text and TOML document; SpecError naming the file when it cannot be read."""
+    path = Path(path)
+    return _read_toml(path)
+
+
+def declared_plugins(document: Any) -> tuple[str, ...]:
+    """The plugins a spec document names (``plugins = [...]``), before any validation."""
+    plugins = document.get("plugins", []) if isinstance(document, dict) else []
+    return tuple(p for p in plugins if isinstance(p, str)) if isinstance(plugins, list) else ()
+
+
+def parse_spec(
+    document: dict, *, path: Path, text: str, metrics: Mapping[str, type[Metric]],
+    sources: Mapping[str, DataSource], overrides: Mapping[str, Any] | None = None,
+) -> Spec:
+    """Validate a spec document against a plugin set's metrics and data sources; SpecError lists every problem."""
+    overrides = dict(overrides or {})
+    problems: list[Problem] = []
+    top = _Table(document, "", problems)
+    name = top.get("name", str, path.stem)
+    description = top.get("description", str, "")
+    plugins = top.get("plugins", list, [])
+    if not all(isinstance(plugin, str) and plugin for plugin in plugins):
+        top.problem("plugins", repr(plugins), 'plugin module names or .py files, e.g. ["my_metric.py"]')
+    markers = tuple(top.get("markers", list, []))
+    if not all(isinstance(marker, str) and marker.isidentifier() for marker in markers):
+        top.problem("markers", repr(list(markers)), 'pytest marker names, e.g. ["slow"]')
+        markers = ()
+
+    run_table = top.get("run", dict, {})
+    run = _parse_run({**run_table, **overrides}, problems)
+    finetune_defaults = _parse_finetune(top.get("finetune", dict, {}), "finetune", FinetuneSettings(), problems)
+
+    data = {key: _parse_data(key, table, path.parent, sources, problems)
+            for key, table in top.get("data", dict, {}).items()}
+    _check_mixes(data, problems)
+    models = {
+        key: _parse_model(key, table, path.parent, finetune_defaults, problems)
+        for key, table in top.get("models", dict, {}).items()
+    }
+    _check_model_references(models, data, problems)
+
+    metric_specs = _parse_metrics(top.get("metrics", dict, {}), metrics, problems)
+    comparisons = _parse_comparisons(top.get("comparisons", list, []), models, data, metric_specs, problems)
+    expect_tables = top.get("expect", list, [])
+    top.finish(list(TOP_LEVEL_KEYS))
+
+    spec = Spec(
+        path=path, name=name, description=description, text=text, run=run, models=models, data=data,
+        metrics=metric_specs, comparisons=tuple(comparisons), plugins=tuple(p for p in plugins if isinstance(p, str)),
+        markers=markers, overrides=overrides,
+    )
+    spec = replace(spec, expectations=tuple(parse_expectations(expect_tables, spec, problems)))
+    if problems:
+        raise SpecError(path, problems)
+    return spec
+
+
+def _parse_run(table: Any, problems: list[Problem]) -> RunSettings:
+    reader = _Table(table, "run", problems)
+    device = reader.get("device", str, "auto")
+    if device.split(":")[0] not in DEVICES:
+        reader.problem("device", repr(device), "one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'", did_you_mean(device, DEVICES))
+        device = "auto"
+    settings = RunSettings(
+        device=device,
+        dtype=reader.get("dtype", str, "float32", choices=DTYPES),
+        batch_size=reader.get("batch_size", int, 32, positive=True),
+        max_length=reader.get("max_length", int, 128, positive=True),
+        cache_dir=reader.get("cache_dir", str, None),
+    )
+    reader.finish()
+    return settings
+
+
+def _parse_finetune(table: Any, key: str, defaults: FinetuneSettings, problems: list[Problem]) -> FinetuneSettings:
+    reader = _Table(table, key, problems)
+    values = {}
+    for f in fields(FinetuneSettings):
+        default = getattr(defaults, f.name)
+        if f.name == "snapshots":
+            snapshots = reader.get("snapshots", list, list(default))
+            good = []
+            for fraction in snapshots:
+                if isinstance(fraction, int | float) and not isinstance(fraction, bool) and 0 < fraction <= 1:
+                    good.append(float(fraction))
+                else:
+                    reader.problem("snapshots", repr(fraction), "fractions of training in (0, 1], e.g. [0.25, 0.5, 1.0]")
+            values["snapshots"] = tuple(sorted(set(good)))
+        elif f.name in ("lr", "warmup", "ratio", "dropout", "weight_decay"):
+            values[f.name] = reader.get(f.name, float, default)
+        elif f.name == "limit":
+            values[f.name] = reader.get(f.name, int, default, positive=True)
+        else:
+            values[f.name] = reader.get(f.name, int, default, positive=f.name != "seed")
+    if not 0 <= values["warmup"] < 1:
+        reader.problem("warmup", repr(values["warmup"]), "a fraction of steps in [0, 1)")
+    if values["ratio"] < 1:
+        reader.problem("ratio", repr(values["ratio"]), "a number >= 1 (peak / lowest learning rate)")
+    if not 0 <= values["dropout"] < 1:
+        reader.problem("dropout", repr(values["dropout"]), "a probability in [0, 1)")
+    reader.finish()
+    return FinetuneSettings(**values)
+
+
+def looks_like_path(model_id: str) -> bool:
+    return model_id.startswith((".", "/", "~")) or model_id.endswith(("/", "\\"))
+
+
+def _parse_model(key: str, table: Any, base_dir: Path, defaults: FinetuneSettings, problems: list[Problem]) -> ModelSpec:
+    reader = _Table(table, f"models.{key}", problems)
+    model_id = reader.get("id", str)
+    revision = reader.get("revision", str)
+    base = reader.get("base", str)
+    train = reader.get("train", str)
+    validation = reader.get("validation", str)
+    if model_id is not None and base is not None:
+        reader.problem("", "both `id` and `base`", "`id` for a pre-trained model or `base` + `train` for a fine-tune")
+    if model_id is None and base is None and isinstance(table, dict):
+        reader.problem("", "neither `id` nor `base`", "`id = \"minilm\"` (or a hub id / local folder), or `base` + `train`")
+    if base is not None and train is None:
+        reader.problem("train", "nothing", "the name of the [data.*] entry to fine-tune on")
+    if model_id is not None and looks_like_path(model_id):
+        folder = resolve_path(model_id, base_dir)
+        if not folder.is_dir():
+            reader.problem("id", repr(model_id), f"an existing model folder ({folder} does not exist)")
+        model_id = str(folder)
+    hyper_keys = [f.name for f in fields(FinetuneSettings)]
+    finetune = None
+    if base is not None:
+        hyper = {k: v for k, v in reader.data.items() if k in hyper_keys}
+        finetune = _parse_finetune(hyper, f"models.{key}", defaults, problems)
+    elif any(k in reader.data for k in hyper_keys):
+        reader.problem(next(k for k in reader.data if k in hyper_keys), "a fine-tuning setting on a pre-trained model",
+                       "fine-tuning settings only beside `base` and `train`")
+    reader.finish(["id", "revision", "base", "train", "validation", *hyper_keys])
+    return ModelSpec(key, id=model_id, revision=revision, base=base, train=train, validation=validation, finetune=finetune)
+
+
+def _check_model_references(models: dict[str, ModelSpec], data: dict[str, DataSpec], problems: list[Problem]) -> None:
+    for model in models.values():
+        if model.base is not None and model.base not in models:
+            problems.append(Problem(f"models.{model.name}.base", repr(model.base), "a declared model name", did_you_mean(model.base, models)))
+        for key in ("train", "validation"):
+            value = getattr(model, key)
+            if value is not None and value not in data:
+                problems.append(Problem(f"models.{model.name}.{key}", repr(value), "a declared data name", did_you_mean(value, data)))
+    for model in models.values():  # a fine-tune of a fine-tune is fine; a cycle is not
+        seen, current = {model.name}, model
+        while current.base in models:
+            current = models[current.base]
+            if current.name in seen:
+                problems.append(Problem(f"models.{model.name}.base", "a cycle of `base` references", "a chain that ends at a pre-trained `id`"))
+                break
+            seen.add(current.name)
+
+
+def _parse_data(key: str, table: Any, base_dir: Path, sources: Mapping[str, DataSource],
+                problems: list[Problem]) -> DataSpec:
+    reader = _Table(table, f"data.{key}", problems)
+    kinds = [kind for kind in (*sources, "mix") if kind in reader.data]
+    if len(kinds) != 1:
+        found = "none of them" if not kinds else "several: " + ", ".join(kinds)
+        reader.problem("", found, "exactly one source key: " + ", ".join((*sources, "mix")))
+        return DataSpec(key, "mix")
+    kind = kinds[0]
+    limit = reader.get("limit", int, None, positive=True)
+    seed = reader.get("seed", int)
+    if kind == "mix":
+        mix = _parse_mix(reader)
+        reader.finish(["mix", "limit", "seed"])
+        return DataSpec(key, "mix", mix=mix, limit=limit, seed=seed)
+    source = sources[kind]
+    keys = list(option_fields(source.Options))
+    table_options = {k: v for k, v in reader.data.items() if k in keys}
+    options, option_problems = parse_options(source.Options, table_options)
+    for option, found, expected in option_problems:
+        reader.problem(option, found, expected)
+    reader.finish([*keys, "limit", "seed"])
+    if options is None:
+        return DataSpec(key, kind, limit=limit, seed=seed)
+    options, source_problems = source.validate(options, base_dir)
+    for problem in source_problems:
+        reader.problem(problem.key, problem.found, problem.expected, problem.hint)
+    return DataSpec(key, kind, options=options, limit=limit, seed=seed)
+
+
+def _parse_mix(reader: _Table) -> tuple[tuple[str, int | None], ...]:
+    raw = reader.get("mix", (list, dict), [])
+    items = raw.items() if isinstance(raw, dict) else ((name, None) for name in raw)
+    mix = []
+    for part, count in items:
+        if not isinstance(part, str) or not (count is None or (isinstance(count, int) and count > 0)):
+            reader.problem("mix", repr(raw), "data names, or a table of name = count with positive counts, "
+                           "e.g. { rte_dev = 200, mrpc_dev = 200 }")
+            break
+        mix.append((part, count))
+    return tuple(mix)
+
+
+def _check_mixes(data: dict[str, DataSpec], problems: list[Problem]) -> None:
+    for spec in data.values():
+        for part, _ in spec.mix:
+            if part not in data:
+                problems.append(Problem(f"data.{spec.name}.mix", repr(part), "a declared data name", did_you_mean(part, data)))
+            elif data[part].kind == "mix":
+                problems.append(Problem(f"data.{spec.name}.mix", f"the mix {part!r}", "plain data sources, not mixes"))
+
+
+def _parse_metrics(tables: dict[str, Any], known: Mapping[str, type[Metric]], problems: list[Problem]) -> dict[str, MetricSpec]:
+    metrics = {}
+    for label, table in tables.items():
+        if not isinstance(table, dict):
+            problems.append(Problem(f"metrics.{label}", type_name(table), "a table of options"))
+            continue
+        options_table = dict(table)
+        metric_name = options_table.pop("metric", label)
+        if metric_name not in known:
+            key = f"metrics.{label}" + (".metric" if "metric" in table else "")
+            problems.append(Problem(key, f"the metric {metric_name!r}, which no plugin provides",
+                                    "one of " + ", ".join(sorted(known)), did_you_mean(metric_name, known)))
+            continue
+        metric_cls = known[metric_name]
+        options, option_problems = parse_options(metric_cls.Options, options_table)
+        for option, found, expected in option_problems:
+            hint = did_you_mean(option, option_fields(metric_cls.Options)) if found == "an unknown option" else ""
+            problems.append(Problem(f"metrics.{label}.{option}".rstrip("."), found, expected, hint))
+        metrics[label] = MetricSpec(label, metric_name, options, metric_cls)
+    return metrics
+
+
+def parse_model_ref(value: str) -> tuple[str, float | None] | None:
+    """``"seed1"`` or ``"seed1@0.5"`` (a training snapshot); None when malformed."""
+    model, at, fraction = value.partition("@")
+    if not at:
+        return model, None
+    try:
+        return model, float(fraction)
+    except ValueError:
+        return None
+
+
+def _parse_comparisons(tables: list, models, data, metrics, problems: list[Problem]) -> list[ComparisonSpec]:
+    comparisons = []
+    for index, table in enumerate(tables):
+        reader = _Table(table, f"comparisons[{index}]", problems)
+        sides = []
+        for side in ("a", "b"):
+            value = reader.get(side, str)
+            if value is None:
+                reader.problem(side, "nothing", "a declared model name (optionally name@snapshot, e.g. seed1@0.5)")
+                sides.append(None)
+                continue
+            parsed = parse_model_ref(value)
+            if parsed is None:
+                reader.problem(side, repr(value), "name or name@fraction, e.g. seed1@0.5")
+                sides.append(None)
+                continue
+            model, snapshot = parsed
+            if model not in models:
+                reader.problem(side, repr(model), "a declared model name", did_you_mean(model, models))
+            elif snapshot is not None:
+                finetune = models[model].finetune
+                kept = finetune.snapshots if finetune else ()
+                if snapshot not in kept:
+                    reader.problem(side, repr(value), f"a snapshot that models.{model} keeps: "
+                                   + (", ".join(f"{model}@{s:g}" for s in kept) if kept else f"it keeps none (add snapshots = [...] to models.{model})"))
+            sides.append(ModelRef(model, snapshot))
+        data_name = reader.get("data", str)
+        if data_name is None:
+            reader.problem("data", "nothing", "a declared data name to evaluate on")
+        elif data_name not in data:
+            reader.problem("data", repr(data_name), "a declared data name", did_you_mean(data_name, data))
+        names = reader.get("metrics", list, list(metrics))
+        for metric in names:
+            if metric not in metrics:
+                reader.problem("metrics", repr(metric), "a metric declared under [metrics]: " + ", ".join(metrics), did_you_mean(metric, metrics))
+        if not names:
+            reader.problem("metrics", "no metrics", "at least one metric (declare it under [metrics.NAME])")
+        default_name = f"{sides[0]}_vs_{sides[1]}" if all(sides) else f"comparison {index}"
+        name = reader.get("name", str, default_name)
+        if any(c.name == name for c in comparisons):
+            reader.problem("name", repr(name), "a name no other comparison uses")
+        every_snapshot = reader.get("every_snapshot", bool, False)
+        kept = ()
+        if every_snapshot and sides[1] is not None and sides[1].model in models:
+            finetune = models[sides[1].model].finetune
+            kept = finetune.snapshots if finetune else ()
+            if not kept or sides[1].snapshot is not None:
+                reader.problem("every_snapshot", "true", f"a plain fine-tuned model `b` that keeps snapshots = [...] (models.{sides[1].model})")
+        reader.finish(["name", "a", "b", "data", "metrics", "every_snapshot"])
+        if all(sides) and data_name in data:
+            chosen = tuple(n for n in names if n in metrics)
+            comparisons.append(ComparisonSpec(name, sides[0], sides[1], data_name, chosen))
+            # One comparison per training snapshot shows when in training each layer moves.
+            comparisons.extend(
+                ComparisonSpec(f"{name}@{fraction:g}", sides[0], ModelRef(sides[1].model, fraction), data_name, chosen)
+                for fraction in kept if fraction < 1.0 and sides[1].snapshot is None
+            )
+    if not tables:
+        problems.append(Problem("comparisons", "no [[comparisons]]", "at least one comparison of two models on some data"))
+    return comparisons

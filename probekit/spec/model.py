@@ -1,0 +1,102 @@
+"""What a spec declares, once validated: the dataclasses the engine runs from."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from probekit.metrics.base import Metric
+from probekit.models.finetune import FinetuneSettings
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    device: str = "auto"
+    dtype: str = "float32"
+    batch_size: int = 32
+    max_length: int = 128
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A pre-trained model (``id``) or a fine-tune of another declared model (``base`` + ``train``)."""
+
+    name: str
+    id: str | None = None
+    revision: str | None = None
+    base: str | None = None
+    train: str | None = None
+    validation: str | None = None
+    finetune: FinetuneSettings | None = None
+
+    @property
+    def is_finetuned(self) -> bool:
+        return self.base is not None
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A ``[data.<name>]`` table: a source (``kind`` and its validated ``options``) or a ``mix`` of others."""
+
+    name: str
+    kind: str  # a registered data source's kind, or "mix"
+    options: Any = None  # the source's Options (None for a mix)
+    mix: tuple[tuple[str, int | None], ...] = ()
+    limit: int | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A configured metric: ``name`` is the spec's label, ``metric`` the plugin's metric name."""
+
+    name: str
+    metric: str
+    options: Any
+    metric_class: type[Metric] | None = None  # the registered Metric subclass
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A comparison side: a declared model, optionally one of its training snapshots."""
+
+    model: str
+    snapshot: float | None = None
+
+    def __str__(self) -> str:
+        return self.model if self.snapshot is None else f"{self.model}@{self.snapshot:g}"
+
+
+@dataclass(frozen=True)
+class ComparisonSpec:
+    name: str
+    a: ModelRef
+    b: ModelRef
+    data: str
+    metrics: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: Path
+    name: str
+    description: str
+    text: str
+    run: RunSettings
+    models: dict[str, ModelSpec]
+    data: dict[str, DataSpec]
+    metrics: dict[str, MetricSpec]
+    comparisons: tuple[ComparisonSpec, ...]
+    expectations: tuple[Any, ...] = ()
+    plugins: tuple[str, ...] = ()
+    markers: tuple[str, ...] = ()  # pytest markers for the spec's expectation items
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
