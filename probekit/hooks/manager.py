@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pluggy
 
+import probekit
 from probekit.data.source import DataSource
 from probekit.errors import PluginError, did_you_mean
 from probekit.hooks import hookspecs
@@ -122,8 +123,6 @@ class PluginManager:
             raise
 
     def load_builtins(self) -> None:
-        import probekit
-
         for name in BUILTIN_PLUGINS:
             if not self.pm.is_blocked(name):  # a block applies before the import
                 module = importlib.import_module(f"probekit.plugins.{name}")

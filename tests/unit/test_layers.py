@@ -1,0 +1,153 @@
+"""The architecture holds: no module imports from a layer above it, and no import cycle.
+
+docs/architecture.md describes the layers; LAYERS below is that order, lowest first.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import probekit
+
+PACKAGE = Path(probekit.__file__).parent
+PLUGINS = PACKAGE.parent / "plugins"
+
+#: Lowest first: a module may import from its own layer and the layers before it.
+LAYERS = (
+    ("probekit.errors",),
+    ("probekit.metrics",),
+    ("probekit.results",),
+    ("probekit.data",),
+    ("probekit.models",),
+    ("probekit.hooks",),
+    ("probekit.spec",),
+    ("probekit.expect",),
+    ("probekit.report",),
+    ("probekit.engine",),
+    ("probekit.plugins",),
+    ("probekit.api", "probekit.cli", "probekit.testing", "probekit.__main__"),
+)
+#: Modules whose imports are deferred on purpose: they load in every pytest session
+#: (the pytest11 entry point), so they must not import torch until a probekit feature is used.
+LAZY_BY_DESIGN = {"probekit.testing", "probekit.testing.pytest_plugin"}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for root, prefix in ((PACKAGE, "probekit"), (PLUGINS, "probekit.plugins")):
+        for path in root.rglob("*.py"):
+            parts = path.relative_to(root).with_suffix("").parts
+            name = ".".join((prefix, *parts)).removesuffix(".__init__")
+            found[name] = path
+    return found
+
+
+def layer_of(module: str) -> int | None:
+    for index, names in enumerate(LAYERS):
+        if any(module == name or module.startswith(name + ".") for name in names):
+            return index
+    return None
+
+
+class _Imports(ast.NodeVisitor):
+    """probekit imports of one module: (imported module, line, whether inside a function)."""
+
+    def __init__(self, module: str, is_package: bool) -> None:
+        self.package = module if is_package else module.rpartition(".")[0]
+        self.found: list[tuple[str, int, bool]] = []
+        self.depth = 0
+
+    def visit_If(self, node: ast.If) -> None:
+        if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            return  # annotations only: never imported at run time
+        self.generic_visit(node)
+
+    def visit_FunctionDef(self, node) -> None:
+        self.depth += 1
+        self.generic_visit(node)
+        self.depth -= 1
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self._add(alias.name, node.lineno)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        base = node.module or ""
+        if node.level:
+            parent = self.package.rsplit(".", node.level - 1)[0] if node.level > 1 else self.package
+            base = f"{parent}.{base}".rstrip(".")
+        self._add(base, node.lineno)
+        for alias in node.names:  # `from probekit.models import loading` imports a module
+            if f"{base}.{alias.name}" in ALL_MODULES:
+                self._add(f"{base}.{alias.name}", node.lineno)
+
+    def _add(self, name: str, line: int) -> None:
+        if name == "probekit" or name.startswith("probekit."):
+            self.found.append((name, line, self.depth > 0))
+
+
+ALL_MODULES = modules()
+
+
+def imports_of(module: str) -> list[tuple[str, int, bool]]:
+    path = ALL_MODULES[module]
+    visitor = _Imports(module, path.name == "__init__.py")
+    visitor.visit(ast.parse(path.read_text(encoding="utf-8")))
+    return visitor.found
+
+
+def test_every_module_belongs_to_a_layer():
+    unplaced = [m for m in ALL_MODULES if m != "probekit" and layer_of(m) is None]
+    assert not unplaced, f"modules in no layer of docs/architecture.md: {unplaced}"
+
+
+def test_no_module_imports_from_a_layer_above_it():
+    violations = []
+    for module in ALL_MODULES:
+        own = layer_of(module)
+        for imported, line, _ in imports_of(module):
+            theirs = layer_of(imported)
+            if own is not None and theirs is not None and theirs > own:
+                violations.append(f"{module}:{line} imports {imported} "
+                                  f"(layer {LAYERS[theirs][0]} is above {LAYERS[own][0]})")
+    assert not violations, "\n".join(violations)
+
+
+def test_no_import_cycle():
+    graph = {m: {i for i, _, _ in imports_of(m) if i in ALL_MODULES and i != m} for m in ALL_MODULES}
+    graph["probekit"] = set()  # the package root maps public names lazily and imports nothing of probekit
+    state: dict[str, str] = {}
+    cycles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for imported in sorted(graph[module]):
+            if state.get(imported) == "open":
+                cycles.append(" -> ".join([*path[path.index(imported):], imported]))
+            elif imported not in state:
+                visit(imported, [*path, imported])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "\n".join(cycles)
+
+
+def test_no_function_local_import_of_probekit_outside_the_lazy_modules():
+    local = [f"{module}:{line} imports {imported} inside a function"
+             for module in ALL_MODULES if module not in LAZY_BY_DESIGN
+             for imported, line, in_function in imports_of(module) if in_function]
+    assert not local, "\n".join(local)
+
+
+def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
+    """The rule is not vacuous: a data module importing the engine is reported."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from probekit.engine.session import Session\n")
+    monkeypatch.setitem(ALL_MODULES, "probekit.data.bad", bad)
+    found = imports_of("probekit.data.bad")
+    assert found == [("probekit.engine.session", 1, False)]
+    assert layer_of(found[0][0]) > layer_of("probekit.data.bad")
