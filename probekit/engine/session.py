@@ -73,7 +73,8 @@ class Session:
         self.plugins = tuple(plugins)
         self.overrides = dict(overrides or {})
         self.reports = Path(reports)
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True)  # the report and the verdict
+        self.stderr = Console(stderr=True)  # progress and warnings, apart from what a user may pipe
         self.use_cache = use_cache
         self.verbose = verbose
         self.autoload = autoload
@@ -134,7 +135,7 @@ class Session:
             return None
         table, run_dir = cached
         path = write_table(table, Path(output) / RESULTS_FILE) if output else run_dir / RESULTS_FILE
-        self.console.print(f"probekit: {spec.name}: nothing changed since run {_run_id(table)}; reusing its results "
+        self.stderr.print(f"probekit: {spec.name}: nothing changed since run {_run_id(table)}; reusing its results "
                            f"({path.parent}); --fresh recomputes", markup=False, highlight=False, soft_wrap=True)
         return RunResult(spec, table, path, cached=True)
 
@@ -151,10 +152,10 @@ class Session:
             return table
 
         try:
-            Prober(spec, manager, self.console, run_id).run(measured, on_comparison=lambda _: write(False))
+            Prober(spec, manager, self.stderr, run_id).run(measured, on_comparison=lambda _: write(False))
         except KeyboardInterrupt:
             write(False, interrupted=True)
-            self.console.print(f"probekit: interrupted; the comparisons finished so far are in {path}", markup=False)
+            self.stderr.print(f"probekit: interrupted; the comparisons finished so far are in {path}", markup=False)
             raise
         except Exception:
             if measured.records:
@@ -183,7 +184,7 @@ class Session:
     def _warn(self, message: str) -> None:
         if message not in self._warned:
             self._warned.add(message)
-            self.console.print(f"[yellow]warning[/] {message}", highlight=False, soft_wrap=True)
+            self.stderr.print(f"[yellow]warning[/] {message}", highlight=False, soft_wrap=True)
 
 
 @dataclass
