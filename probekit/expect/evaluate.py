@@ -74,8 +74,21 @@ def evaluate(expectations: Iterable[Expectation], table: pa.Table) -> list[Outco
     does not exist) make the expectation fail with that reason, never pass.
     """
     index = series_index(table)
-    errors = [str(e) for e in metadata(table).get("errors", []) or []]
-    return [_evaluate_one(expectation, index, errors) for expectation in expectations]
+    meta = metadata(table)
+    run = _Run(errors=[str(e) for e in meta.get("errors", []) or []],
+               directions={label: info.get("direction", "distance") for label, info in (meta.get("metrics") or {}).items()})
+    return [_evaluate_one(expectation, index, run) for expectation in expectations]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the checks need from the run besides the values: failed metrics and which way each metric points."""
+
+    errors: list[str]
+    directions: dict[str, str]
+
+    def is_similarity(self, metric: str) -> bool:
+        return self.directions.get(metric) == "similarity"
 
 
 class _Missing(Exception):
@@ -113,11 +126,11 @@ def _select(series: dict[int, float], selection: LayerSelection, comparison: str
     return {layer: series[layer] for layer in layers}
 
 
-def _evaluate_one(expectation: Expectation, index, errors) -> Outcome:
+def _evaluate_one(expectation: Expectation, index, run: _Run) -> Outcome:
     try:
         selected = {}
         for comparison in expectation.comparisons:
-            selected[comparison] = _select(_series(index, errors, comparison, expectation), expectation.layers, comparison,
+            selected[comparison] = _select(_series(index, run.errors, comparison, expectation), expectation.layers, comparison,
                                            expectation.metric)
         for comparison, values in selected.items():
             bad = [layer for layer, value in values.items() if value is None or not math.isfinite(value)]
@@ -126,7 +139,7 @@ def _evaluate_one(expectation: Expectation, index, errors) -> Outcome:
                                   f"not a number ({', '.join(repr(values[b]) for b in bad)})", values=selected)
                 outcome.offending = {(comparison, b) for b in bad}
                 return outcome
-        return CHECKS[expectation.kind](expectation, selected, index, errors)
+        return CHECKS[expectation.kind](expectation, selected, index, run)
     except _Missing as missing:
         return Outcome(expectation, False, str(missing))
 
@@ -147,7 +160,7 @@ def _concluded(outcome: Outcome, failures: list[str], summaries: list[str]) -> O
     return outcome
 
 
-def _check_bounds(expectation: Expectation, selected, index, errors) -> Outcome:
+def _check_bounds(expectation: Expectation, selected, index, run: _Run) -> Outcome:
     def ok(value: float) -> bool:
         return (expectation.below is None or value < expectation.below) and (expectation.above is None or value > expectation.above)
 
@@ -181,7 +194,7 @@ def _check_bounds(expectation: Expectation, selected, index, errors) -> Outcome:
 
 
 
-def _check_trend(expectation: Expectation, selected, index, errors) -> Outcome:
+def _check_trend(expectation: Expectation, selected, index, run: _Run) -> Outcome:
     increasing = expectation.trend == "increasing"
     tolerance = expectation.tolerance
     outcome = Outcome(expectation, True, "", values=selected)
@@ -214,23 +227,26 @@ def _check_trend(expectation: Expectation, selected, index, errors) -> Outcome:
     return _concluded(outcome, failures, summaries)
 
 
-def _check_contrast(expectation: Expectation, selected, index, errors) -> Outcome:
+def _check_contrast(expectation: Expectation, selected, index, run: _Run) -> Outcome:
     outcome = Outcome(expectation, True, "", values={})
     failures, summaries = [], []
     for comparison, high in selected.items():
-        low = _select(_series(index, errors, comparison, expectation), expectation.low, comparison, expectation.metric)
+        low = _select(_series(index, run.errors, comparison, expectation), expectation.low, comparison, expectation.metric)
         outcome.values[comparison] = dict(sorted({**low, **high}.items()))
         for layer in low:
             outcome.groups[(comparison, layer)] = "low"
         for layer in high:
             outcome.groups[(comparison, layer)] = "high" if layer not in low else "high+low"
-        high_mean = math.fsum(high.values()) / len(high)
-        low_mean = math.fsum(low.values()) / len(low)
+        # A contrast compares how much layers changed: a distance's value, a similarity's 1 - value.
+        change = (lambda v: 1.0 - v) if run.is_similarity(expectation.metric) else (lambda v: v)
+        high_mean = math.fsum(map(change, high.values())) / len(high)
+        low_mean = math.fsum(map(change, low.values())) / len(low)
         needed = max(([expectation.factor * low_mean] if expectation.factor is not None else [])
                      + ([low_mean + expectation.margin] if expectation.margin is not None else []))
         ratio = f", {high_mean / low_mean:.2f}x" if low_mean > 0 else ""
         where = f"{comparison} " if len(selected) > 1 else ""
-        text = (f"{where}mean of {layer_word(high)} = {_fmt(high_mean)} vs mean of {layer_word(low)} = "
+        what = "change (1 - value)" if run.is_similarity(expectation.metric) else "mean"
+        text = (f"{where}{what} of {layer_word(high)} = {_fmt(high_mean)} vs {what} of {layer_word(low)} = "
                 f"{_fmt(low_mean)}{ratio}")
         outcome.notes.append(f"{where}high mean {_fmt(high_mean)}, low mean {_fmt(low_mean)}{ratio}; "
                              f"needed high mean >= {_fmt(needed)}")
@@ -242,17 +258,18 @@ def _check_contrast(expectation: Expectation, selected, index, errors) -> Outcom
     return _concluded(outcome, failures, summaries)
 
 
-def _check_ordering(expectation: Expectation, selected, index, errors) -> Outcome:
+def _check_ordering(expectation: Expectation, selected, index, run: _Run) -> Outcome:
     other_name = expectation.other
-    closer = expectation.relation == "closer"
+    # "closer" is a lower distance but a higher similarity.
+    lower = (expectation.relation == "closer") != run.is_similarity(expectation.metric)
     margin = expectation.margin or 0.0
-    other_series = _series(index, errors, other_name, expectation)
+    other_series = _series(index, run.errors, other_name, expectation)
     outcome = Outcome(expectation, True, "", values=dict(selected))
     failures, summaries = [], []
-    sign = "<" if closer else ">"
+    sign = "<" if lower else ">"
 
     def ok(mine: float, theirs: float) -> bool:
-        return mine < theirs - margin if closer else mine > theirs + margin
+        return mine < theirs - margin if lower else mine > theirs + margin
 
     for comparison, values in selected.items():
         layers = list(values)
@@ -262,7 +279,7 @@ def _check_ordering(expectation: Expectation, selected, index, errors) -> Outcom
                            f"({expectation.metric} has layers {format_layers(other_series)})")
         theirs = {layer: other_series[layer] for layer in layers}
         outcome.values[other_name] = {**outcome.values.get(other_name, {}), **theirs}
-        bound = f" {'-' if closer else '+'} {margin:g}" if margin else ""
+        bound = f" {'-' if lower else '+'} {margin:g}" if margin else ""
         if expectation.of == "mean":
             mine_mean = math.fsum(values.values()) / len(values)
             their_mean = math.fsum(theirs.values()) / len(theirs)
@@ -287,7 +304,7 @@ def _check_ordering(expectation: Expectation, selected, index, errors) -> Outcom
     return _concluded(outcome, failures, summaries)
 
 
-def _check_baseline(expectation: Expectation, selected, index, errors) -> Outcome:
+def _check_baseline(expectation: Expectation, selected, index, run: _Run) -> Outcome:
     tolerance = expectation.tolerance
     reference = expectation.baseline_values
     if not reference and expectation.baseline is not None:

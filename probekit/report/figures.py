@@ -87,9 +87,10 @@ def head_values(table: pa.Table) -> dict[tuple[str, str], dict[tuple[int, int], 
 
 
 def axis_label(metric: str, info: dict[str, Any]) -> str:
-    """``attention_js (nats)``: the metric label and its unit from the file metadata."""
-    unit = info.get("unit") or ""
-    return f"{metric} ({unit})" if unit else metric
+    """``attention_js (nats, 0 = identical)``: the metric label, its unit and direction from the file metadata."""
+    identical = {"distance": "0 = identical", "similarity": "1 = identical"}.get(info.get("direction", ""))
+    notes = [note for note in (info.get("unit"), identical) if note]
+    return f"{metric} ({', '.join(notes)})" if notes else metric
 
 
 def legend_labels(sides: list) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -32,6 +33,19 @@ PALETTE = ((68, 1, 84), (70, 50, 126), (54, 92, 141), (39, 127, 142),
 def format_value(value: float) -> str:
     """Four decimals, or scientific notation for small non-zero values that would read as 0.0000."""
     return f"{value:.2e}" if 0 < abs(value) < 5e-5 else f"{value:.4f}"
+
+
+def movement(info: dict) -> Callable[[float], float]:
+    """How far a value is from "identical": a distance itself, a similarity's 1 - value (bars show this)."""
+    return (lambda value: 1.0 - value) if info.get("direction") == "similarity" else (lambda value: value)
+
+
+def column_title(metric: str, info: dict) -> str:
+    """``svcca (1 - mean rho)``; a similarity says its bars show 1 - value."""
+    notes = [info["unit"]] if info.get("unit") else []
+    if info.get("direction") == "similarity":
+        notes.append("1 = identical; bars 1 - value")
+    return metric + (f" ({', '.join(notes)})" if notes else "")
 
 
 def bar(value: float, top: float, width: int = BAR_WIDTH) -> str:
@@ -236,8 +250,10 @@ def render(table: pa.Table, console: Console) -> None:
     metric_info = meta.get("metrics", {})
     comparisons = list(dict.fromkeys(table.column("comparison").to_pylist()))
     metrics = list(dict.fromkeys(table.column("metric").to_pylist()))
+    moved = {m: movement(metric_info.get(m, {})) for m in metrics}
     # One scale per metric across the run, so comparisons can be told apart by eye.
-    tops = {m: max((v for (c, mm), s in series.items() if mm == m for v in s.values() if math.isfinite(v)), default=0.0)
+    tops = {m: max((moved[m](v) for (c, mm), s in series.items() if mm == m for v in s.values() if math.isfinite(v)),
+                   default=0.0)
             for m in metrics}
     described = {r["comparison"]: r for r in table.select(["comparison", "model_a", "model_b", "data"]).to_pylist()}
     groups = snapshot_groups(table, series)
@@ -266,15 +282,14 @@ def render(table: pa.Table, console: Console) -> None:
         grid.add_column("layer", justify="right")
         shown = [m for m in metrics if (comparison, m) in series]
         for metric in shown:
-            unit = metric_info.get(metric, {}).get("unit", "")
-            grid.add_column(f"{metric}" + (f" ({unit})" if unit else ""), justify="right")
+            grid.add_column(column_title(metric, metric_info.get(metric, {})), justify="right")
             grid.add_column("", min_width=BAR_WIDTH, style="cyan")
         layers = sorted({layer for m in shown for layer in series[(comparison, m)]})
         for layer in layers:
             cells = [str(layer)]
             for metric in shown:
                 value = series[(comparison, metric)].get(layer)
-                cells += ["" if value is None else format_value(value), "" if value is None else bar(value, tops[metric])]
+                cells += ["" if value is None else format_value(value), "" if value is None else bar(moved[metric](value), tops[metric])]
             grid.add_row(*cells)
         console.print(Group(Text(""), grid))
     colour = console.color_system in ("256", "truecolor")
