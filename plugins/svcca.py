@@ -59,7 +59,10 @@ def svcca_rows(per_layer: list[CrossMoments], options: Options, n_examples: int)
     """One row per layer: the SVCCA distance of its moments, with k_x, k_y, the rule and threshold."""
     rows = []
     for layer, moments in enumerate(per_layer):
-        result = svcca_from_moments(moments, rule=options.rule, threshold=options.threshold, k=options.k)
+        try:
+            result = svcca_from_moments(moments, rule=options.rule, threshold=options.threshold, k=options.k)
+        except ValueError as error:  # e.g. rank 0: every [CLS] embedding is the same vector
+            raise probekit.MetricError(f"layer {layer}: {error}") from error
         rows.append(probekit.Row(
             layer, result.distance, n_examples=n_examples, n_tokens=moments.n,
             details={"k_x": result.k_x, "k_y": result.k_y, "rule": result.rule, "threshold": result.threshold},

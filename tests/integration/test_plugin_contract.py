@@ -7,6 +7,7 @@ edited local plugin and a changed GLUE file behind a cached result.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from probekit import api
 from probekit.engine.session import Session
 from probekit.errors import ExitCode, PluginError, SpecError
 from probekit.hooks.manager import build_manager
+from probekit.results.io import metadata
 from probekit.testing.fixtures import save_tiny_model, write_tiny_csv
 
 METRIC_TEMPLATE = '''
@@ -333,3 +335,17 @@ def test_each_spec_is_validated_with_its_own_plugins(tmp_path, models):
     assert result.returncode == ExitCode.BAD_INPUT
     assert f"{with_plugin}: ok" in result.stdout
     assert "the metric 'mean_shift', which no plugin provides" in result.stdout
+
+
+def test_the_example_cka_distribution_runs_through_its_entry_point(tmp_path, models):
+    """examples/probekit-cka, installed by the README's set-up command, is a real third-party plugin."""
+    assert importlib.metadata.distribution("probekit-cka").entry_points.select(group="probekit")
+    spec = write_spec(tmp_path, models, metrics="[metrics.linear_cka]\n")
+    spec.write_text(spec.read_text() + '\n[[comparisons]]\nname = "same"\na = "a"\nb = "a"\ndata = "eval"\n'
+                    '\n[[expect]]\ncomparison = "same"\nmetric = "linear_cka"\ncloser_than = "a_vs_b"\n')
+    result = cli("run", spec, "-o", tmp_path / "run", cwd=tmp_path, autoload=True)
+    assert result.returncode == ExitCode.OK, result.stdout + result.stderr
+    table = pq.read_table(tmp_path / "run" / "results.parquet")
+    same = [r["value"] for r in table.to_pylist() if r["comparison"] == "same"]
+    assert same == pytest.approx([1.0] * 3, abs=1e-9)
+    assert metadata(table)["metrics"]["linear_cka"]["direction"] == "similarity"

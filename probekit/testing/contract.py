@@ -1,0 +1,367 @@
+"""The contract test of a metric plugin, in one line::
+
+    from probekit.testing import check_metric
+
+    def test_my_metric_keeps_the_contract():
+        check_metric(MyMetric)                      # or check_metric(MyMetric, {"tokens": "cls"})
+
+:func:`check_metric` runs the metric on two tiny random BERT encoders built in
+process (2 layers, hidden size 32, 2 heads, eager attention; nothing is
+downloaded) and checks the properties every metric must have:
+
+* it registers: ``check_metric_class`` finds no problem, and no ``details`` key
+  is a column of every results table;
+* options round-trip: the defaults build, and each default given as a spec
+  value builds the same options;
+* rows are well formed: ``finalize()`` returns a list of :class:`probekit.Row`
+  with one layer row per number of ``layer_numbers``, finite values, head rows
+  only if ``per_head``, declared ``details`` of the declared types, and
+  ``n_examples`` equal to the number of examples fed;
+* identical inputs give the identical value: a model against itself gives 0
+  for a distance, 1 for a similarity, on every row;
+* results do not depend on the batch size: the same examples in batches of
+  48, 16, 4 and 7 give the same rows.
+
+A failure is an ``AssertionError`` naming the metric and the property.
+
+This module imports nothing heavy until :func:`check_metric` runs (probekit's
+pytest plugin imports :mod:`probekit.testing` in every pytest session).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from probekit.metrics.base import Metric, MetricContext, MetricError, Row, layer_numbers
+from probekit.metrics.checks import check_metric_class
+from probekit.metrics.options import SCALAR_TYPES, option_fields, parse_options
+
+__all__ = ["check_metric"]
+
+REGISTERS = "it registers"
+OPTIONS = "options round-trip"
+RUNS = "it measures two tiny models"
+ROWS = "rows are well formed"
+IDENTICAL = "identical inputs give the identical value"
+BATCH_SIZE = "results do not depend on the batch size"
+
+#: Absolute tolerance of the identical-inputs check: the metric's own floating point.
+IDENTICAL_TOLERANCE = 1e-6
+N_EXAMPLES = 48
+#: The first is the reference (one batch); 7 leaves a short last batch, so a mean of
+#: per-batch means is caught even when it weights batches by examples.
+BATCH_SIZES = (48, 16, 4, 7)
+IDENTICAL_BATCH_SIZE = 16
+MAX_LENGTH = 64
+#: At most this many problems are listed in a failure message.
+MAX_LISTED = 8
+
+WORDS = (
+    "the a one this that cat dog bird fish horse mouse man woman child teacher farmer sat ran saw ate liked "
+    "found made took gave on under near over big small red green old new quick slow happy sad and but very "
+    "not park river house road tree garden morning night"
+).split()
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                   max_position_embeddings=MAX_LENGTH)
+
+
+def check_metric(metric_cls: type[Metric], options: Any = None, *, tolerance: float = 1e-9) -> None:
+    """Check that ``metric_cls`` keeps the metric contract; raise ``AssertionError`` naming what it breaks.
+
+    ``options``: None for the defaults, a mapping as a spec's ``[metrics.x]`` table
+    gives it, or an instance of ``metric_cls.Options``. ``tolerance``: relative
+    and absolute, for the batch-size check (the identical-inputs check allows at
+    least ``IDENTICAL_TOLERANCE``).
+    """
+    __tracebackhide__ = True
+    _check_registers(metric_cls)
+    parsed = _options_to_run(metric_cls, options, _check_options(metric_cls))
+    tokenizer = _tiny_tokenizer()
+    examples = _tiny_examples(N_EXAMPLES)
+    same = _tiny_model("a", 0, tokenizer)
+    rows = _measure(metric_cls, parsed, same, same, examples, IDENTICAL_BATCH_SIZE)
+    _check_rows(metric_cls, rows, same, len(examples), _run_label(same, same, IDENTICAL_BATCH_SIZE))
+    _check_identical(metric_cls, rows, max(IDENTICAL_TOLERANCE, tolerance))
+    a, b = _tiny_model("a", 0, tokenizer), _tiny_model("b", 1, tokenizer)
+    runs = {size: _measure(metric_cls, parsed, a, b, examples, size) for size in BATCH_SIZES}
+    for size, rows in runs.items():
+        _check_rows(metric_cls, rows, a, len(examples), _run_label(a, b, size))
+    _check_batch_sizes(metric_cls, runs, tolerance)
+
+
+def _message(cls: Any, prop: str, problems: Sequence[str], note: str | None = None) -> str:
+    name = getattr(cls, "name", None)
+    qualname = f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', cls)!s}"
+    label = f"metric {name!r} ({qualname})" if isinstance(name, str) else qualname
+    listed = [f"  - {p}" for p in problems[:MAX_LISTED]]
+    if len(problems) > MAX_LISTED:
+        listed.append(f"  ... and {len(problems) - MAX_LISTED} more")
+    return "\n".join([f"{label} fails the contract check '{prop}':", *listed, *([f"  {note}"] if note else [])])
+
+
+def _fail(cls: Any, prop: str, problems: Sequence[str], note: str | None = None) -> None:
+    __tracebackhide__ = True
+    raise AssertionError(_message(cls, prop, problems, note))
+
+
+def _check_registers(cls: Any) -> None:
+    __tracebackhide__ = True
+    problems = check_metric_class(cls)
+    if not problems:
+        from probekit.results.schema import COLUMNS
+
+        problems = [f"details key {key!r} is a column of every results table; rename it"
+                    for key in dict(cls.details) if key in COLUMNS.names]
+    if problems:
+        _fail(cls, REGISTERS, problems)
+
+
+def _field_values(options: Any) -> tuple:
+    # Field by field, not ==: an Options dataclass may be declared with eq=False.
+    return tuple(getattr(options, f.name) for f in dataclasses.fields(options))
+
+
+def _as_toml(value: Any) -> Any:
+    """``value`` as a spec would spell it, or None when a spec cannot."""
+    if isinstance(value, SCALAR_TYPES):
+        return value
+    if isinstance(value, tuple) and all(isinstance(v, SCALAR_TYPES) for v in value):
+        return list(value)
+    return None
+
+
+def _describe(problems: list[tuple[str, str, str]]) -> str:
+    return "; ".join(f"{key or 'options'}: found {found}, expected {expected}" for key, found, expected in problems)
+
+
+def _check_options(cls: type[Metric]) -> Any:
+    """The default options, after checking that each default given back as a spec value builds them."""
+    __tracebackhide__ = True
+    defaults, problems = parse_options(cls.Options, {})
+    if problems:
+        _fail(cls, OPTIONS, [f"the default options do not build from an empty table: {_describe(problems)}"])
+    failures = []
+    for name, (_, default) in option_fields(cls.Options).items():
+        value = _as_toml(default)
+        if value is None:
+            continue
+        again, problems = parse_options(cls.Options, {name: value})
+        if problems:
+            failures.append(f"{name} = {value!r} (its default) is refused: {_describe(problems)}")
+        elif _field_values(again) != _field_values(defaults):
+            failures.append(f"{name} = {value!r} (its default) gives {again!r}, not the defaults {defaults!r}")
+    if failures:
+        _fail(cls, OPTIONS, failures)
+    return defaults
+
+
+def _options_to_run(cls: type[Metric], options: Any, defaults: Any) -> Any:
+    __tracebackhide__ = True
+    if options is None:
+        return defaults
+    if isinstance(options, cls.Options):
+        return options
+    if not isinstance(options, Mapping):
+        raise TypeError(f"check_metric: options must be None, a mapping or a {cls.Options.__qualname__}; "
+                        f"got {type(options).__name__}")
+    parsed, problems = parse_options(cls.Options, options)
+    if problems:
+        _fail(cls, OPTIONS, [f"the options given to check_metric do not build: {_describe(problems)}"])
+    return parsed
+
+
+def _tiny_tokenizer():
+    """A BERT-style word-level tokenizer ([CLS] text [SEP], [PAD] padding) over :data:`WORDS`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *WORDS])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                   model_max_length=MAX_LENGTH)
+
+
+def _tiny_model(name: str, seed: int, tokenizer):
+    """A random BERT encoder as the engine wraps models; the same seed gives the same weights."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from probekit.models.loading import LoadedModel, quiet_transformers
+
+    quiet_transformers()
+    config = BertConfig(vocab_size=len(tokenizer), attn_implementation="eager", **TINY_CONFIG)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = BertModel(config)
+    # float64: float32 forwards of differently padded batches differ by rounding
+    # (~1e-11 measured), which would be charged to the metric by the batch-size check.
+    return LoadedModel(name, encoder.double().eval(), tokenizer, identity=f"contract:{seed}")
+
+
+def _tiny_examples(n: int) -> list:
+    from probekit.data.example import Example
+
+    rng = random.Random(0)
+
+    def sentence() -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 10)))
+
+    return [Example(sentence(), None, i % 2) for i in range(n)]
+
+
+def _measure(cls: type[Metric], options: Any, a, b, examples: list, batch_size: int) -> list:
+    """What the engine does for one comparison and one metric, on CPU."""
+    __tracebackhide__ = True
+    import torch
+
+    from probekit.data.batching import make_batches
+    from probekit.engine.capture import forward
+
+    needs = frozenset(cls.needs)
+    where = _run_label(a, b, batch_size)
+    phase = "__init__"
+    try:
+        metric = cls(options, MetricContext(f"{a.name}_vs_{b.name}", a, b, a.num_layers, torch.device("cpu")))
+        phase = "update"
+        for batch in make_batches(examples, a.tokenizer, batch_size=batch_size, max_length=MAX_LENGTH):
+            metric.update(forward(a.encoder, batch, needs, a.name), forward(b.encoder, batch, needs, b.name), batch)
+        phase = "finalize"
+        return metric.finalize()
+    except MetricError as error:
+        problem = (f"{phase} raised MetricError ({where}): {error}; check_metric needs a metric that can "
+                   "measure two random BERT encoders")
+        raise AssertionError(_message(cls, RUNS, [problem])) from error
+    except Exception as error:  # noqa: BLE001 - any other exception is a plugin bug, reported as such
+        problem = (f"{phase} raised {type(error).__name__} ({where}): {error}; only MetricError may say "
+                   "that a comparison cannot be measured")
+        raise AssertionError(_message(cls, RUNS, [problem])) from error
+
+
+def _batching(size: int) -> str:
+    return f"in one batch of {size}" if size >= N_EXAMPLES else f"in batches of {size}"
+
+
+def _run_label(a, b, size: int) -> str:
+    models = f"model {a.name} against itself" if a is b else f"models {a.name} and {b.name}"
+    return f"{models}, {_batching(size)}"
+
+
+def _where(row: Row) -> str:
+    return f"layer {row.layer}" if row.head is None else f"layer {row.layer} head {row.head}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_rows(cls: type[Metric], rows: Any, model, n_examples: int, run: str) -> None:
+    __tracebackhide__ = True
+    if not isinstance(rows, list):
+        _fail(cls, ROWS, [f"finalize() returned a {type(rows).__name__} ({run}), not a list of probekit.Row"])
+    strays = [f"item {i} is a {type(row).__name__}, not probekit.Row" for i, row in enumerate(rows)
+              if not isinstance(row, Row)]
+    if strays:
+        _fail(cls, ROWS, [f"finalize() ({run}): {stray}" for stray in strays])
+    problems = _layer_problems(cls, rows, model.num_layers) + _head_problems(cls, rows, model)
+    for row in rows:
+        problems.extend(f"{_where(row)}: {p}" for p in _row_problems(cls, row, n_examples))
+    if problems:
+        _fail(cls, ROWS, [f"{p} ({run})" for p in problems])
+
+
+def _layer_problems(cls: type[Metric], rows: list[Row], num_layers: int) -> list[str]:
+    expected = list(layer_numbers(cls, num_layers))
+    found = [row.layer for row in rows if row.head is None]
+    problems = [f"no row for layer {layer} (layers = {cls.layers!r}: expected one row for each of {expected})"
+                for layer in expected if layer not in found]
+    problems += [f"a row for layer {layer!r}, which is not one of {expected} (layers = {cls.layers!r})"
+                 for layer in dict.fromkeys(found) if layer not in expected]
+    problems += [f"{found.count(layer)} rows for layer {layer} with head None; expected one"
+                 for layer in dict.fromkeys(found) if found.count(layer) > 1]
+    return problems
+
+
+def _head_problems(cls: type[Metric], rows: list[Row], model) -> list[str]:
+    heads = [row for row in rows if row.head is not None]
+    if heads and not cls.per_head:
+        return [f"{len(heads)} rows have a head (e.g. {_where(heads[0])}), but per_head is False"]
+    expected = layer_numbers(cls, model.num_layers)
+    num_heads = model.encoder.config.num_attention_heads
+    problems = [f"{_where(row)}: head {row.head!r} is not a head number in 0..{num_heads - 1}"
+                for row in heads if not (_is_int(row.head) and 0 <= row.head < num_heads)]
+    problems += [f"{_where(row)}: layer {row.layer!r} is not one of {list(expected)}"
+                 for row in heads if row.layer not in expected]
+    keys = [(row.layer, row.head) for row in heads]
+    problems += [f"{keys.count(key)} rows for layer {key[0]} head {key[1]}; expected one"
+                 for key in dict.fromkeys(keys) if keys.count(key) > 1]
+    return problems
+
+
+def _row_problems(cls: type[Metric], row: Row, n_examples: int) -> list[str]:
+    from probekit.results.schema import detail_problems
+
+    problems = []
+    if not _is_int(row.layer):
+        problems.append(f"layer {row.layer!r} is not an int")
+    if not (isinstance(row.value, numbers.Real) and not isinstance(row.value, bool) and math.isfinite(row.value)):
+        problems.append(f"value {row.value!r} is not a finite float")
+    if row.n_examples != n_examples:
+        problems.append(f"n_examples = {row.n_examples!r}, but {n_examples} examples were fed")
+    if not (_is_int(row.n_tokens) and row.n_tokens >= 0):
+        problems.append(f"n_tokens = {row.n_tokens!r} is not a count")
+    if not isinstance(row.details, Mapping):
+        return [*problems, f"details is a {type(row.details).__name__}, not a mapping"]
+    return problems + detail_problems([row], dict(cls.details))
+
+
+def _check_identical(cls: type[Metric], rows: list[Row], tolerance: float) -> None:
+    __tracebackhide__ = True
+    expected = 0.0 if cls.direction == "distance" else 1.0
+    problems = [f"{_where(row)}: {row.value!r}, expected {expected:g} for a {cls.direction} (within {tolerance:g})"
+                for row in rows if not abs(row.value - expected) <= tolerance]
+    if problems:
+        _fail(cls, IDENTICAL, problems, "(a model against itself)")
+
+
+def _same(a: Any, b: Any, tolerance: float) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        both_nan = isinstance(a, numbers.Real) and isinstance(b, numbers.Real) and math.isnan(a) and math.isnan(b)
+        return both_nan or math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance)
+    return a == b
+
+
+def _differences(reference: Row, row: Row, tolerance: float) -> list[tuple[str, Any, Any]]:
+    """(what, reference value, this value) for each number of ``row`` that differs."""
+    pairs = [("value", reference.value, float(row.value)), ("n_tokens", reference.n_tokens, row.n_tokens)]
+    keys = dict.fromkeys([*reference.details, *row.details])
+    pairs += [(f"details[{key!r}]", reference.details.get(key), row.details.get(key)) for key in keys]
+    return [(what, x, y) for what, x, y in pairs if not _same(x, y, tolerance)]
+
+
+def _check_batch_sizes(cls: type[Metric], runs: dict[int, list[Row]], tolerance: float) -> None:
+    __tracebackhide__ = True
+    first, *others = runs
+    reference = {(row.layer, row.head): row for row in runs[first]}
+    problems = []
+    for size in others:
+        rows = {(row.layer, row.head): row for row in runs[size]}
+        if rows.keys() != reference.keys():
+            problems.append(f"{_batching(size)} the rows are for other layers/heads than {_batching(first)}")
+            continue
+        for key, row in rows.items():
+            problems += [f"{_where(row)}: {what} = {x!r} {_batching(first)}, {y!r} {_batching(size)}"
+                         for what, x, y in _differences(reference[key], row, tolerance)]
+    if problems:
+        _fail(cls, BATCH_SIZE, problems, f"(tolerance {tolerance:g}, relative and absolute; models a and b "
+                                         f"on the same {N_EXAMPLES} examples)")
