@@ -48,10 +48,13 @@ class AttentionJS(probekit.Metric):
         query_mask = batch.attention_mask
         if self.options.exclude_special:
             query_mask = query_mask * (1 - batch.special_tokens_mask)
-        per_layer = [
-            attention_js_per_example(p, q, batch.attention_mask, base=self.options.base, query_mask=query_mask).sum(0)
-            for p, q in zip(a.attentions, b.attentions, strict=True)
-        ]
+        try:
+            per_layer = [
+                attention_js_per_example(p, q, batch.attention_mask, base=self.options.base, query_mask=query_mask).sum(0)
+                for p, q in zip(a.attentions, b.attentions, strict=True)
+            ]
+        except ValueError as error:  # no query token left (exclude_special on [CLS] x [SEP]), NaN maps
+            raise probekit.MetricError(str(error)) from error
         sums = torch.stack(per_layer)
         self.sums = sums if self.sums is None else self.sums + sums
         self.n_examples += batch.size

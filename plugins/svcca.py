@@ -44,11 +44,14 @@ class SVCCA(probekit.Metric):
         self.n_examples = 0
 
     def update(self, a, b, batch) -> None:
-        for moments, x, y in zip(self.moments, a.hidden_states, b.hidden_states, strict=True):
-            moments.update(
-                datapoints(x, batch.attention_mask, self.options.tokens),
-                datapoints(y, batch.attention_mask, self.options.tokens),
-            )
+        for layer, (moments, x, y) in enumerate(zip(self.moments, a.hidden_states, b.hidden_states, strict=True)):
+            try:
+                moments.update(
+                    datapoints(x, batch.attention_mask, self.options.tokens),
+                    datapoints(y, batch.attention_mask, self.options.tokens),
+                )
+            except ValueError as error:  # e.g. NaN activations
+                raise probekit.MetricError(f"layer {layer}: {error}") from error
         self.n_examples += batch.size
 
     def finalize(self) -> list[probekit.Row]:

@@ -1,6 +1,8 @@
 """Fine-tuning what a spec declares and probing its comparisons: the rows and the errors of a run.
 
-One forward pass per model per batch feeds every metric of a comparison. A metric
+Probing follows the plan (engine/plan.py): each distinct model runs once per batch
+of each dataset, and its capture feeds every comparison and metric that uses it;
+models stay loaded while a later group needs them. A metric
 that raises :class:`MetricError` cannot measure that comparison and is dropped
 with its message; any other exception is a bug in its plugin, recorded as a
 failure (with its traceback); either way the other metrics go on.
@@ -12,15 +14,18 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from probekit.data.batching import make_batches
+from probekit.data.batching import length_sorted_batches, make_batches
 from probekit.engine.capture import forward
 from probekit.engine.examples import ExampleStore
+from probekit.engine.plan import ProbeGroup, last_use, plan
 from probekit.errors import ModelError
 from probekit.hooks.manager import PluginManager
 from probekit.metrics.base import Metric, MetricContext, MetricError, Row
+from probekit.metrics.tensors import Batch
 from probekit.models import loading
 from probekit.models.finetune import Checkpoint, FinetuneJob, cache_root, finetune
 from probekit.results.schema import RowContext, detail_problems, to_records
@@ -58,7 +63,7 @@ def progress_bar(console: Console) -> Progress:
 
 
 class Prober:
-    """Runs one validated spec: its fine-tunes (through the checkpoint cache), then every comparison."""
+    """Runs one validated spec: its fine-tunes (through the checkpoint cache), then its probe plan."""
 
     def __init__(self, spec: Spec, manager: PluginManager, console: Console, run_id: str) -> None:
         self.spec = spec
@@ -66,24 +71,48 @@ class Prober:
         self.manager = manager
         self.console = console
         self.device = loading.pick_device(spec.run.device)
-        self.dtype = loading.DTYPE_BY_NAME[spec.run.dtype]
+        self.dtype = loading.pick_dtype(spec.run.dtype, self.device)
+        self.threads = loading.pick_threads(spec.run.threads)
+        self.budget = loading.memory_budget(spec.run.memory, self.device)
         self.cache = cache_root(spec.run.cache_dir)
         self.examples = ExampleStore(spec, manager.sources)
         self._checkpoints: dict[str, Checkpoint] = {}
 
     def run(self, measured: Measured, on_comparison: Callable[[Measured], None]) -> Measured:
-        """Resolve every model (fine-tuning as needed), then probe each comparison, reporting after each."""
+        """Resolve every model (fine-tuning as needed), then probe group by group, reporting after each."""
+        if self.device.type == "cpu":
+            torch.set_num_threads(self.threads)
+        groups = plan(self.spec)
         with progress_bar(self.console) as progress:
             for comparison in self.spec.comparisons:
                 for ref in (comparison.a, comparison.b):
                     measured.models[str(ref)] = self.resolve(ref, progress)
-            for comparison in self.spec.comparisons:
-                self.probe(comparison, measured, progress)
+            pool = _ModelPool(self, measured.models)
+            ends = last_use(groups)
+            for index, group in enumerate(groups):
+                passes = self._passes(group, measured.models)
+                for models, comparisons in passes:
+                    self.probe_pass(group, models, comparisons, pool, measured, progress)
+                    if len(passes) > 1:  # memory is short: keep nothing loaded between passes
+                        pool.release(models)
+                pool.release([model for model, end in ends.items() if end == index])
                 on_comparison(measured)
         return measured
 
-    # -- models ------------------------------------------------------------------------
+    def _passes(self, group: ProbeGroup, resolved: dict[str, ResolvedModel]):
+        """The group in one pass, or one pass per comparison when its models do not fit the memory budget together."""
+        sizes = {model: loading.weights_size(resolved[model].source) or 0 for model in group.models}
+        for model, size in sizes.items():
+            if size > self.budget:
+                raise ModelError(f"{self.spec.path}: [run] memory: {_gb(self.budget)} cannot hold models.{model} "
+                                 f"({_gb(size)} of weights); raise memory or use a smaller dtype")
+        if sum(sizes.values()) <= self.budget or len(group.comparisons) == 1:
+            return [(group.models, group.comparisons)]
+        self.console.print(f"probekit: the {len(group.models)} models on {group.data} ({_gb(sum(sizes.values()))}) "
+                           f"do not fit [run] memory = {_gb(self.budget)} together: two at a time", highlight=False)
+        return [((str(c.a), str(c.b)), (c,)) for c in group.comparisons]
 
+    # -- models ------------------------------------------------------------------------
     def checkpoint(self, name: str, progress: Progress) -> Checkpoint:
         """The fine-tune of ``models.<name>``, trained now or taken from the cache."""
         if name in self._checkpoints:
@@ -130,35 +159,107 @@ class Prober:
 
     # -- probing -----------------------------------------------------------------------
 
-    def probe(self, comparison: ComparisonSpec, measured: Measured, progress: Progress) -> None:
-        """One comparison: a forward pass per model per batch feeds every metric."""
-        metric_specs = [self.spec.metrics[name] for name in comparison.metrics]
-        needs = frozenset().union(*(m.metric_class.needs for m in metric_specs))
-        model_a = self.load(comparison.a, measured.models[str(comparison.a)], "attentions" in needs)
-        model_b = self.load(comparison.b, measured.models[str(comparison.b)], "attentions" in needs)
-        check_comparable(self.spec, comparison.name, model_a, model_b)
+    def probe_pass(self, group: ProbeGroup, models: tuple[str, ...], comparisons: tuple[ComparisonSpec, ...],
+                   pool: _ModelPool, measured: Measured, progress: Progress) -> None:
+        """Every model of the pass runs once per batch; its capture feeds every comparison that uses it.
+
+        A comparison whose two models cannot be compared (different tokenizers or
+        depths) is recorded as an error and left out; comparisons whose models share
+        a tokenizer share batches.
+        """
+        loaded = {model: pool.get(model, group.needs[model]) for model in models}
+        by_tokenizer: dict[str, list[ComparisonSpec]] = {}
+        for comparison in comparisons:
+            a, b = loaded[str(comparison.a)], loaded[str(comparison.b)]
+            problem = comparability_problem(a, b)
+            if problem:
+                measured.errors.append(f"{comparison.name}: {self.spec.path}: {problem}")
+                continue
+            by_tokenizer.setdefault(loading.tokenizer_fingerprint(a.tokenizer), []).append(comparison)
+        for sharing in by_tokenizer.values():
+            used = {model: loaded[model] for model in dict.fromkeys(str(s) for c in sharing for s in (c.a, c.b))}
+            self._probe_batches(group, used, sharing, measured, progress)
+
+    def _probe_batches(self, group: ProbeGroup, loaded: dict[str, loading.LoadedModel],
+                       comparisons: list[ComparisonSpec], measured: Measured, progress: Progress) -> None:
+        metrics = {comparison.name: self._instantiate(comparison, loaded, measured) for comparison in comparisons}
+        examples = self.examples[group.data]
+        tokenizer = next(iter(loaded.values())).tokenizer
+        label = f"probe {comparisons[0].name}" if len(comparisons) == 1 else \
+            f"probe {len(comparisons)} comparisons on {group.data}"
+        task = progress.add_task(label, total=len(examples), status=f"{len(loaded)} forwards/batch")
+        for batch in self._batches(examples, tokenizer):
+            for part, captures in self._captured(self._fitting(batch, loaded, group), loaded, group):
+                for comparison in comparisons:
+                    guard = _Guard(comparison.name, measured)
+                    a, b = captures[str(comparison.a)], captures[str(comparison.b)]
+                    for name, metric in list(metrics[comparison.name].items()):
+                        if not guard.call(name, lambda metric=metric: metric.update(a, b, part) or True):
+                            del metrics[comparison.name][name]
+                del captures
+            progress.advance(task, batch.size)
+        for comparison in comparisons:
+            self._record(comparison, metrics[comparison.name], measured)
+
+    def _instantiate(self, comparison: ComparisonSpec, loaded: dict[str, loading.LoadedModel],
+                     measured: Measured) -> dict[str, Metric]:
+        model_a, model_b = loaded[str(comparison.a)], loaded[str(comparison.b)]
         context = MetricContext(comparison.name, model_a, model_b, model_a.num_layers, self.device)
         guard = _Guard(comparison.name, measured)
-        metrics = {m.name: metric for m in metric_specs
-                   if (metric := guard.call(m.name, lambda m=m: m.metric_class(m.options, context))) is not None}
-        examples = self.examples[comparison.data]
-        task = progress.add_task(f"probe {comparison.name}", total=len(examples), status="")
-        for batch in make_batches(examples, model_a.tokenizer, batch_size=self.spec.run.batch_size,
-                                  max_length=self.spec.run.max_length):
-            batch = batch.to(self.device)
-            capture_a = forward(model_a.encoder, batch, needs, model_a.name)
-            capture_b = forward(model_b.encoder, batch, needs, model_b.name)
-            for label, metric in list(metrics.items()):
-                if not guard.call(label, lambda metric=metric: metric.update(capture_a, capture_b, batch) or True):
-                    del metrics[label]
-            progress.advance(task, batch.size)
+        metric_specs = [self.spec.metrics[name] for name in comparison.metrics]
+        return {m.name: metric for m in metric_specs
+                if (metric := guard.call(m.name, lambda m=m: m.metric_class(m.options, context))) is not None}
+
+    def _batches(self, examples, tokenizer):
+        run = self.spec.run
+        if not run.sort_by_length:
+            return make_batches(examples, tokenizer, batch_size=run.batch_size, max_length=run.max_length)
+        return length_sorted_batches(examples, tokenizer, max_length=run.max_length,
+                                     batch_tokens=run.batch_tokens or run.batch_size * run.max_length)
+
+    def _fitting(self, batch: Batch, loaded: dict[str, loading.LoadedModel], group: ProbeGroup) -> list[Batch]:
+        """The batch on the device, split into micro-batches when the captures would not fit the budget."""
+        batch = batch.to(self.device)
+        room = max(self.budget - sum(_parameter_bytes(m.encoder) for m in loaded.values()), 1)
+        need = sum(capture_bytes(m.encoder.config, batch, group.needs[name], self.dtype) for name, m in loaded.items())
+        pieces = min(batch.size, -(-need // room))
+        step = -(-batch.size // pieces)
+        return [batch.rows(start, start + step) for start in range(0, batch.size, step)]
+
+    def _captured(self, parts: list[Batch], loaded: dict[str, loading.LoadedModel], group: ProbeGroup):
+        """(micro-batch, captures by model); a device out of memory halves the micro-batch once."""
+        for part in parts:
+            try:
+                yield part, self._capture(part, loaded, group)
+            except torch.OutOfMemoryError:
+                if part.size == 1:
+                    raise self._out_of_memory(part) from None
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                half = -(-part.size // 2)
+                for smaller in (part.rows(0, half), part.rows(half, part.size)):
+                    try:
+                        yield smaller, self._capture(smaller, loaded, group)
+                    except torch.OutOfMemoryError:
+                        raise self._out_of_memory(smaller) from None
+
+    def _capture(self, part: Batch, loaded: dict[str, loading.LoadedModel], group: ProbeGroup):
+        return {model: forward(m.encoder, part, group.needs[model], model) for model, m in loaded.items()}
+
+    def _out_of_memory(self, part: Batch) -> ModelError:
+        return ModelError(f"{self.spec.path}: out of device memory on a batch of {part.size} examples x "
+                          f"{part.input_ids.shape[1]} tokens within [run] memory = {_gb(self.budget)}; "
+                          "lower [run] batch_size / batch_tokens or memory (finished comparisons are kept)")
+
+    def _record(self, comparison: ComparisonSpec, metrics: dict[str, Metric], measured: Measured) -> None:
+        guard = _Guard(comparison.name, measured)
         for label, metric in metrics.items():
             rows = self._finalize(label, metric, guard)
             if rows is not None:
-                context_row = RowContext(self.run_id, self.spec.name,
-                                         comparison.name, str(comparison.a), str(comparison.b), comparison.a.snapshot,
-                                         comparison.b.snapshot, comparison.data, label)
-                measured.records.extend(to_records(context_row, rows))
+                context = RowContext(self.run_id, self.spec.name, comparison.name, str(comparison.a),
+                                     str(comparison.b), comparison.a.snapshot, comparison.b.snapshot,
+                                     comparison.data, label)
+                measured.records.extend(to_records(context, rows))
 
     def _finalize(self, label: str, metric: Metric, guard: _Guard) -> list[Row] | None:
         with warnings.catch_warnings(record=True) as caught:
@@ -173,6 +274,57 @@ class Prober:
             guard.failed(label, f"rows break the metric's contract: {problems[0]}", "")
             return None
         return rows
+
+
+class _ModelPool:
+    """The loaded models of a run: each loaded once, kept while a later group needs it, then freed.
+
+    A model serves every group with its attention implementation switched to what
+    the group needs: eager when a metric reads attention maps, fused (SDPA) otherwise.
+    """
+
+    def __init__(self, prober: Prober, resolved: dict[str, ResolvedModel]) -> None:
+        self.prober = prober
+        self.resolved = resolved
+        self.refs = {str(side): side for c in prober.spec.comparisons for side in (c.a, c.b)}
+        self.loaded: dict[str, loading.LoadedModel] = {}
+
+    def get(self, model: str, needs: frozenset[str]) -> loading.LoadedModel:
+        eager = "attentions" in needs
+        if model not in self.loaded:
+            self.loaded[model] = self.prober.load(self.refs[model], self.resolved[model], eager)
+        encoder = self.loaded[model].encoder
+        wanted = "eager" if eager else "sdpa"
+        if getattr(encoder.config, "_attn_implementation", wanted) != wanted:
+            encoder.set_attn_implementation(wanted)
+        return self.loaded[model]
+
+    def release(self, models) -> None:
+        for model in models:
+            self.loaded.pop(model, None)
+        if self.prober.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def capture_bytes(config, batch: Batch, needs: frozenset[str], dtype: torch.dtype) -> int:
+    """What one model's capture of ``batch`` holds: every layer's hidden states and, if asked, attention maps."""
+    size = torch.finfo(dtype).bits // 8
+    tokens = batch.input_ids.shape[1]
+    layers = getattr(config, "num_hidden_layers", 12)
+    total = 0
+    if "hidden_states" in needs:
+        total += (layers + 1) * batch.size * tokens * getattr(config, "hidden_size", 768) * size
+    if "attentions" in needs:
+        total += layers * batch.size * getattr(config, "num_attention_heads", 12) * tokens * tokens * size
+    return total
+
+
+def _parameter_bytes(module: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def _gb(size: int) -> str:
+    return f"{size / 2**30:.2f} GB"
 
 
 class _Guard:
@@ -196,16 +348,16 @@ class _Guard:
         self.measured.tracebacks.append(trace)
 
 
-def check_comparable(spec: Spec, comparison: str, model_a: loading.LoadedModel, model_b: loading.LoadedModel) -> None:
-    """Token-aligned metrics compare position i of one model with position i of the other."""
-    fingerprint_a = loading.tokenizer_fingerprint(model_a.tokenizer)
-    fingerprint_b = loading.tokenizer_fingerprint(model_b.tokenizer)
-    if fingerprint_a != fingerprint_b or model_a.num_layers != model_b.num_layers:
-        what = "tokenizers (vocabularies)" if fingerprint_a != fingerprint_b else "numbers of layers"
-        raise ModelError(
-            f"{spec.path}: comparison {comparison!r}: {model_a.name} and {model_b.name} have different {what}; "
-            "the metrics compare the same tokens and layers of both models"
-        )
+def comparability_problem(model_a: loading.LoadedModel, model_b: loading.LoadedModel) -> str:
+    """Why two models cannot be compared token by token and layer by layer ("" when they can)."""
+    if loading.tokenizer_fingerprint(model_a.tokenizer) != loading.tokenizer_fingerprint(model_b.tokenizer):
+        what = "tokenizers (vocabularies)"
+    elif model_a.num_layers != model_b.num_layers:
+        what = f"numbers of layers ({model_a.num_layers} and {model_b.num_layers})"
+    else:
+        return ""
+    return (f"models.{model_a.name} and models.{model_b.name} have different {what}; "
+            "the metrics compare the same tokens and layers of both models")
 
 
 def metric_metadata(spec: Spec, manager: PluginManager) -> dict[str, dict]:

@@ -29,7 +29,7 @@ from probekit.errors import ExitCode, PluginError, Problem, SpecError
 from probekit.expect.evaluate import Outcome, evaluate
 from probekit.expect.render import render_outcomes
 from probekit.hooks.manager import PluginManager, build_manager
-from probekit.models.loading import pick_device
+from probekit.models.loading import pick_device, pick_dtype
 from probekit.results.io import RESULTS_FILE, metadata, write_table
 from probekit.results.schema import build_table
 from probekit.spec.load import declared_plugins, parse_spec, read_spec
@@ -201,6 +201,7 @@ class _RunInfo:
 
     def metadata(self, measured: Measured, complete: bool, **extra: Any) -> dict[str, Any]:
         spec = self.spec
+        device = pick_device(spec.run.device)
         models = {name: {"source": r.source, "identity": r.identity, "accuracy": r.accuracy}
                   for name, r in measured.models.items()}
         return {
@@ -209,7 +210,7 @@ class _RunInfo:
             "errors": [*measured.errors, *measured.failures], "failures": measured.failures, "complete": complete,
             "probekit_version": probekit.__version__, "torch_version": torch.__version__,
             "transformers_version": _version("transformers"), "python_version": platform.python_version(),
-            "device": _device_name(pick_device(spec.run.device)), "dtype": spec.run.dtype,
+            "device": _device_name(device), "dtype": str(pick_dtype(spec.run.dtype, device)).removeprefix("torch."),
             "started_at": _iso(self.started), "finished_at": _iso(time.time()), **extra,
         }
 

@@ -7,32 +7,7 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.text import Text
 
-from probekit.expect.evaluate import Outcome
-
-
-def format_table(outcome: Outcome) -> str:
-    """comparison | layer | value | expected, one line per involved layer; '<-- fails' marks offenders."""
-    if not outcome.values:
-        return "(no values: " + outcome.reason + ")"
-    with_groups = bool(outcome.groups)
-    header = ["comparison", "layer", *(["group"] if with_groups else []), "value", "expected", ""]
-    rows = []
-    for comparison, values in outcome.values.items():
-        for layer in sorted(values):
-            key = (comparison, layer)
-            value = values[layer]
-            rows.append([
-                comparison, str(layer), *([outcome.groups.get(key, "")] if with_groups else []),
-                "nan" if value is None else f"{value:.6g}", outcome.expected.get(key, ""),
-                "<-- fails" if key in outcome.offending else "",
-            ])
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    right = {1, 3 if with_groups else 2}
-
-    def line(cells) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
-    return "\n".join([line(header), *(line(r) for r in rows)])
+from probekit.expect.evaluate import Outcome, format_table  # noqa: F401 - format_table is part of this module's surface
 
 
 def summary(outcomes: Iterable[Outcome]) -> str:

@@ -30,6 +30,10 @@ class Batch:
             inputs["token_type_ids"] = self.token_type_ids
         return inputs
 
+    def rows(self, start: int, stop: int) -> Batch:
+        """Examples ``start:stop`` of the batch (a micro-batch), with the batch's padding."""
+        return Batch(*(None if (t := getattr(self, f.name)) is None else t[start:stop] for f in fields(self)))
+
     def to(self, device: torch.device | str) -> Batch:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Batch(*(move(getattr(self, f.name)) for f in fields(self)))

@@ -5,6 +5,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -139,3 +140,51 @@ DTYPE_BY_NAME = {
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
 }
+
+
+def pick_dtype(setting: str, device: torch.device) -> torch.dtype:
+    """The dtype of the forward passes: ``auto`` is bfloat16 on a GPU that has it, float32 elsewhere.
+
+    Half precisions on a device that cannot run them are a clear error here rather
+    than NaNs later; metrics accumulate in float64 whatever this is.
+    """
+    if setting == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    if setting == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ModelError(f"[run] dtype = 'bfloat16': {torch.cuda.get_device_name(device)} has no bfloat16; "
+                         "use 'float16' or 'float32'")
+    if setting == "float16" and device.type == "cpu":
+        raise ModelError("[run] dtype = 'float16' on the CPU: use 'bfloat16' or 'float32' there (float16 is for GPUs)")
+    return DTYPE_BY_NAME[setting]
+
+
+def pick_threads(setting: int | None) -> int:
+    """CPU threads: ``[run] threads``, else OMP_NUM_THREADS, else the cores this process may run on.
+
+    torch's default counts every core of the machine; under a CPU affinity mask or a
+    shared machine that oversubscribes (docs/performance.md has the measurements).
+    """
+    if setting is not None:
+        return setting
+    requested = os.environ.get("OMP_NUM_THREADS", "")
+    if requested.isdigit() and int(requested) > 0:
+        return int(requested)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def memory_budget(setting: int | None, device: torch.device) -> int:
+    """Bytes a probe may use for models and captures: ``[run] memory``, else most of what is free now."""
+    if setting is not None:
+        return setting
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.9)
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * 0.75)
+
+
+def weights_size(source: str) -> int | None:
+    """Bytes of a model folder's weight files (None for a hub id not on disk: not known before loading)."""
+    folder = Path(resolve(source))
+    if not folder.is_dir():
+        return None
+    return sum(f.stat().st_size for f in folder.iterdir() if f.suffix in WEIGHT_SUFFIXES)

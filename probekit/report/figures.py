@@ -12,7 +12,9 @@ For every metric (the table's ``metric`` column, a spec's metric label):
   model at 1.0 when there is no 1.0 snapshot), one per group (see
   :func:`probekit.report.snapshot_groups`).
 
-Figures are built with ``matplotlib.figure.Figure`` (no pyplot, no global backend change).
+matplotlib is imported inside the drawing functions, so importing this module (which the
+built-in ``figures`` plugin does in every command) is cheap; figures are built with
+``matplotlib.figure.Figure`` (no pyplot, no global backend change).
 """
 from __future__ import annotations
 
@@ -20,14 +22,15 @@ import math
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
 import pyarrow as pa
-from matplotlib.figure import Figure
 
 from probekit.report.terminal import comparison_sides, layer_values, snapshot_groups
 from probekit.results.io import metadata
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DPI = 120
 MARKERS = "osD^vP*Xhp<>"
@@ -159,6 +162,8 @@ def layer_ticks(axes, layers: list[int], axis: str = "x") -> None:
 
 def line_figure(lines: list[tuple[str, dict[int, float]]], metric: str, axis: str, spec: str | None) -> Figure:
     """One line per comparison: the metric against the layer (Hao et al. 2020, Figures 1-7)."""
+    from matplotlib.figure import Figure
+
     many = len(lines) > 5
     figure = Figure(figsize=(9.5 if many else 7, 4.5), dpi=DPI, layout="constrained")
     axes = figure.add_subplot()
@@ -194,6 +199,7 @@ def line_figure(lines: list[tuple[str, dict[int, float]]], metric: str, axis: st
 
 def _heat(axes, matrix, low: float, high: float):
     """Draw a layers-x-columns matrix (lists of float, nan = missing); layer 0 at the bottom."""
+    import matplotlib
     import numpy as np
 
     colormap = matplotlib.colormaps[COLORMAP].with_extremes(bad="#dddddd")
@@ -204,6 +210,8 @@ def _heat(axes, matrix, low: float, high: float):
 
 def _annotate(axes, matrix, low: float, high: float) -> None:
     """Write each cell's value (one number of decimals for the whole map), dark on light cells and light on dark ones."""
+    import matplotlib
+
     colormap = matplotlib.colormaps[COLORMAP]
     largest = max((abs(v) for row in matrix for v in row if math.isfinite(v)), default=0.0)
     decimals = min(max(2 - math.floor(math.log10(largest)), 0), 6) if largest > 0 else 2
@@ -219,6 +227,8 @@ def _annotate(axes, matrix, low: float, high: float) -> None:
 
 def heads_figure(panels: list[tuple[str, dict[tuple[int, int], float]]], metric: str, axis: str) -> Figure:
     """Layers x heads, one panel per comparison, one colour scale."""
+    from matplotlib.figure import Figure
+
     columns = min(len(panels), 4)
     rows = math.ceil(len(panels) / columns)
     n_layers = max(len({layer for layer, _ in values}) for _, values in panels)
@@ -255,6 +265,8 @@ def heads_figure(panels: list[tuple[str, dict[tuple[int, int], float]]], metric:
 
 def snapshot_figure(group, axis: str, accuracies: dict[str, float | None]) -> Figure:
     """Layers (y) x training progress (x) for one snapshot group, with a colour bar in the metric's unit."""
+    from matplotlib.figure import Figure
+
     layers = group.layers
     columns = group.columns
     matrix = [[finite(column.values.get(layer)) for column in columns] for layer in layers]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from probekit.errors import Problem, did_you_mean, type_name
 from probekit.results.io import RESULTS_FILE, metadata, read_table
-from probekit.results.layers import LAYERS_SYNTAX, LayerSelection, parse_layers, selection_word
+from probekit.results.layers import LAYERS_SYNTAX, LayerSelection, parse_layers, selection_word, series_index
 
 if TYPE_CHECKING:
     from probekit.spec.model import Spec
@@ -378,7 +378,7 @@ def _load_baseline(raw: str, spec: Spec, comparisons, metric, head, problem):
                 "a baseline from another spec measures other models or data")
         return None
     values = {}
-    index = _index(table)
+    index = series_index(table)
     missing = []
     for comparison in comparisons:
         series = index.get((comparison, metric, head))

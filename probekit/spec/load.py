@@ -114,13 +114,36 @@ def _parse_run(table: Any, problems: list[Problem]) -> RunSettings:
         device = "auto"
     settings = RunSettings(
         device=device,
-        dtype=reader.get("dtype", str, "float32", choices=DTYPES),
+        dtype=reader.get("dtype", str, "auto", choices=DTYPES),
         batch_size=reader.get("batch_size", int, 32, positive=True),
         max_length=reader.get("max_length", int, 128, positive=True),
         cache_dir=reader.get("cache_dir", str, None),
+        memory=_parse_memory(reader),
+        threads=reader.get("threads", int, None, positive=True),
+        sort_by_length=reader.get("sort_by_length", bool, True),
+        batch_tokens=reader.get("batch_tokens", int, None, positive=True),
     )
     reader.finish()
     return settings
+
+
+_MEMORY_UNITS = {"KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
+
+
+def _parse_memory(reader: _Table) -> int | None:
+    """``memory = "8GB"`` (KB, MB, GB, TB; powers of 1024) as bytes."""
+    text = reader.get("memory", str, None)
+    if text is None:
+        return None
+    number, unit = text.strip()[:-2].strip(), text.strip()[-2:].upper()
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in _MEMORY_UNITS or value <= 0:
+        reader.problem("memory", repr(text), 'an amount of memory such as "8GB" or "512MB"')
+        return None
+    return int(value * _MEMORY_UNITS[unit])
 
 
 def _parse_finetune(table: Any, key: str, defaults: FinetuneSettings, problems: list[Problem]) -> FinetuneSettings:

@@ -10,16 +10,22 @@ from probekit.metrics.base import Metric
 from probekit.models.finetune import FinetuneSettings
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("float32", "float64", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "float64", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
 class RunSettings:
+    """``[run]``: where and how the forward passes run (docs/specs.md)."""
+
     device: str = "auto"
-    dtype: str = "float32"
+    dtype: str = "auto"  # of the forward passes; "auto": bfloat16 on GPUs that have it, float32 elsewhere
     batch_size: int = 32
     max_length: int = 128
     cache_dir: str | None = None
+    memory: int | None = None  # bytes the probe may use for models and captures; None: detected
+    threads: int | None = None  # CPU threads; None: the cores this process may use
+    sort_by_length: bool = True  # batch examples of similar length together (less padding)
+    batch_tokens: int | None = None  # tokens per batch when sorting by length; None: batch_size x max_length
 
 
 @dataclass(frozen=True)

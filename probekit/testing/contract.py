@@ -24,21 +24,26 @@ downloaded) and checks the properties every metric must have:
 
 A failure is an ``AssertionError`` naming the metric and the property.
 
-This module imports nothing heavy until :func:`check_metric` runs (probekit's
-pytest plugin imports :mod:`probekit.testing` in every pytest session).
+The tiny models and examples are those of :mod:`probekit.testing.fixtures`.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import numbers
-import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
+
+from probekit.data.batching import make_batches
+from probekit.engine.capture import forward
 from probekit.metrics.base import Metric, MetricContext, MetricError, Row, layer_numbers
 from probekit.metrics.checks import check_metric_class
 from probekit.metrics.options import SCALAR_TYPES, option_fields, parse_options
+from probekit.models.loading import LoadedModel
+from probekit.results.schema import COLUMNS, detail_problems
+from probekit.testing.fixtures import TINY_CONFIG, tiny_encoder, tiny_examples, tiny_tokenizer
 
 __all__ = ["check_metric"]
 
@@ -56,19 +61,9 @@ N_EXAMPLES = 48
 #: per-batch means is caught even when it weights batches by examples.
 BATCH_SIZES = (48, 16, 4, 7)
 IDENTICAL_BATCH_SIZE = 16
-MAX_LENGTH = 64
+MAX_LENGTH = TINY_CONFIG["max_position_embeddings"]
 #: At most this many problems are listed in a failure message.
 MAX_LISTED = 8
-
-WORDS = (
-    "the a one this that cat dog bird fish horse mouse man woman child teacher farmer sat ran saw ate liked "
-    "found made took gave on under near over big small red green old new quick slow happy sad and but very "
-    "not park river house road tree garden morning night"
-).split()
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                   max_position_embeddings=MAX_LENGTH)
-
 
 def check_metric(metric_cls: type[Metric], options: Any = None, *, tolerance: float = 1e-9) -> None:
     """Check that ``metric_cls`` keeps the metric contract; raise ``AssertionError`` naming what it breaks.
@@ -81,8 +76,8 @@ def check_metric(metric_cls: type[Metric], options: Any = None, *, tolerance: fl
     __tracebackhide__ = True
     _check_registers(metric_cls)
     parsed = _options_to_run(metric_cls, options, _check_options(metric_cls))
-    tokenizer = _tiny_tokenizer()
-    examples = _tiny_examples(N_EXAMPLES)
+    tokenizer = tiny_tokenizer()
+    examples = tiny_examples(N_EXAMPLES)
     same = _tiny_model("a", 0, tokenizer)
     rows = _measure(metric_cls, parsed, same, same, examples, IDENTICAL_BATCH_SIZE)
     _check_rows(metric_cls, rows, same, len(examples), _run_label(same, same, IDENTICAL_BATCH_SIZE))
@@ -113,8 +108,6 @@ def _check_registers(cls: Any) -> None:
     __tracebackhide__ = True
     problems = check_metric_class(cls)
     if not problems:
-        from probekit.results.schema import COLUMNS
-
         problems = [f"details key {key!r} is a column of every results table; rename it"
                     for key in dict(cls.details) if key in COLUMNS.names]
     if problems:
@@ -175,59 +168,19 @@ def _options_to_run(cls: type[Metric], options: Any, defaults: Any) -> Any:
     return parsed
 
 
-def _tiny_tokenizer():
-    """A BERT-style word-level tokenizer ([CLS] text [SEP], [PAD] padding) over :data:`WORDS`."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+def _tiny_model(name: str, seed: int, tokenizer) -> LoadedModel:
+    """A random tiny BERT as the engine wraps models; the same seed gives the same weights.
 
-    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *WORDS])}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-                                   model_max_length=MAX_LENGTH)
-
-
-def _tiny_model(name: str, seed: int, tokenizer):
-    """A random BERT encoder as the engine wraps models; the same seed gives the same weights."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    from probekit.models.loading import LoadedModel, quiet_transformers
-
-    quiet_transformers()
-    config = BertConfig(vocab_size=len(tokenizer), attn_implementation="eager", **TINY_CONFIG)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        encoder = BertModel(config)
-    # float64: float32 forwards of differently padded batches differ by rounding
-    # (~1e-11 measured), which would be charged to the metric by the batch-size check.
-    return LoadedModel(name, encoder.double().eval(), tokenizer, identity=f"contract:{seed}")
-
-
-def _tiny_examples(n: int) -> list:
-    from probekit.data.example import Example
-
-    rng = random.Random(0)
-
-    def sentence() -> str:
-        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 10)))
-
-    return [Example(sentence(), None, i % 2) for i in range(n)]
+    float64: float32 forwards of differently padded batches differ by rounding
+    (~1e-11 measured), which the batch-size check would charge to the metric.
+    """
+    encoder = tiny_encoder(len(tokenizer), seed=seed).double()
+    return LoadedModel(name, encoder, tokenizer, identity=f"contract:{seed}")
 
 
 def _measure(cls: type[Metric], options: Any, a, b, examples: list, batch_size: int) -> list:
     """What the engine does for one comparison and one metric, on CPU."""
     __tracebackhide__ = True
-    import torch
-
-    from probekit.data.batching import make_batches
-    from probekit.engine.capture import forward
-
     needs = frozenset(cls.needs)
     where = _run_label(a, b, batch_size)
     phase = "__init__"
@@ -309,8 +262,6 @@ def _head_problems(cls: type[Metric], rows: list[Row], model) -> list[str]:
 
 
 def _row_problems(cls: type[Metric], row: Row, n_examples: int) -> list[str]:
-    from probekit.results.schema import detail_problems
-
     problems = []
     if not _is_int(row.layer):
         problems.append(f"layer {row.layer!r} is not an int")

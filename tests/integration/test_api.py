@@ -5,14 +5,18 @@ import math
 import tomllib
 from dataclasses import dataclass
 
+import pyarrow as pa
 import pytest
 import torch
 
 import probekit
 from probekit import api
 from probekit.api import LayerSeries, Results, to_toml
+from probekit.engine.examples import ExampleStore
+from probekit.engine.resultcache import cache_dir, results_key
+from probekit.engine.session import Session
+from probekit.errors import SpecError, UserError
 from probekit.results.io import read_table, write_table
-from probekit.errors import SpecError
 from probekit.testing import (
     ExpectationFailed,
     assert_closer,
@@ -32,13 +36,7 @@ from probekit.testing.fixtures import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and the CPUs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_spec(folder, **extra) -> dict:
@@ -66,7 +64,7 @@ def workspace(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def first_run(workspace):
+def first_run(workspace, one_thread):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PROBEKIT_CACHE", str(workspace / "cache"))
         results = api.run(tiny_spec(workspace), reports=workspace / "reports")
@@ -104,10 +102,16 @@ def test_second_run_reuses_the_cache(first_run, workspace, monkeypatch):
     assert again.table.equals(first_run.table)
     assert len(list((workspace / "reports" / "tiny_api").iterdir())) == 1
     assert len(list((workspace / "cache" / "results").iterdir())) == 1
-    # a different spec text is a different cache entry
-    spec = tiny_spec(workspace, description="changed")
-    parsed = api.load(spec, probekit.pluginmanager.default_manager())
-    assert api.results_cache_dir(parsed, probekit.pluginmanager.default_manager()) != first_run.path.parent
+    # the one cache entry is this spec's; a different spec text is a different cache entry
+    [entry] = (workspace / "cache" / "results").iterdir()
+    assert results_cache_dir(api.load(tiny_spec(workspace))) == entry
+    assert results_cache_dir(api.load(tiny_spec(workspace, description="changed"))) != entry
+
+
+def results_cache_dir(spec):
+    """Where the results cache keeps the results of ``spec`` (the key of everything that determines them)."""
+    spec, manager = Session().load(spec)
+    return cache_dir(spec, results_key(spec, manager, ExampleStore(spec, manager.sources)))
 
 
 def test_spec_errors_surface(workspace):
@@ -121,7 +125,7 @@ def test_spec_errors_surface(workspace):
 def test_check_evaluates_the_spec_expectations(first_run, workspace):
     expect = [{"comparison": "a_vs_a", "metric": "svcca", "below": 1e-6},
               {"comparison": "a_vs_b", "metric": "svcca", "above": 0.99}]
-    spec = api.load(tiny_spec(workspace, expect=expect), probekit.pluginmanager.default_manager())
+    spec = api.load(tiny_spec(workspace, expect=expect))
     outcomes = first_run.check(spec.expectations)
     assert [o.passed for o in outcomes] == [True, False]
 
@@ -136,7 +140,7 @@ def test_results_load_and_series_errors(first_run):
         loaded.series("a_vs_c", "svcca")
     with pytest.raises(KeyError, match="no 'attention_js' values for 'a_vs_a' \\(it has svcca\\)"):
         loaded.series("a_vs_a", "attention_js")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(UserError, match="nothing: no results file"):
         Results.load(first_run.run_dir / "nothing")
 
 
@@ -161,8 +165,37 @@ def test_helpers_pass_and_return_the_outcome(first_run):
     assert assert_layers_below(first_run, "a_vs_a", "svcca", "all", 1e-6).passed
     assert_layers_above(first_run, "a_vs_b", "svcca", "all", 0.01)
     assert_closer(first_run, "a_vs_a", "a_vs_b", "svcca", "all")
-    assert_matches_baseline(first_run, first_run.run_dir, "svcca")
-    assert_contrast(first_run, "a_vs_b", "svcca", high="1-2", low="0", margin=-1.0)
+
+
+def test_contrast_helper_holds_on_the_real_gap_and_fails_beyond_it(first_run):
+    js = first_run.series("a_vs_b", "attention_js")
+    high, low = ("2", "1") if js[2] > js[1] else ("1", "2")
+    gap = abs(js[2] - js[1])
+    assert gap > 0
+    outcome = assert_contrast(first_run, "a_vs_b", "attention_js", high=high, low=low, margin=gap / 2)
+    assert outcome.passed
+    with pytest.raises(ExpectationFailed, match=f"mean of layer {high} = .* vs mean of layer {low} = "):
+        assert_contrast(first_run, "a_vs_b", "attention_js", high=high, low=low, margin=2 * gap)
+    with pytest.raises(ExpectationFailed):
+        assert_contrast(first_run, "a_vs_b", "attention_js", high=low, low=high, margin=gap / 2)
+
+
+def test_baseline_helper_on_another_run(first_run, workspace, tmp_path):
+    """A second, fresh run of the spec matches the first; the same run with one value moved does not."""
+    rerun = api.run(tiny_spec(workspace), output=tmp_path / "rerun", use_cache=False)
+    assert not rerun.cached and rerun.run_dir != first_run.run_dir
+    assert rerun.metadata["run_id"] != first_run.metadata["run_id"]
+    assert assert_matches_baseline(first_run, rerun.run_dir, "svcca").passed
+    table = rerun.table
+    rows = table.to_pylist()
+    moved = next(i for i, r in enumerate(rows) if (r["comparison"], r["metric"], r["layer"]) == ("a_vs_b", "svcca", 1))
+    values = table.column("value").to_pylist()
+    values[moved] += 1e-5
+    perturbed = table.set_column(table.schema.get_field_index("value"), "value", pa.array(values))
+    write_table(perturbed.replace_schema_metadata(table.schema.metadata), tmp_path / "perturbed" / "results.parquet")
+    with pytest.raises(ExpectationFailed, match="1 of 3 drifted from the baseline by more than 1e-06 .*layer 1"):
+        assert_matches_baseline(first_run, tmp_path / "perturbed", "svcca", "a_vs_b")
+    assert_matches_baseline(first_run, tmp_path / "perturbed", "svcca", "a_vs_a")  # the other comparison is untouched
 
 
 def test_helper_failure_reads_like_the_pytest_item(first_run):
@@ -191,7 +224,7 @@ def test_baseline_helper_detects_drift(first_run, tmp_path):
     table = first_run.table
     values = table.column("value").to_pylist()
     shifted = table.set_column(table.schema.get_field_index("value"), "value",
-                               __import__("pyarrow").array([v + 0.01 for v in values]))
+                               pa.array([v + 0.01 for v in values]))
     write_table(shifted.replace_schema_metadata(table.schema.metadata), tmp_path / "results.parquet")
     with pytest.raises(AssertionError, match="drifted from the baseline by more than 0.001"):
         assert_matches_baseline(first_run, tmp_path, "svcca", "a_vs_b", tolerance=1e-3)

@@ -7,8 +7,9 @@ import sys
 import pytest
 
 from probekit.cli import main
-from probekit.pluginmanager import default_manager
-from probekit.spec import SpecError, load_spec
+from probekit.engine.examples import ExampleStore
+from probekit.engine.session import Session
+from probekit.errors import DataError, SpecError
 
 VALID = """
 name = "valid"
@@ -46,11 +47,17 @@ every_snapshot = true
 """
 
 
+def load_spec(path):
+    """The validated spec and the examples it names, as a run reads them."""
+    spec, manager = Session().load(path)
+    return spec, ExampleStore(spec, manager.sources)
+
+
 def problems_of(tmp_path, text: str) -> list[str]:
     path = tmp_path / "spec.toml"
     path.write_text(text)
     with pytest.raises(SpecError) as caught:
-        load_spec(path, default_manager())
+        load_spec(path)
     assert str(path) in str(caught.value)
     return [str(p) for p in caught.value.problems]
 
@@ -58,7 +65,7 @@ def problems_of(tmp_path, text: str) -> list[str]:
 def test_valid_spec_parses(tmp_path):
     path = tmp_path / "spec.toml"
     path.write_text(VALID)
-    spec = load_spec(path, default_manager())
+    spec, _ = load_spec(path)
     assert spec.name == "valid"
     assert spec.models["seed1"].finetune.seed == 1 and spec.models["seed1"].finetune.epochs == 1
     assert spec.data["mixed"].mix == (("eval", 20), ("rte", 20))
@@ -123,21 +130,17 @@ def test_run_on_bad_spec_exits_2_without_traceback(tmp_path, capsys):
 
 
 def test_mix_asking_for_more_than_a_source_has(tmp_path):
-    from probekit.data import DataError, load_examples
-
     path = tmp_path / "spec.toml"
     path.write_text(VALID.replace("mix = { eval = 20, rte = 20 }", "mix = { eval = 20, train = 101 }"))
-    spec = load_spec(path, default_manager())
+    _, examples = load_spec(path)
     with pytest.raises(DataError, match=r"data\.mixed\.mix: asks for 101 examples of 'train', which has 100"):
-        load_examples(spec, "mixed")
+        examples["mixed"]
 
 
 def test_mix_takes_exact_counts_in_order(tmp_path):
-    from probekit.data import load_examples
-
     path = tmp_path / "spec.toml"
     path.write_text(VALID)
-    spec = load_spec(path, default_manager())
-    mixed = load_examples(spec, "mixed")
+    _, examples = load_spec(path)
+    mixed = examples["mixed"]
     assert len(mixed) == 40
-    assert mixed[:20] == load_examples(spec, "eval")[:20] and mixed[20:] == load_examples(spec, "rte")[:20]
+    assert mixed[:20] == examples["eval"][:20] and mixed[20:] == examples["rte"][:20]

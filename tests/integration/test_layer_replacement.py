@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from probekit.engine.capture import forward
+from probekit.hooks.manager import build_manager
+from probekit.metrics.base import MetricContext, MetricError
 from probekit.metrics.tensors import Batch
-from probekit.metrics.base import MetricContext
 from probekit.models.loading import LoadedModel
-from probekit.pluginmanager import default_manager
 
 HIDDEN = 32
 LAYERS = 3
@@ -29,13 +29,7 @@ PAD, CLS, SEP = 0, 2, 3
 # ---------------------------------------------------------------- material
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: thread start-up and contention cost more than they save on shared CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_bert(attn: str = "eager", seed: int = 0, layers: int = LAYERS):
@@ -85,7 +79,7 @@ def make_batches(n_batches: int = 5, size: int = 8, seed: int = 0) -> list[Batch
 
 def run_metric(pretrained, finetuned, batches, **options):
     """Feed the metric as the runner does: one captured forward per model per batch."""
-    metric_cls = default_manager().metrics()["layer_replacement"].metric
+    metric_cls = build_manager(autoload=False).metrics["layer_replacement"].metric
     model_a = LoadedModel("pre", pretrained, tokenizer=None, identity="pre")
     model_b = LoadedModel("tuned", finetuned, tokenizer=None, identity="tuned")
     context = MetricContext("cmp", model_a, model_b, model_a.num_layers, torch.device("cpu"))
@@ -140,7 +134,7 @@ def reference(pretrained, finetuned, batches, **options):
 
 
 def test_registered():
-    metrics = default_manager().metrics()
+    metrics = build_manager(autoload=False).metrics
     assert "layer_replacement" in metrics
     assert metrics["layer_replacement"].distribution == "probekit"  # a built-in
 
@@ -230,5 +224,28 @@ def test_unsupported_architecture_is_named():
     config = DistilBertConfig(vocab_size=VOCAB, dim=HIDDEN, n_layers=2, n_heads=2, hidden_dim=2 * HIDDEN,
                               max_position_embeddings=64)
     model = DistilBertModel(config).eval()
-    with pytest.raises(ValueError, match=r"DistilBertModel.*\.embeddings.*\.encoder\.layer"):
+    with pytest.raises(MetricError, match=r"DistilBertModel.*\.embeddings.*\.encoder\.layer"):
         run_metric(model, copy.deepcopy(model), make_batches(1))
+
+
+def test_end_to_end_in_a_spec(tiny_models, tmp_path):
+    """Through a spec run: one row per layer (0 = embeddings) with k_x/k_y columns; a model against itself is 0."""
+    from probekit import api
+    from probekit.testing.fixtures import write_tiny_csv
+
+    write_tiny_csv(tmp_path / "d.csv", 64)
+    results = api.run({
+        "name": "replacement",
+        "run": {"device": "cpu", "batch_size": 16},
+        "models": {"pre": {"id": str(tiny_models[0])}, "tuned": {"id": str(tiny_models[1])}},
+        "data": {"d": {"path": "d.csv"}},
+        "metrics": {"layer_replacement": {}},
+        "comparisons": [{"name": "pre_vs_tuned", "a": "pre", "b": "tuned", "data": "d"},
+                        {"name": "same", "a": "pre", "b": "pre", "data": "d"}],
+    }, output=tmp_path / "run", base_dir=tmp_path, use_cache=False)
+    assert results.exit_code == 0 and results.errors == []
+    moved = results.series("pre_vs_tuned", "layer_replacement")
+    assert moved.layers == [0, 1, 2] and all(0 < value <= 1 for value in moved.values())
+    assert results.series("same", "layer_replacement").to_dict() == {0: 0.0, 1: 0.0, 2: 0.0}
+    rows = [r for r in results.table.to_pylist() if r["comparison"] == "pre_vs_tuned"]
+    assert all(r["k_x"] > 0 and r["k_y"] > 0 and r["n_examples"] == 64 for r in rows)

@@ -6,8 +6,9 @@ import pytest
 
 from probekit.cli import main
 from probekit.results.io import metadata
+from probekit.testing.fixtures import WORDS, tiny_encoder, tiny_tokenizer, write_tiny_csv
 
-from helpers import WORDS, save_tiny_bert, write_sentences
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SPEC = """
 name = "tiny"
@@ -22,7 +23,6 @@ id = "{b}"
 
 [data.eval]
 path = "eval.csv"
-text = "sentence"
 limit = 60
 
 [metrics.attention_js]
@@ -44,7 +44,7 @@ data = "eval"
 
 @pytest.fixture
 def spec_file(tmp_path, tiny_models):
-    write_sentences(tmp_path / "eval.csv", 80)
+    write_tiny_csv(tmp_path / "eval.csv", 80)
     path = tmp_path / "tiny.toml"
     path.write_text(SPEC.format(a=tiny_models[0], b=tiny_models[1]))
     return path
@@ -96,7 +96,7 @@ def test_default_output_is_reports_spec_run_id(spec_file, tmp_path, monkeypatch)
 
 
 def test_svcca_refusal_is_reported_and_other_results_kept(tmp_path, tiny_models, capsys):
-    write_sentences(tmp_path / "eval.csv", 10)
+    write_tiny_csv(tmp_path / "eval.csv", 10)
     spec = tmp_path / "few.toml"
     spec.write_text(SPEC.format(a=tiny_models[0], b=tiny_models[1]).replace("limit = 60", "limit = 2"))
     out = tmp_path / "run"
@@ -107,21 +107,25 @@ def test_svcca_refusal_is_reported_and_other_results_kept(tmp_path, tiny_models,
 
 
 def test_finished_comparisons_survive_a_later_failure(spec_file, tmp_path, tiny_models, capsys):
-    """A comparison that cannot run (tokenizers differ) stops the run; the ones before it are kept."""
-    other = save_tiny_bert(tmp_path / "other_vocab", 2, words=[w.upper() for w in WORDS])
+    """A comparison that cannot run (tokenizers differ) is an error of its own; the others are measured."""
+    other = tmp_path / "other_vocab"
+    tokenizer = tiny_tokenizer([w.upper() for w in WORDS])
+    tiny_encoder(len(tokenizer), seed=2).save_pretrained(other)
+    tokenizer.save_pretrained(other)
     text = spec_file.read_text() + f'\n[models.c]\nid = "{other}"\n\n[[comparisons]]\nname = "a_vs_c"\na = "a"\nb = "c"\ndata = "eval"\n'
     spec_file.write_text(text)
     out = tmp_path / "run"
     assert main(["run", str(spec_file), "-o", str(out)]) == 2
-    assert "different tokenizers" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "a_vs_c:" in captured.out and "different tokenizers" in captured.out
     table = pq.read_table(out / "results.parquet")
     assert set(table.column("comparison").to_pylist()) == {"a_vs_b", "a_vs_a"}
-    assert metadata(table)["complete"] is False
+    assert any("a_vs_c" in error for error in metadata(table)["errors"])
 
 
 def test_unreachable_hub_model_is_a_clear_error(tmp_path, capsys):
     """Offline, a hub id cannot load: exit 2 with the spec key and the fix, no traceback."""
-    write_sentences(tmp_path / "train.csv", 20)
+    write_tiny_csv(tmp_path / "train.csv", 20)
     spec = tmp_path / "hub.toml"
     spec.write_text("""
 [models.base]
@@ -131,7 +135,6 @@ base = "base"
 train = "train"
 [data.train]
 path = "train.csv"
-text = "sentence"
 [metrics.svcca]
 [[comparisons]]
 a = "base"

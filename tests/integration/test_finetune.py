@@ -1,37 +1,21 @@
-"""Fine-tuning: the schedule, determinism for a seed, and the checkpoint cache."""
+"""Fine-tuning tiny random models: determinism for a seed, the checkpoint cache, precision, a fine-tune of a fine-tune."""
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
 import torch
-from helpers import write_sentences
 from safetensors.torch import load_file
 
-from probekit.data.example import Example
-from probekit.models.finetune import FinetuneJob, cache_root, finetune, slanted_triangular
-from probekit.spec import FinetuneSettings
+from probekit.models.finetune import FinetuneJob, FinetuneSettings, finetune
+from probekit.testing.fixtures import tiny_examples
 
-
-def test_slanted_triangular_schedule():
-    total, cut_frac, ratio = 100, 0.1, 32
-    multipliers = [slanted_triangular(t, total, cut_frac, ratio) for t in range(total)]
-    assert multipliers[0] == pytest.approx(1 / ratio)  # starts at lr / ratio
-    assert multipliers[10] == pytest.approx(1.0)  # peak at the cut
-    assert max(multipliers) == multipliers[10]
-    assert all(a < b for a, b in zip(multipliers[:10], multipliers[1:11]))  # linear rise
-    assert all(a > b for a, b in zip(multipliers[10:], multipliers[11:]))  # linear decay
-    # Howard & Ruder: p = 1 - (t - cut) / (T - cut); lr = (1 + p (ratio - 1)) / ratio
-    assert multipliers[55] == pytest.approx((1 + (1 - 45 / 90) * 31) / 32)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
-def job(tmp_path, tiny_models):
-    import csv
-
-    path = write_sentences(tmp_path / "train.csv", 64)
-    with path.open() as handle:
-        examples = [Example(row["sentence"], None, row["label"]) for row in csv.DictReader(handle)]
+def job(tiny_models):
+    examples = tiny_examples(64, seed=5)
     settings = FinetuneSettings(lr=1e-3, batch_size=16, epochs=2, max_length=16, seed=3, snapshots=(0.5, 1.0))
     return FinetuneJob("models.ft", str(tiny_models[0]), "tiny-a", examples[:48], examples[48:], settings)
 
@@ -64,23 +48,14 @@ def test_checkpoint_is_cached_with_snapshots_and_accuracy(job, tmp_path):
     assert not [p for p in (tmp_path / "finetunes").iterdir() if ".partial" in p.name]
 
 
-def test_cache_root_precedence(monkeypatch, tmp_path):
-    monkeypatch.setenv("PROBEKIT_CACHE", str(tmp_path / "env"))
-    assert cache_root() == tmp_path / "env"
-    assert cache_root(str(tmp_path / "spec")) == tmp_path / "spec"
-    monkeypatch.delenv("PROBEKIT_CACHE")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cache_root() == tmp_path / "xdg" / "probekit"
-
-
 def test_half_precision_checkpoint_trains_in_float32(job, tmp_path):
     """transformers 5 loads a half checkpoint as half unless told otherwise; Adam on half weights
     turned a fine-tune into NaN on the GPU. probekit trains in float32 whatever the checkpoint."""
-    from transformers import BertModel, BertTokenizerFast
+    from transformers import AutoTokenizer, BertModel
 
     half = tmp_path / "half"
     BertModel.from_pretrained(job.base_source).half().save_pretrained(half)
-    BertTokenizerFast.from_pretrained(job.base_source).save_pretrained(half)
+    AutoTokenizer.from_pretrained(job.base_source).save_pretrained(half)
     checkpoint = finetune(dataclasses.replace(job, base_source=str(half)), tmp_path / "cache", torch.device("cpu"))
     trained = weights(checkpoint.folder)
     assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in trained.values())

@@ -7,7 +7,7 @@ import pytest
 
 from probekit.cli import main
 
-SPECS = sorted((Path(__file__).parent.parent / "specs").rglob("*.toml"))
+SPECS = sorted((Path(__file__).resolve().parents[2] / "specs").rglob("*.toml"))
 
 
 def test_specs_exist():

@@ -4,21 +4,12 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-import torch
 
 from probekit.testing.fixtures import save_tiny_model, write_tiny_csv
 from probekit.testing.pytest_plugin import is_probekit_spec
 
 pytest_plugins = ["pytester"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and the CPUs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True, scope="module")

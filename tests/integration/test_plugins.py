@@ -8,9 +8,12 @@ import textwrap
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import write_sentences
 
-from probekit.pluginmanager import PluginError, PluginManager
+from probekit.errors import PluginError
+from probekit.hooks.manager import Origin, PluginManager
+from probekit.testing.fixtures import write_tiny_csv
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 PLUGIN = textwrap.dedent('''
     """A third-party metric: distance between the two models' mean hidden state, per layer."""
@@ -64,13 +67,17 @@ def site(tmp_path):
     return site
 
 
-def probekit_cli(site, *args, cwd=None):
+def probekit_cli(site, *args, cwd=None, autoload=False):
+    """``python -m probekit`` with ``site`` importable; ``autoload``: load entry-point plugins (the suite turns them off)."""
     env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "probekit", *args], capture_output=True, text=True, env=env, cwd=cwd)
+    if autoload:
+        env.pop("PROBEKIT_DISABLE_PLUGIN_AUTOLOAD", None)
+    return subprocess.run([sys.executable, "-m", "probekit", *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=300)
 
 
 def test_entry_point_metric_is_listed_with_its_distribution(site):
-    result = probekit_cli(site, "plugins")
+    result = probekit_cli(site, "plugins", autoload=True)
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if "mean_shift" in line)
     assert "probekit-example-metric" in line and "1.2.3" in line
@@ -78,7 +85,7 @@ def test_entry_point_metric_is_listed_with_its_distribution(site):
 
 
 def test_entry_point_metric_produces_rows_in_a_run(site, tmp_path, tiny_models):
-    write_sentences(tmp_path / "eval.csv", 20)
+    write_tiny_csv(tmp_path / "eval.csv", 20)
     spec = tmp_path / "third_party.toml"
     spec.write_text(textwrap.dedent(f"""
         [models.a]
@@ -87,7 +94,6 @@ def test_entry_point_metric_produces_rows_in_a_run(site, tmp_path, tiny_models):
         id = "{tiny_models[1]}"
         [data.eval]
         path = "eval.csv"
-        text = "sentence"
         [metrics.mean_shift]
         scale = 2.0
         [[comparisons]]
@@ -95,7 +101,7 @@ def test_entry_point_metric_produces_rows_in_a_run(site, tmp_path, tiny_models):
         b = "b"
         data = "eval"
     """))
-    result = probekit_cli(site, "run", str(spec), "-o", str(tmp_path / "run"))
+    result = probekit_cli(site, "run", str(spec), "-o", str(tmp_path / "run"), autoload=True)
     assert result.returncode == 0, result.stderr
     rows = pq.read_table(tmp_path / "run" / "results.parquet").to_pylist()
     assert [r["layer"] for r in rows] == [0, 1, 2]
@@ -104,7 +110,7 @@ def test_entry_point_metric_produces_rows_in_a_run(site, tmp_path, tiny_models):
 
 def test_plugin_file_named_in_the_spec_is_loaded(tmp_path, tiny_models):
     (tmp_path / "my_metric.py").write_text(PLUGIN)
-    write_sentences(tmp_path / "eval.csv", 20)
+    write_tiny_csv(tmp_path / "eval.csv", 20)
     spec = tmp_path / "local.toml"
     spec.write_text(textwrap.dedent(f"""
         plugins = ["my_metric.py"]
@@ -112,7 +118,6 @@ def test_plugin_file_named_in_the_spec_is_loaded(tmp_path, tiny_models):
         id = "{tiny_models[0]}"
         [data.eval]
         path = "eval.csv"
-        text = "sentence"
         [metrics.mean_shift]
         [[comparisons]]
         a = "a"
@@ -130,7 +135,7 @@ def test_misspelled_hook_is_reported_by_name():
             pass
 
     with pytest.raises(PluginError, match="probekit_register_metric"):
-        PluginManager().register(Typo(), "typo", "test", "0")
+        PluginManager().add(Typo(), "typo", Origin("test", "0"))
 
 
 def test_bad_hook_signature_is_reported():
@@ -139,7 +144,7 @@ def test_bad_hook_signature_is_reported():
             pass
 
     with pytest.raises(PluginError, match="extra"):
-        PluginManager().register(BadSignature(), "bad", "test", "0")
+        PluginManager().add(BadSignature(), "bad", Origin("test", "0"))
 
 
 def test_same_metric_name_from_two_plugins_is_an_error():
@@ -151,14 +156,21 @@ def test_same_metric_name_from_two_plugins_is_an_error():
             register(svcca.SVCCA)
 
     manager = PluginManager()
-    manager.register(svcca, "svcca", "probekit", "0")
-    manager.register(Again(), "again", "other", "1")
-    with pytest.raises(PluginError, match="registered by two plugins"):
-        manager.metrics()
+    manager.add(svcca, "svcca", Origin("probekit", "0"))
+    with pytest.raises(PluginError, match="metric 'svcca' is registered by two plugins: 'svcca' and 'again'"):
+        manager.add(Again(), "again", Origin("other", "1"))
+    assert manager.metrics["svcca"].plugin == "svcca" and "again" not in manager.origins
+
+
+def test_entry_points_are_off_while_the_switch_is_set(site):
+    assert os.environ["PROBEKIT_DISABLE_PLUGIN_AUTOLOAD"] == "1"  # the suite's conftest sets it
+    result = probekit_cli(site, "plugins")
+    assert result.returncode == 0, result.stderr
+    assert "mean_shift" not in result.stdout and "svcca" in result.stdout
 
 
 def test_no_prefix_blocks_a_plugin(site):
-    result = probekit_cli(site, "plugins", "-p", "no:attention_js", "-p", "no:mean_shift")
+    result = probekit_cli(site, "plugins", "-p", "no:attention_js", "-p", "no:mean_shift", autoload=True)
     assert result.returncode == 0, result.stderr
     assert "attention_js" not in result.stdout and "mean_shift" not in result.stdout
     assert "svcca" in result.stdout

@@ -1,15 +1,12 @@
-"""Tests for probekit.glue: local GLUE folders (offline) and hub-row conversion."""
+"""Tests for probekit.data.glue: local GLUE folders (offline) and hub-row conversion."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from probekit.data.example import Example  # noqa: E402
-from probekit.data.glue import (  # noqa: E402
+from probekit.data.example import Example
+from probekit.data.glue import (
     GLUE_TASKS,
     GlueFileNotFoundError,
     GlueFormatError,
