@@ -58,13 +58,13 @@ class AttentionJS(probekit.Metric):
         sums = torch.stack(per_layer)
         self.sums = sums if self.sums is None else self.sums + sums
         self.n_examples += batch.size
-        self.n_tokens += int(query_mask.sum())
+        self.n_tokens = self.n_tokens + query_mask.sum()  # a device tensor: no host sync per batch
 
     def finalize(self) -> list[probekit.Row]:
         per_head = (self.sums / self.n_examples).cpu().tolist()
         rows = []
         for layer, heads in enumerate(per_head, start=1):
-            counts = dict(n_examples=self.n_examples, n_tokens=self.n_tokens)
+            counts = dict(n_examples=self.n_examples, n_tokens=int(self.n_tokens))
             rows.append(probekit.Row(layer, math.fsum(heads) / len(heads), **counts))
             rows.extend(probekit.Row(layer, value, head=head, **counts) for head, value in enumerate(heads))
         return rows

@@ -40,12 +40,21 @@ def make_batches(
         )
 
 
-def token_lengths(examples: Sequence[Example], tokenizer, max_length: int) -> list[int]:
-    """Each example's number of tokens, special tokens included, after truncation."""
-    pairs = [e.text_pair for e in examples]
-    encoded = tokenizer([e.text for e in examples], pairs if all(p is not None for p in pairs) else None,
-                        truncation=True, max_length=max_length)
-    return [len(ids) for ids in encoded["input_ids"]]
+def token_lengths(examples: Sequence[Example], tokenizer, max_length: int, chunk: int = 1024) -> list[int]:
+    """Each example's number of tokens, special tokens included, after truncation.
+
+    Tokenized ``chunk`` examples at a time and only the ids kept, so the memory
+    this takes does not grow with the dataset beyond one int per example.
+    """
+    lengths: list[int] = []
+    for start in range(0, len(examples), chunk):
+        part = examples[start : start + chunk]
+        pairs = [e.text_pair for e in part]
+        encoded = tokenizer([e.text for e in part], pairs if all(p is not None for p in pairs) else None,
+                            truncation=True, max_length=max_length, return_attention_mask=False,
+                            return_token_type_ids=False)
+        lengths.extend(len(ids) for ids in encoded["input_ids"])
+    return lengths
 
 
 def length_sorted_batches(

@@ -16,18 +16,20 @@ from dataclasses import dataclass, field
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
+from rich.text import Text
 
 from probekit.data.batching import length_sorted_batches, make_batches
 from probekit.engine.capture import forward
 from probekit.engine.examples import ExampleStore
 from probekit.engine.plan import ProbeGroup, last_use, plan
+from probekit.engine.progress import make_progress
 from probekit.errors import ModelError
 from probekit.hooks.manager import PluginManager
 from probekit.metrics.base import Metric, MetricContext, MetricError, Row
 from probekit.metrics.tensors import Batch
 from probekit.models import loading
-from probekit.models.finetune import Checkpoint, FinetuneJob, cache_root, finetune
+from probekit.models.finetune import Checkpoint, FinetuneJob, cache_root, finetune, training_precision
 from probekit.results.schema import RowContext, detail_problems, to_records
 from probekit.spec.model import ComparisonSpec, MetricSpec, ModelRef, Spec
 
@@ -41,6 +43,8 @@ class ResolvedModel:
     finetuned: bool
     revision: str | None = None
     accuracy: float | None = None
+    majority: float | None = None  # a fine-tune's validation data: the majority-class rate (what one guess scores)
+    chance: float | None = None  # 1 / the number of classes
 
 
 @dataclass
@@ -52,14 +56,6 @@ class Measured:
     failures: list[str] = field(default_factory=list)  # "comparison / metric: plugin bug: ..."
     tracebacks: list[str] = field(default_factory=list)
     models: dict[str, ResolvedModel] = field(default_factory=dict)
-
-
-def progress_bar(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=console, transient=False,
-    )
 
 
 class Prober:
@@ -75,7 +71,8 @@ class Prober:
         self.threads = loading.pick_threads(spec.run.threads)
         self.budget = loading.memory_budget(spec.run.memory, self.device)
         self.cache = cache_root(spec.run.cache_dir)
-        self.examples = ExampleStore(spec, manager.sources)
+        self.examples = ExampleStore(spec, manager.sources,
+                                     warn=lambda m: console.print(Text.assemble(("warning ", "yellow"), m), soft_wrap=True))
         self._checkpoints: dict[str, Checkpoint] = {}
 
     def run(self, measured: Measured, on_comparison: Callable[[Measured], None]) -> Measured:
@@ -83,7 +80,7 @@ class Prober:
         if self.device.type == "cpu":
             torch.set_num_threads(self.threads)
         groups = plan(self.spec)
-        with progress_bar(self.console) as progress:
+        with make_progress(self.console) as progress:
             for comparison in self.spec.comparisons:
                 for ref in (comparison.a, comparison.b):
                     measured.models[str(ref)] = self.resolve(ref, progress)
@@ -124,7 +121,8 @@ class Prober:
             train = train[: model.finetune.limit]
         validation_name = model.validation or self.examples.validation_counterpart(model.train)
         validation = self.examples[validation_name] if validation_name else []
-        job = FinetuneJob(f"{self.spec.path}: models.{name}", base.source, base.identity, train, validation, model.finetune)
+        job = FinetuneJob(f"{self.spec.path}: models.{name}", base.source, base.identity, train, validation, model.finetune,
+                          precision=training_precision(self.device))
         task = progress.add_task(f"fine-tune {name}", total=None, status="")
 
         def on_step(step: int, total: int, loss: float) -> None:
@@ -133,7 +131,8 @@ class Prober:
         checkpoint = finetune(job, self.cache, self.device, on_step=on_step)
         status = "cached" if progress.tasks[task].total is None else "trained"
         accuracy = "n/a" if checkpoint.accuracy is None else f"{checkpoint.accuracy:.1%}"
-        progress.update(task, total=1, completed=1, status=f"{status}, accuracy {accuracy}")
+        steps = progress.tasks[task].total or 1
+        progress.update(task, total=steps, completed=steps, status=f"{status}, accuracy {accuracy}")
         self._checkpoints[name] = checkpoint
         return checkpoint
 
@@ -143,10 +142,11 @@ class Prober:
             return ResolvedModel(loading.resolve(model.id), loading.model_identity(model.id, model.revision),
                                  finetuned=False, revision=model.revision)
         checkpoint = self.checkpoint(ref.model, progress)
+        rates = {"majority": checkpoint.majority, "chance": checkpoint.chance}
         if ref.snapshot is None:
-            return ResolvedModel(str(checkpoint.folder), checkpoint.identity, True, accuracy=checkpoint.accuracy)
+            return ResolvedModel(str(checkpoint.folder), checkpoint.identity, True, accuracy=checkpoint.accuracy, **rates)
         return ResolvedModel(str(checkpoint.snapshots[ref.snapshot]), f"{checkpoint.identity}@{ref.snapshot:g}", True,
-                             accuracy=checkpoint.snapshot_accuracy[ref.snapshot])
+                             accuracy=checkpoint.snapshot_accuracy[ref.snapshot], **rates)
 
     def load(self, ref: ModelRef, resolved: ResolvedModel, eager: bool) -> loading.LoadedModel:
         description = f"{self.spec.path}: models.{ref.model}"
