@@ -9,7 +9,8 @@ Each implementation runs in its own subprocess so that its peak memory is
 measured alone: the peak resident set size during the computation minus the
 resident size with the inputs already loaded.
 
-    python benchmarks/bench_svcca.py [--rows 20000] [--width 768] [--repeats 3]
+    python benchmarks/bench_svcca.py [--rows 20000] [--width 768] [--repeats 3] [--device cuda]
+    python benchmarks/bench_svcca.py --decompositions     # where the d x d eigh is fastest
 """
 from __future__ import annotations
 
@@ -55,11 +56,45 @@ def direct_svcca(x: np.ndarray, y: np.ndarray) -> tuple[float, int, int]:
     return 1.0 - float(np.clip(rho, 0.0, 1.0).mean()), ks[0], ks[1]
 
 
-def probekit_svcca(x: np.ndarray, y: np.ndarray) -> tuple[float, int, int]:
+def probekit_svcca(x, y) -> tuple[float, int, int]:
     from probekit.metrics.functional import svcca
 
     result = svcca(x, y, threshold=THRESHOLD)
     return result.distance, result.k_x, result.k_y
+
+
+def probekit_svcca_cuda(x: np.ndarray, y: np.ndarray) -> tuple[float, int, int]:
+    """The moments streamed on the GPU (float64), the d x d decompositions where probekit puts them."""
+    import torch
+
+    result = probekit_svcca(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda())
+    torch.cuda.synchronize()
+    return result
+
+
+def time_decompositions(widths=(384, 768, 1024), repeats: int = 5) -> None:
+    """float64 eigh of a d x d covariance: CPU on 1 thread and on all, and the GPU when there is one."""
+    import torch
+
+    threads = torch.get_num_threads()
+    for d in widths:
+        a = torch.randn(4 * d, d, dtype=torch.float64)
+        cov = a.T @ a
+        cases = {"cpu, 1 thread": (cov, 1), f"cpu, {threads} threads": (cov, threads)}
+        if torch.cuda.is_available():
+            cases["cuda"] = (cov.cuda(), threads)
+        timings = []
+        for label, (matrix, n_threads) in cases.items():
+            torch.set_num_threads(n_threads)
+            torch.linalg.eigh(matrix)  # warm-up (and cuSOLVER's initialisation)
+            start = time.perf_counter()
+            for _ in range(repeats):
+                torch.linalg.eigh(matrix)
+            if matrix.is_cuda:
+                torch.cuda.synchronize()
+            timings.append(f"{label} {(time.perf_counter() - start) / repeats * 1e3:.1f} ms")
+        torch.set_num_threads(threads)
+        print(f"eigh float64 d = {d}: " + ", ".join(timings))
 
 
 def resident_kib() -> int:
@@ -85,7 +120,7 @@ def child(impl: str, rows: int, width: int, repeats: int) -> None:
     import torch  # noqa: F401  (imported before measuring so its import is not counted)
 
     x, y = make_inputs(rows, width)
-    run = {"probekit": probekit_svcca, "direct": direct_svcca}[impl]
+    run = {"probekit": probekit_svcca, "direct": direct_svcca, "probekit-cuda": probekit_svcca_cuda}[impl]
     base = resident_kib()
     reset_peak()
     times = []
@@ -108,15 +143,20 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20000)
     parser.add_argument("--width", type=int, default=768)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--child", choices=["probekit", "direct"], help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help="cuda adds probekit with the moments on the GPU")
+    parser.add_argument("--decompositions", action="store_true", help="time the d x d eigh on CPU and GPU and stop")
+    parser.add_argument("--child", choices=["probekit", "direct", "probekit-cuda"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.rows, args.width, args.repeats)
         return
+    if args.decompositions:
+        time_decompositions()
+        return
 
     root = Path(__file__).resolve().parent.parent
     results = {}
-    for impl in ("probekit", "direct"):
+    for impl in ("probekit", "direct", *(["probekit-cuda"] if args.device == "cuda" else [])):
         out = subprocess.run(
             [sys.executable, __file__, "--child", impl, "--rows", str(args.rows),
              "--width", str(args.width), "--repeats", str(args.repeats)],

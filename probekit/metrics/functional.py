@@ -228,15 +228,17 @@ class _Spectrum:
 
 
 @contextlib.contextmanager
-def _one_thread(d: int):
-    """Run a d x d LAPACK call on one thread when d is below 1024.
+def _one_thread():
+    """Run a d x d LAPACK call on one CPU thread.
 
-    Measured on the 2-core development machine (docs/performance.md): float64 eigh
-    at d = 384 and 768 took 0.017 s and 0.11 s on one MKL thread, 0.04-0.20 s and
-    0.32 s on two; at d = 1024 two threads won (0.18 s against 0.32 s).
+    Measured on the 2-core development machine (docs/performance.md, bench_svcca
+    --decompositions): float64 eigh at d = 384 took 17-36 ms on one MKL thread and
+    40 ms to 6.6 s on two, depending on what else ran; at d = 1024 two threads won
+    only on an idle machine (0.18 s against 0.32 s) and lost 2.8 s to 0.53 s on a
+    busy one. One thread is never far from the best and never pathological.
     """
     threads = torch.get_num_threads()
-    torch.set_num_threads(1 if d < 1024 else threads)
+    torch.set_num_threads(1)
     try:
         yield
     finally:
@@ -246,7 +248,7 @@ def _one_thread(d: int):
 def _spectrum(cov: torch.Tensor, side: str) -> _Spectrum:
     # The d x d decompositions run on CPU: they cost O(d^3) once, independent of
     # n, and float64 eigensolvers are slow or missing on many accelerators.
-    with _one_thread(cov.shape[0]):
+    with _one_thread():
         lam, vec = torch.linalg.eigh(cov.cpu())
     lam = lam.flip(0).clamp_min(0.0)
     vec = vec.flip(1)
@@ -301,7 +303,7 @@ def _canonical_correlations(
     wx = sx.eigenvectors[:, :kx] / sx.eigenvalues[:kx].sqrt()
     wy = sy.eigenvectors[:, :ky] / sy.eigenvalues[:ky].sqrt()
     m = wx.T @ cxy.cpu() @ wy
-    with _one_thread(max(m.shape)):
+    with _one_thread():
         return torch.linalg.svdvals(m).clamp(0.0, 1.0).numpy()
 
 
