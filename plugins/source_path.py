@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import probekit
-from probekit.data.files import FILE_SUFFIXES, Columns, read_table_file, rows_to_examples
+from probekit.data.files import FILE_SUFFIXES, Columns, read_rows, rows_to_examples
 from probekit.data.source import resolve_path
 from probekit.errors import Problem
 
@@ -29,24 +29,27 @@ class PathSource(probekit.DataSource):
             return options, [Problem("path", repr(options.path), "the path of a data file")]
         file = resolve_path(options.path, base_dir)
         problems = []
-        if not file.is_file():
+        if file.is_dir():
+            problems.append(Problem("path", repr(options.path), f"a data file ({file} is a folder, not a file)"))
+        elif not file.is_file():
             problems.append(Problem("path", repr(options.path), f"an existing data file ({file} does not exist)"))
         elif file.suffix.lower() not in FILE_SUFFIXES:
             problems.append(Problem("path", repr(options.path), "a file ending in " + ", ".join(FILE_SUFFIXES)))
+        elif file.stat().st_size == 0:
+            problems.append(Problem("path", repr(options.path), f"a data file with rows ({file} is empty: 0 bytes)"))
         return replace(options, path=str(file)), problems
 
     def load(self, options, where: str) -> list[probekit.Example]:
         where = f"{where} ({options.path})"
         try:
-            columns, rows = read_table_file(Path(options.path))
-            return rows_to_examples(columns, rows, _columns(options), where)
-        except KeyError as error:  # a JSON line without a column that other lines have
-            raise probekit.DataError(f"{where}: a row has no {error} column") from error
+            table = read_rows(Path(options.path))
+            return rows_to_examples(table.columns, table.rows, _columns(options), where, places=table.places)
         except probekit.DataError as error:
             if where in str(error):
                 raise
-            raise probekit.DataError(f"{where}: {error}") from error
-        except (OSError, ValueError) as error:  # unreadable file, bad JSON, bad UTF-8
+            # The file's own errors start with its path, which `where` already names.
+            raise probekit.DataError(f"{where}: {str(error).removeprefix(f'{options.path}: ')}") from error
+        except (OSError, ValueError) as error:  # an unreadable file
             raise probekit.DataError(f"{where}: {error}") from error
 
     def fingerprint(self, options) -> str:

@@ -14,6 +14,9 @@ docs/testing.md documents it.
 """
 from __future__ import annotations
 
+import base64
+import html
+import io
 import json
 import math
 import re
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from rich.console import Console
 
@@ -32,6 +36,8 @@ from probekit.engine.session import Session
 from probekit.errors import ExitCode, Problem, SpecError, did_you_mean
 from probekit.expect.evaluate import Outcome, evaluate
 from probekit.models.loading import load_encoder, load_tokenizer, pick_device, resolve
+from probekit.report.figures import iter_figures
+from probekit.report.terminal import format_value
 from probekit.results.io import RESULTS_FILE, metadata, read_table
 from probekit.results.layers import format_layers, parse_layers, series_index, trend_offenders
 from probekit.spec.expectations import Expectation
@@ -199,6 +205,71 @@ class Results:
     def to_pandas(self):
         return self.table.to_pandas()
 
+    # -- notebooks -------------------------------------------------------------------
+
+    #: At most this many (comparison, metric) rows in the notebook table.
+    html_rows = 40
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: comparisons x metrics as rows, layers as columns (the layer values, not heads)."""
+        index = self._series_index()
+        pairs = list(dict.fromkeys((c, m) for c, m, head in index if head is None))
+        shown = pairs[: self.html_rows]
+        layers = sorted({layer for c, m in shown for layer in index[(c, m, None)]})
+        meta = self.metadata
+        flags = [flag for flag, on in (("cached", self.cached), ("incomplete", meta.get("complete") is False)) if on]
+        title = (f"<b>probekit results</b> of spec <code>{_h(meta.get('spec_name', '?'))}</code>, "
+                 f"run <code>{_h(meta.get('run_id', '?'))}</code>" + (f" ({', '.join(flags)})" if flags else "")
+                 + f": {self.table.num_rows} rows" + (f" in <code>{_h(self.run_dir)}</code>" if self.run_dir else ""))
+        parts = ['<div class="probekit-results">', f"<p>{title}</p>"]
+        if shown:
+            parts.append('<table><thead><tr><th style="text-align:left">comparison</th>'
+                         '<th style="text-align:left">metric</th>'
+                         + "".join(f'<th style="text-align:right">layer {layer}</th>' for layer in layers) + "</tr></thead><tbody>")
+            for comparison, metric in shown:
+                values = index[(comparison, metric, None)]
+                cells = "".join(f'<td style="text-align:right">{format_value(values[layer]) if layer in values else ""}</td>'
+                                for layer in layers)
+                parts.append(f'<tr><td style="text-align:left">{_h(comparison)}</td>'
+                             f'<td style="text-align:left">{_h(metric)}</td>{cells}</tr>')
+            parts.append("</tbody></table>")
+        else:
+            parts.append("<p>no layer values</p>")
+        if len(pairs) > len(shown):
+            parts.append(f"<p><i>the first {len(shown)} of {len(pairs)} comparison and metric rows; "
+                         "<code>.to_pandas()</code> has them all</i></p>")
+        parts.extend(f'<p style="color:#b22222">error: {_h(error)}</p>' for error in self.errors)
+        parts.append("</div>")
+        return "\n".join(parts)
+
+    def plot(self, metric: str | None = None) -> Figures:
+        """The matplotlib figures a run writes (``Figure.get_label()`` is the PNG's name), of one metric if given."""
+        table = self.table
+        if metric is not None:
+            if metric not in self.metrics:
+                hint = did_you_mean(metric, self.metrics)
+                raise SeriesNotFound(f"no metric {metric!r} in these results (they have {', '.join(self.metrics)})"
+                                     + (f"; {hint}" if hint else ""))
+            table = table.filter(pc.equal(table.column("metric"), metric))
+        return Figures(figure for _, figure in iter_figures(table))
+
+
+class Figures(list):
+    """A list of matplotlib figures that Jupyter shows one under the other."""
+
+    def _repr_html_(self) -> str:
+        images = []
+        for figure in self:
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png")
+            encoded = base64.b64encode(buffer.getvalue()).decode()
+            images.append(f'<img alt="{_h(figure.get_label())}" src="data:image/png;base64,{encoded}"/>')
+        return "<div>" + "<br/>".join(images) + "</div>" if images else "<p>no figures</p>"
+
+
+def _h(value: Any) -> str:
+    return html.escape(str(value))
+
 
 # ------------------------------------------------------------------ running
 
@@ -222,15 +293,19 @@ def run(
     overrides: Mapping[str, Any] | None = None,
     console: Console | None = None,
     base_dir: str | Path | None = None,
+    overwrite: bool = False,
 ) -> Results:
     """Run a spec (a TOML path or a dict) exactly as ``probekit run`` does, and return its results.
 
-    ``output``: the run folder to write (default ``<reports>/<spec>/<run id>``).
+    ``output``: the run folder to write (default ``<reports>/spec_name=<spec>/run=<run id>``): a new or empty
+    folder, or an earlier run folder of the same spec (its files are replaced); anything else
+    raises a UserError before anything runs, unless ``overwrite`` (``--overwrite``).
     ``plugins``: extra plugin modules or files, as ``-p`` takes them (``no:NAME`` blocks one).
     ``use_cache``: reuse the results of an earlier identical run (False: ``--fresh``).
     Raises a :class:`probekit.errors.UserError` for a spec or input that cannot run.
     """
-    session = Session(plugins=plugins, overrides=overrides, reports=reports, console=console, use_cache=use_cache)
+    session = Session(plugins=plugins, overrides=overrides, reports=reports, console=console, use_cache=use_cache,
+                      overwrite=overwrite)
     if isinstance(spec, Mapping):
         parsed = session.load(*_document(spec, base_dir))[0]
     else:

@@ -1,4 +1,4 @@
-"""The ``probekit`` command: run, check, plugins, report. Every command is a thin caller of the Session."""
+"""The ``probekit`` command: run, check, plugins, report, ls, diff. Running commands are thin callers of the Session."""
 from __future__ import annotations
 
 import argparse
@@ -11,12 +11,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from probekit.engine import cache_admin
 from probekit.engine.session import Session
 from probekit.errors import ExitCode, ProbekitError, SpecError, UserError, exit_code_of
 from probekit.hooks.manager import build_manager
+from probekit.models.finetune import cache_root
 from probekit.report.figures import write_figures
-from probekit.report.terminal import render
+from probekit.report.terminal import output_width, render
+from probekit.results.history import diff_tables, find_runs, read_record, resolve_run
 from probekit.results.io import read_table
+from probekit.spec.load import read_spec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,22 +38,48 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = command("run", "run specs: fine-tune, probe, write results and a report")
     run.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
-    run.add_argument("-o", "--output", type=Path, help="the run folder to write (default reports/<spec>/<run id>)")
+    run.add_argument("-o", "--output", type=Path, help="the run folder to write (default reports/spec_name=<spec>/run=<run id>)")
     run.add_argument("--reports", type=Path, default=Path("reports"), help="where run folders go (default ./reports)")
     run.add_argument("--device", help="override [run] device (auto, cpu, cuda, cuda:N)")
     run.add_argument("--fresh", action="store_true", help="recompute even when identical earlier results exist")
+    run.add_argument("--overwrite", action="store_true",
+                     help="write into a non-empty -o folder that is not an earlier run of the spec "
+                          "(replaces results.parquet, verdict.json and *.png there, nothing else)")
     check = command("check", "validate specs without loading any model")
     check.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
     command("plugins", "list plugins, the metrics and data sources they provide")
     report = command("report", "re-render the report and figures of a run from its Parquet file", plugins=False)
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    ls = command("ls", "list earlier runs: spec, run id, date, complete or not, models, expectations passed", plugins=False)
+    ls.add_argument("spec", nargs="?", metavar="SPEC", help="only the runs of this spec (its name or its file)")
+    ls.add_argument("--reports", type=Path, default=Path("reports"), help="where run folders are (default ./reports)")
+    diff = command("diff", "compare two runs layer by layer; exit 1 when a value changed beyond the tolerance",
+                   plugins=False)
+    diff.add_argument("run_a", metavar="RUN_A", help="a run folder, its results.parquet, or a run id under --reports")
+    diff.add_argument("run_b", metavar="RUN_B")
+    diff.add_argument("--reports", type=Path, default=Path("reports"), help="where run ids are looked up (default ./reports)")
+    diff.add_argument("--tolerance", type=float, default=1e-6, help="the largest change that is not a drift (default 1e-6)")
+    diff.add_argument("--relative", action="store_true", help="the tolerance is relative to the larger magnitude of the two")
+    diff.add_argument("--heads", action="store_true", help="compare per-head values too, not only the layers' values")
+    diff.add_argument("--changed", action="store_true", help="show only the values that changed beyond the tolerance")
+    cache = command("cache", "the checkpoint and results cache: ls, verify, prune", plugins=False)
+    actions = cache.add_subparsers(dest="action", required=True)
+    for action, text in (("ls", "list cached fine-tunes and results: what each is, its size, when last used"),
+                         ("verify", "check every cached fine-tune against its manifest; exit 1 when one is corrupt"),
+                         ("prune", "remove leftovers, and entries by age (--older-than) or total size (--max-size)")):
+        sub = actions.add_parser(action, help=text)
+        sub.add_argument("--cache", type=Path, metavar="DIR", help="the cache folder (default $PROBEKIT_CACHE, else ~/.cache/probekit)")
+        if action == "prune":
+            sub.add_argument("--older-than", metavar="AGE", help="remove entries last used longer ago than AGE (30d, 12h, 2w)")
+            sub.add_argument("--max-size", metavar="SIZE", help="then remove the oldest entries until the cache holds at most SIZE (5GB, 500MB)")
+            sub.add_argument("--dry-run", action="store_true", help="show what would be removed, remove nothing")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
-    errors = Console(stderr=True)
+    console = Console(width=output_width(sys.stdout))  # not wrapped at 80 columns when piped or logged
+    errors = Console(stderr=True, width=output_width(sys.stderr))
     try:
         return int(COMMANDS[args.command](args, console))
     except KeyboardInterrupt:
@@ -73,12 +103,23 @@ def _session(args, console: Console, **kwargs) -> Session:
     return Session(plugins=args.plugin, console=console, verbose=args.verbose, **kwargs)
 
 
+def cmd_cache(args, console: Console) -> ExitCode:
+    root = args.cache or cache_root()
+    if args.action == "ls":
+        return cache_admin.run_ls(root, console)
+    if args.action == "verify":
+        return cache_admin.run_verify(root, console)
+    return cache_admin.run_prune(root, console, older_than=args.older_than, max_size=args.max_size, dry_run=args.dry_run)
+
+
 def cmd_run(args, console: Console) -> ExitCode:
     if args.output and len(args.specs) > 1:
         raise UserError("--output names one run folder: give it one spec")
     session = _session(args, console, overrides={"device": args.device} if args.device else None,
-                       reports=args.reports, use_cache=not args.fresh)
+                       reports=args.reports, use_cache=not args.fresh, overwrite=args.overwrite)
     specs = [session.load(path)[0] for path in args.specs]  # every spec valid before any runs
+    for spec in specs:  # and every output writable, nothing clobbered
+        session.check_output(spec, args.output)
     return max((session.run(spec, output=args.output).exit_code for spec in specs), default=ExitCode.OK)
 
 
@@ -121,7 +162,75 @@ def cmd_report(args, console: Console) -> ExitCode:
     return ExitCode.OK
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "plugins": cmd_plugins, "report": cmd_report}
+def cmd_ls(args, console: Console) -> ExitCode:
+    spec = args.spec
+    if spec is not None and (Path(spec).is_file() or spec.endswith(".toml")):
+        _, document = read_spec(Path(spec))  # a SpecError (exit 2) when it cannot be read
+        spec = document.get("name") if isinstance(document.get("name"), str) else Path(spec).stem
+    runs, unreadable = find_runs(args.reports, spec)
+    for problem in unreadable:
+        console.print(Text.assemble(("skipped ", "yellow"), problem), soft_wrap=True)
+    if not runs:
+        others = sorted({r.spec for r in find_runs(args.reports)[0]}) if spec is not None else []
+        console.print(f"no runs{f' of spec {spec!r}' if spec is not None else ''} under {args.reports}"
+                      + (f" (specs with runs: {', '.join(others)})" if others else ""), markup=False, highlight=False)
+        return ExitCode.OK
+    table = Table(title=f"runs under {args.reports}" + (f" of spec {spec}" if spec is not None else ""))
+    for column in ("spec", "run id", "date (UTC)", "status", "models", "expectations", "folder"):
+        table.add_column(column, overflow="fold")
+    for run in runs:
+        status = Text(run.status, style="green" if run.complete else "yellow")
+        verdict = Text(run.verdict, style="red" if (run.passed or 0) < (run.expectations or 0) else "")
+        table.add_row(run.spec, run.run_id, run.date, status, ", ".join(run.models), verdict, str(run.run_dir))
+    console.print(table)
+    return ExitCode.OK
+
+
+def cmd_diff(args, console: Console) -> ExitCode:
+    paths = [resolve_run(given, args.reports) for given in (args.run_a, args.run_b)]
+    tables = [read_table(path) for path in paths]
+    records = [read_record(path) for path in paths]
+    diff = diff_tables(*tables, tolerance=args.tolerance, relative=args.relative, heads=args.heads)
+    for label, run in zip("AB", records, strict=True):
+        console.print(f"{label}: {run.spec} run {run.run_id} ({run.date}, {run.status}) {run.run_dir}",
+                      markup=False, highlight=False, soft_wrap=True)
+    if records[0].spec != records[1].spec:
+        console.print(f"note: the runs are of different specs ({records[0].spec}, {records[1].spec})", style="yellow")
+    kind = "relative" if diff.relative else "absolute"
+    table = Table(title=f"B - A per layer, tolerance {diff.tolerance:g} ({kind})")
+    for column in ("comparison", "metric", "layer", *(["head"] if args.heads else []), "A", "B", "delta", ""):
+        table.add_column(column, justify="right" if column in ("layer", "head", "A", "B", "delta") else "left",
+                         overflow="fold")
+    for row in diff.changed if args.changed else diff.rows:
+        delta = row.delta
+        cells = [row.comparison, row.metric, str(row.layer), *([_cell(row.head, "d")] if args.heads else []),
+                 _cell(row.a), _cell(row.b), _cell(delta, "+.3g")]
+        table.add_row(*cells, Text("changed", style="bold red") if row.exceeds else "",
+                      style="red" if row.exceeds else None)
+    if table.row_count:
+        console.print(table)
+    for label, pairs in (("A", diff.only_a), ("B", diff.only_b)):
+        if pairs:
+            console.print(f"only in {label} (not compared): " + ", ".join(f"{c} / {m}" for c, m in pairs),
+                          markup=False, highlight=False, soft_wrap=True)
+    largest = diff.largest()
+    if largest is None:
+        console.print(f"no change beyond {diff.tolerance:g} ({kind}) in {len(diff.rows)} values", style="green")
+        return ExitCode.OK
+    where = f"{largest.comparison} / {largest.metric} layer {largest.layer}" + (
+        f" head {largest.head}" if largest.head is not None else "")
+    console.print(f"{len(diff.changed)} of {len(diff.rows)} values changed beyond {diff.tolerance:g} ({kind}); "
+                  f"the largest: {where} ({_cell(largest.delta, '+.3g')})", style="red", markup=False, highlight=False,
+                  soft_wrap=True)
+    return ExitCode.EXPECTATIONS_FAILED
+
+
+def _cell(value: float | int | None, spec: str = ".6g") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+COMMANDS = {"run": cmd_run, "check": cmd_check, "plugins": cmd_plugins, "report": cmd_report, "ls": cmd_ls,
+            "diff": cmd_diff, "cache": cmd_cache}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -49,6 +49,9 @@ class RunFailure(ProbekitError):
 class PluginError(UserError):
     """A plugin that cannot be loaded, or that registered something invalid."""
 
+    #: The name the plugin was asked for by (``-p NAME`` or a spec's ``plugins``), when it was named.
+    plugin: str | None = None
+
 
 class DataError(UserError):
     """A data source that cannot be read as the spec describes it."""

@@ -1,7 +1,7 @@
 """The examples a spec's ``[data.<name>]`` tables name, read once per run through their data sources."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 import torch
@@ -18,9 +18,11 @@ COUNTERPART_LIMIT = 1000
 class ExampleStore:
     """Examples by data name, read on first use: shuffled when a table has a ``seed``, capped at ``limit``."""
 
-    def __init__(self, spec: Spec, sources: Mapping[str, DataSource]) -> None:
+    def __init__(self, spec: Spec, sources: Mapping[str, DataSource],
+                 warn: Callable[[str], None] = lambda message: None) -> None:
         self.spec = spec
         self.sources = sources
+        self.warn = warn  # told once per data name, e.g. of a `limit` larger than the data
         self.data: dict[str, DataSpec] = dict(spec.data)
         self._examples: dict[str, list[Example]] = {}
 
@@ -67,4 +69,7 @@ class ExampleStore:
         if data.seed is not None:
             order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(data.seed)).tolist()
             examples = [examples[i] for i in order]
+        if data.limit is not None and data.limit > len(examples) and name in self.spec.data:
+            self.warn(f"{self.where(name)}.limit: limit = {data.limit} but the data has {len(examples)} examples; "
+                      f"using all {len(examples)}")
         return examples[: data.limit]

@@ -9,10 +9,13 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import platform
+import re
 import secrets
+import sys
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,18 +23,25 @@ from typing import Any
 import pyarrow as pa
 import torch
 from rich.console import Console
+from rich.text import Text
 
 import probekit
 from probekit.engine.examples import ExampleStore
-from probekit.engine.probe import Measured, Prober, metric_metadata
+from probekit.engine.outputs import RunOutput, check_output, check_writable, fallback_folders
+from probekit.engine.probe import Measured, Prober, ResolvedModel, metric_metadata
 from probekit.engine.resultcache import cache_dir, read_cached, results_key, write_cached
 from probekit.errors import ExitCode, PluginError, Problem, SpecError
 from probekit.expect.evaluate import Outcome, evaluate
 from probekit.expect.render import render_outcomes
 from probekit.hooks.manager import PluginManager, build_manager
+from probekit.models.finetune import cache_root
 from probekit.models.loading import pick_device, pick_dtype
-from probekit.results.io import RESULTS_FILE, metadata, write_table
+from probekit.models.manifest import CacheWarning, touch_last_used
+from probekit.report.terminal import output_width
+from probekit.results.history import run_folder, write_verdict
+from probekit.results.io import RESULTS_FILE, metadata
 from probekit.results.schema import build_table
+from probekit.spec.expectations import LEARNED_MARGIN
 from probekit.spec.load import declared_plugins, parse_spec, read_spec
 from probekit.spec.model import Spec
 
@@ -69,12 +79,14 @@ class Session:
 
     def __init__(self, *, plugins: Iterable[str] = (), overrides: Mapping[str, Any] | None = None,
                  reports: str | Path = "reports", console: Console | None = None, use_cache: bool = True,
-                 verbose: bool = False, autoload: bool | None = None) -> None:
+                 verbose: bool = False, autoload: bool | None = None, overwrite: bool = False) -> None:
         self.plugins = tuple(plugins)
+        self.overwrite = overwrite  # write into a non-empty -o folder that is not an earlier run of the spec
         self.overrides = dict(overrides or {})
         self.reports = Path(reports)
-        self.console = console or Console(stderr=True)  # the report and the verdict
-        self.stderr = Console(stderr=True)  # progress and warnings, apart from what a user may pipe
+        self.console = console or Console(stderr=True, width=output_width(sys.stderr))  # the report and the verdict
+        # progress and warnings, apart from what a user may pipe; not wrapped at 80 columns in a log
+        self.stderr = Console(stderr=True, width=output_width(sys.stderr))
         self.use_cache = use_cache
         self.verbose = verbose
         self.autoload = autoload
@@ -93,10 +105,15 @@ class Session:
         path = Path(spec)
         if document is None:
             text, document = read_spec(path)
+        declared = declared_plugins(document)
         try:
-            manager = self.manager(declared_plugins(document), path.parent)
+            manager = self.manager(declared, path.parent)
         except PluginError as error:
-            raise SpecError(path, [Problem("plugins", str(error), "importable plugin modules or .py files")]) from None
+            if error.plugin not in declared:  # a -p name: the command line's problem, not the spec's
+                raise
+            raise SpecError(path, [Problem("plugins", f"a plugin that cannot be used: {error}",
+                                           "plugins that import and register valid hooks, metrics and data sources "
+                                           "(docs/plugins.md)")]) from None
         metrics = {name: info.metric for name, info in manager.metrics.items()}
         try:
             parsed = parse_spec(document, path=path, text=text, metrics=metrics, sources=manager.sources,
@@ -107,63 +124,108 @@ class Session:
 
     def _explained(self, error: SpecError, manager: PluginManager) -> SpecError:
         """A missing metric's problem gains why: a block, or a plugin that failed to load."""
-        why = manager.explain_missing_metric("")
-        if not why:
-            return error
-        problems = [Problem(p.key, p.found, p.expected, "; ".join(filter(None, [p.hint, why])))
-                    if "which no plugin provides" in p.found else p for p in error.problems]
-        return SpecError(error.path, problems)
+        problems = []
+        for p in error.problems:
+            missing = re.match(r"the metric (['\"])(.*)\1, which no plugin provides", p.found)
+            why = manager.explain_missing_metric(missing.group(2)) if missing else ""
+            problems.append(Problem(p.key, p.found, p.expected, "; ".join(filter(None, [p.hint, why]))) if why else p)
+        return SpecError(error.path, problems) if problems != error.problems else error
 
     # -- running -----------------------------------------------------------------------
 
     def run(self, spec: str | Path | Spec, output: str | Path | None = None) -> RunResult:
         """Run one spec to its verdict: results written, report and figures drawn, expectations judged."""
         spec, manager = self.load(spec)
+        replace = self.check_output(spec, output)  # before any fine-tune or probe
         examples = ExampleStore(spec, manager.sources)
         key = results_key(spec, manager, examples) if self.use_cache else None
-        result = self._reuse(spec, key, output) if key else None
+        result = self._reuse(spec, key, output, replace) if key else None
         if result is None:
-            result = self._compute(spec, manager, output)
+            result = self._compute(spec, manager, output, replace)
             if key and not (result.errors or result.failures):
                 write_cached(cache_dir(spec, key), result.table, result.run_dir)
         self._finish(result, manager)
         return result
 
-    def _reuse(self, spec: Spec, key: str, output: str | Path | None) -> RunResult | None:
+    def check_output(self, spec: Spec, output: str | Path | None) -> bool:
+        """Refuse (UserError, exit 2) an output the run could not write or would clobber, before anything runs.
+
+        ``output`` may be new, empty, or an earlier run folder of the same spec; anything
+        else needs ``overwrite``. Returns whether the folder holds files of an earlier run
+        that the run clears before it writes (engine/outputs.py).
+        """
+        if output is None:
+            check_writable(self.reports, "--reports")
+            return False
+        return check_output(Path(output), spec.name, self.overwrite)
+
+    def _output(self, spec: Spec, folder: Path, run_id: str, replace: bool) -> RunOutput:
+        fallbacks = fallback_folders(cache_root(spec.run.cache_dir), spec.name, run_id)
+        return RunOutput(folder, fallbacks, replace=replace, on_fallback=self._warn)
+
+    def _reuse(self, spec: Spec, key: str, output: str | Path | None, replace: bool = False) -> RunResult | None:
         cached = read_cached(cache_dir(spec, key))
         if cached is None:
             return None
         table, run_dir = cached
-        path = write_table(table, Path(output) / RESULTS_FILE) if output else run_dir / RESULTS_FILE
+        touch_last_used(cache_dir(spec, key))
+        failures = []
+        if output:
+            out = self._output(spec, Path(output), _run_id(table), replace)
+            path = out.write(table)
+            failures = [f"{out.failure}; the results are saved in {path} instead"] if out.failure else []
+        else:
+            path = run_dir / RESULTS_FILE
         self.stderr.print(f"probekit: {spec.name}: nothing changed since run {_run_id(table)}; reusing its results "
                            f"({path.parent}); --fresh recomputes", markup=False, highlight=False, soft_wrap=True)
-        return RunResult(spec, table, path, cached=True)
+        return RunResult(spec, table, path, cached=True, failures=failures)
 
-    def _compute(self, spec: Spec, manager: PluginManager, output: str | Path | None) -> RunResult:
+    def _compute(self, spec: Spec, manager: PluginManager, output: str | Path | None, replace: bool = False) -> RunResult:
         run_id = new_run_id()
         started = time.time()
-        path = Path(output) / RESULTS_FILE if output else self.reports / spec.name / run_id / RESULTS_FILE
+        folder = Path(output) if output else run_folder(self.reports, spec.name, run_id)
+        out = self._output(spec, folder, run_id, replace)
         measured = Measured()
         info = _RunInfo(spec, manager, run_id, started)
 
         def write(complete: bool, **extra: Any) -> pa.Table:
-            table = build_table(measured.records, info.metadata(measured, complete, **extra), info.detail_types())
-            write_table(table, path)
+            meta = info.metadata(measured, complete, **extra)
+            for warning in meta["warnings"]:
+                self._warn(warning)
+            table = build_table(measured.records, meta, info.detail_types())
+            out.write(table)  # falls back to <cache>/unsaved/ when the run folder cannot be written
             return table
 
         try:
-            Prober(spec, manager, self.stderr, run_id).run(measured, on_comparison=lambda _: write(False))
+            self._probe(Prober(spec, manager, self.stderr, run_id), measured, on_comparison=lambda _: write(False))
         except KeyboardInterrupt:
             write(False, interrupted=True)
-            self.stderr.print(f"probekit: interrupted; the comparisons finished so far are in {path}", markup=False)
+            self.stderr.print(f"probekit: interrupted; the comparisons finished so far are in {out.path}", markup=False)
             raise
         except Exception:
             if measured.records:
                 write(False)
             raise
         table = write(True)
-        return RunResult(spec, table, path, errors=measured.errors, failures=measured.failures,
+        unsaved = [f"{out.failure}; the results are saved in {out.path} instead"] if out.failure else []
+        return RunResult(spec, table, out.path, errors=measured.errors, failures=[*measured.failures, *unsaved],
                          tracebacks=measured.tracebacks)
+
+    def _probe(self, prober: Prober, measured: Measured, on_comparison: Callable[[Measured], None]) -> None:
+        """The fine-tunes and the probe, with the checkpoint cache's warnings (a corrupt entry moved aside)
+        printed as probekit warnings while the progress runs."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", CacheWarning)
+            show = warnings.showwarning
+
+            def shown(message, category, filename, lineno, file=None, line=None):
+                if issubclass(category, CacheWarning):
+                    self._warn(str(message))
+                else:
+                    show(message, category, filename, lineno, file, line)
+
+            warnings.showwarning = shown
+            prober.run(measured, on_comparison=on_comparison)
 
     def _finish(self, result: RunResult, manager: PluginManager) -> None:
         """The run-finished hook (report, figures, third-party outputs), then the expectations' verdict."""
@@ -180,11 +242,16 @@ class Session:
                 self.console.print(trace, markup=False, highlight=False)
         result.outcomes = evaluate(result.spec.expectations, result.table)
         render_outcomes(result.outcomes, self.console)
+        try:  # beside the results file, which was written before the hook: `probekit ls` counts what passed
+            verdicts = [{"name": o.name, "passed": o.passed, "reason": o.reason} for o in result.outcomes]
+            write_verdict(result.run_dir, _run_id(result.table), verdicts)
+        except OSError as error:
+            self._warn(f"could not write the verdict beside {result.path}: {error}")
 
     def _warn(self, message: str) -> None:
         if message not in self._warned:
             self._warned.add(message)
-            self.stderr.print(f"[yellow]warning[/] {message}", highlight=False, soft_wrap=True)
+            self.stderr.print(Text.assemble(("warning ", "yellow"), message), highlight=False, soft_wrap=True)
 
 
 @dataclass
@@ -202,17 +269,35 @@ class _RunInfo:
     def metadata(self, measured: Measured, complete: bool, **extra: Any) -> dict[str, Any]:
         spec = self.spec
         device = pick_device(spec.run.device)
-        models = {name: {"source": r.source, "identity": r.identity, "accuracy": r.accuracy}
+        models = {name: {"source": r.source, "identity": r.identity, "accuracy": r.accuracy,
+                         "majority": r.majority, "chance": r.chance}
                   for name, r in measured.models.items()}
         return {
             "run_id": self.run_id, "spec_name": spec.name, "spec_path": str(spec.path), "spec_text": spec.text,
             "models": models, "metrics": metric_metadata(spec, self.manager),
+            "comparisons": [c.name for c in spec.comparisons], "warnings": weak_models(measured.models),
             "errors": [*measured.errors, *measured.failures], "failures": measured.failures, "complete": complete,
             "probekit_version": probekit.__version__, "torch_version": torch.__version__,
             "transformers_version": _version("transformers"), "python_version": platform.python_version(),
             "device": _device_name(device), "dtype": str(pick_dtype(spec.run.dtype, device)).removeprefix("torch."),
             "started_at": _iso(self.started), "finished_at": _iso(time.time()), **extra,
         }
+
+
+def weak_models(models: Mapping[str, ResolvedModel], margin: float = LEARNED_MARGIN) -> list[str]:
+    """A warning per fine-tuned model whose validation accuracy does not beat the majority-class rate of
+    its validation data by ``margin``: its layer-wise changes then mostly show how little it moved."""
+    found = []
+    for name, model in models.items():
+        if "@" in name or model.accuracy is None or model.majority is None:
+            continue  # a training snapshot may not have learned yet; no validation data: nothing to compare
+        if model.accuracy <= model.majority + margin:
+            chance = f"; chance {model.chance:.1%}" if model.chance is not None else ""
+            found.append(f"models.{name}: validation accuracy {model.accuracy:.1%} does not beat the majority-class "
+                         f"rate of its validation data ({model.majority:.1%}{chance}) by {margin * 100:g} points: it "
+                         "may not have learned the task, and its layer-wise changes then mostly show how little it "
+                         f"moved (an [[expect]] learned = [\"{name}\"] makes this a failure)")
+    return found
 
 
 def new_run_id() -> str:

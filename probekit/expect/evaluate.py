@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from probekit.results.io import metadata
 from probekit.results.layers import LayerSelection, format_layers, layer_word, series_index, trend_limits
-from probekit.spec.expectations import Expectation
+from probekit.spec.expectations import LEARNED_MARGIN, Expectation
 
 
 @dataclass
@@ -34,6 +34,9 @@ class Outcome:
     expected: dict[tuple[str, int], str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     groups: dict[tuple[str, int], str] = field(default_factory=dict)
+    # learned: model -> {"accuracy", "majority", "chance", "needed"} (None where the results lack it)
+    accuracies: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    offending_models: set[str] = field(default_factory=set)
 
     @property
     def name(self) -> str:
@@ -56,6 +59,8 @@ class Outcome:
 
 def format_table(outcome: Outcome) -> str:
     """comparison | layer | value | expected, one line per involved layer; '<-- fails' marks offenders."""
+    if outcome.accuracies:
+        return _accuracy_table(outcome)
     if not outcome.values:
         return "(no values: " + outcome.reason + ")"
     with_groups = bool(outcome.groups)
@@ -77,6 +82,19 @@ def format_table(outcome: Outcome) -> str:
         return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     return "\n".join([line(header), *(line(r) for r in rows)])
+
+
+def _accuracy_table(outcome: Outcome) -> str:
+    """model | accuracy | majority | chance | needed, for a ``learned`` expectation."""
+    def percent(value: float | None) -> str:
+        return "?" if value is None else f"{value:.1%}"
+
+    header = ["model", "accuracy", "majority", "chance", "needed", ""]
+    rows = [[name, *(percent(info.get(k)) for k in ("accuracy", "majority", "chance")), f"> {percent(info.get('needed'))}",
+             "<-- fails" if name in outcome.offending_models else ""] for name, info in outcome.accuracies.items()]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) if i in (0, 5) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+                     for r in [header, *rows])
 
 
 def _indent(text: str) -> list[str]:
@@ -101,7 +119,8 @@ def evaluate(expectations: Iterable[Expectation], table: pa.Table) -> list[Outco
     index = series_index(table)
     meta = metadata(table)
     run = _Run(errors=[str(e) for e in meta.get("errors", []) or []],
-               directions={label: info.get("direction", "distance") for label, info in (meta.get("metrics") or {}).items()})
+               directions={label: info.get("direction", "distance") for label, info in (meta.get("metrics") or {}).items()},
+               models=dict(meta.get("models") or {}))
     return [_evaluate_one(expectation, index, run) for expectation in expectations]
 
 
@@ -111,6 +130,7 @@ class _Run:
 
     errors: list[str]
     directions: dict[str, str]
+    models: dict[str, dict] = field(default_factory=dict)  # the results' ``models`` metadata
 
     def is_similarity(self, metric: str) -> bool:
         return self.directions.get(metric) == "similarity"
@@ -362,7 +382,39 @@ def _check_baseline(expectation: Expectation, selected, index, run: _Run) -> Out
     return _concluded(outcome, failures, summaries)
 
 
+def _check_learned(expectation: Expectation, selected, index, run: _Run) -> Outcome:
+    """Each model's validation accuracy above the majority-class rate of its validation data + margin."""
+    margin = LEARNED_MARGIN if expectation.margin is None else expectation.margin
+    outcome = Outcome(expectation, True, "")
+    failures, summaries = [], []
+    for name in expectation.models:
+        info = run.models.get(name)
+        if info is None:
+            outcome.accuracies[name] = {}
+            outcome.offending_models.add(name)
+            failures.append(f"{name}: no accuracy in these results (the run compared no side models.{name})")
+            continue
+        accuracy, majority, chance = info.get("accuracy"), info.get("majority"), info.get("chance")
+        needed = None if majority is None else majority + margin
+        outcome.accuracies[name] = {"accuracy": accuracy, "majority": majority, "chance": chance, "needed": needed}
+        if accuracy is None:
+            failures.append(f"{name}: no validation accuracy (fine-tuned without validation data: give "
+                            f"[models.{name}] validation = \"<data>\")")
+        elif majority is None:
+            failures.append(f"{name}: accuracy {accuracy:.1%} but no majority-class rate in these results "
+                            "(written by an older probekit; rerun with --fresh)")
+        elif accuracy > needed:
+            summaries.append(f"{name} {accuracy:.1%} > majority {majority:.1%} + {margin * 100:g} points")
+            continue
+        else:
+            failures.append(f"{name}: validation accuracy {accuracy:.1%} does not beat the majority-class rate "
+                            f"{majority:.1%} by {margin * 100:g} points (chance "
+                            f"{'?' if chance is None else f'{chance:.1%}'}): training did not learn the task")
+        outcome.offending_models.add(name)
+    return _concluded(outcome, failures, summaries)
+
+
 CHECKS = {"bounds": _check_bounds, "trend": _check_trend, "contrast": _check_contrast,
-          "ordering": _check_ordering, "baseline": _check_baseline}
+          "ordering": _check_ordering, "baseline": _check_baseline, "learned": _check_learned}
 
 

@@ -13,6 +13,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable
@@ -146,8 +147,12 @@ class PluginManager:
     def load_named(self, names: Iterable[str], base_dir: Path | None = None) -> None:
         """Load plugins named by module path (``pkg.mod``) or file (``path/to/plugin.py``)."""
         for name in names:
-            module, plugin_name, origin = _import_plugin(name, base_dir)
-            self.add(module, plugin_name, origin)
+            try:
+                module, plugin_name, origin = _import_plugin(name, base_dir)
+                self.add(module, plugin_name, origin)
+            except PluginError as error:
+                error.plugin = name  # the caller tells a spec's `plugins` from a `-p` name by it
+                raise
 
     def _set_aside(self, name: str, distribution: str, error: Exception) -> None:
         if self.pm.has_plugin(name):
@@ -184,7 +189,9 @@ class PluginManager:
             raise PluginError(f"plugin {plugin!r} registered an invalid metric: " + "; ".join(problems))
         if metric_cls.name in self.metrics:
             other = self.metrics[metric_cls.name].plugin
-            raise PluginError(f"metric {metric_cls.name!r} is registered by two plugins: {other!r} and {plugin!r}")
+            raise PluginError(f"metric {metric_cls.name!r} is registered by two plugins: {other!r} and {plugin!r}; "
+                              f"a spec names a metric by its name, so give the metric of {plugin!r} another `name` "
+                              f"(or block {other!r} with -p no:{other})")
         for key, kind in dict(metric_cls.details).items():
             if key in COLUMNS.names:
                 raise PluginError(f"plugin {plugin!r}: metric {metric_cls.name!r} declares a details key {key!r}, "
@@ -230,7 +237,11 @@ class PluginManager:
 
     def explain_missing_metric(self, name: str) -> str:
         """Why no plugin provides ``name``: blocked or broken plugins that might have."""
-        reasons = [f"blocked: {', '.join(self.blocked)}"] if self.blocked else []
+        if name and name in self.blocked:
+            provides = ", which provides it" if name in BUILTIN_PLUGINS else ""
+            reasons = [f"-p no:{name} blocks the plugin {name!r}{provides}"]
+        else:
+            reasons = [f"a blocked plugin may provide it: {', '.join(f'-p no:{b}' for b in self.blocked)}"] if self.blocked else []
         reasons += list(self.broken.values())
         return "; ".join(reasons)
 
@@ -241,7 +252,10 @@ def build_manager(names: Iterable[str] = (), base_dir: Path | None = None, *, au
     names = list(names)
     empty = [n for n in names if not n.strip() or n.strip() == "no:"]
     if empty:
-        raise PluginError("-p needs a plugin module, a .py file or no:NAME; found an empty name")
+        error = PluginError(f"-p {empty[0]!r}: an empty plugin name; -p takes a plugin module (pkg.mod), "
+                            "a .py file, or no:NAME to block a plugin")
+        error.plugin = empty[0]
+        raise error
     manager = PluginManager()
     manager.block([n.removeprefix("no:") for n in names if n.startswith("no:")])
     manager.load_builtins()
@@ -262,16 +276,33 @@ def _entry_point_names() -> set[str]:
 
 
 def _explain(error: pluggy.PluginValidationError) -> str:
-    """pluggy's text, plus the hook that was probably meant and the arguments hooks offer."""
+    """pluggy's complaint in a plugin author's words: the hook or the argument that was probably meant."""
     text = str(error)
-    for name in HOOK_NAMES:
-        if name in text:
-            arguments = ", ".join(getattr(hookspecs, name).__code__.co_varnames[
-                :getattr(hookspecs, name).__code__.co_argcount])
-            return f"{text} (the hook {name} offers: {arguments})"
-    unknown = next((word.strip("'\"") for word in text.split() if word.strip("'\"").startswith("probekit_")), "")
-    hint = did_you_mean(unknown, HOOK_NAMES) if unknown else ""
-    return f"{text}" + (f"; {hint}" if hint else f" (hooks: {', '.join(HOOK_NAMES)})")
+    unknown_hook = re.match(r"unknown hook '(\w+)'", text)
+    if unknown_hook:
+        name = unknown_hook.group(1)
+        hint = did_you_mean(name, HOOK_NAMES)
+        return (f"unknown hook {name!r}; " + (hint if hint else f"the hooks are: {', '.join(HOOK_NAMES)}")
+                + " (every probekit_* function of a plugin is taken as a hook implementation)")
+    hook = next((name for name in HOOK_NAMES if f"'{name}'" in text), None)
+    if hook is None:
+        return f"{text} (hooks: {', '.join(HOOK_NAMES)})"
+    offered = _hook_arguments(hook)
+    definition = re.search(r"hookimpl definition: (.*)", text)
+    arguments = re.search(r"Argument\(s\) \{(.*?)\} are declared in the hookimpl but can not be found", text)
+    if arguments:
+        names = [a.strip().strip("'\"") for a in arguments.group(1).split(",")]
+        hints = [f"{a!r}: {h}" for a in names if (h := did_you_mean(a, offered))]
+        return (f"{definition.group(1) if definition else hook} takes {', '.join(map(repr, names))}, which the hook "
+                f"does not offer; {hook} offers: {', '.join(offered)} (an implementation takes any of them, by name)"
+                + (f"; {'; '.join(hints)}" if hints else ""))
+    first = " ".join(line.strip() for line in text.splitlines())
+    return f"{first} (the hook {hook} offers: {', '.join(offered)})"
+
+
+def _hook_arguments(hook: str) -> tuple[str, ...]:
+    code = getattr(hookspecs, hook).__code__
+    return code.co_varnames[:code.co_argcount]
 
 
 def _import_plugin(name: str, base_dir: Path | None) -> tuple[object, str, Origin]:

@@ -13,6 +13,8 @@ import json
 import math
 import os
 import shutil
+import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +23,10 @@ import torch
 
 from probekit.data.batching import make_batches
 from probekit.data.example import Example, label_names
-from probekit.errors import DataError
+from probekit.errors import DataError, ModelError
 from probekit.models.loading import from_pretrained, load_tokenizer
+from probekit.models.manifest import (CacheWarning, entry_problem, move_aside, partial_name, remove_stale_partials,
+                                      touch_last_used, write_manifest)
 
 #: Bump when a change to this module changes the weights it produces.
 TRAINER_VERSION = "1"
@@ -53,6 +57,7 @@ class FinetuneJob:
     train: Sequence[Example]
     validation: Sequence[Example]
     settings: FinetuneSettings
+    precision: str = "float32"  # "bf16-autocast" on a GPU with bfloat16 (see training_precision)
 
     @property
     def labels(self) -> tuple:
@@ -66,6 +71,8 @@ class FinetuneJob:
             "validation": examples_digest(self.validation),
             "settings": dataclasses.asdict(self.settings),
             "torch": torch.__version__.split("+")[0],
+            # Only GPUs with bf16 train in autocast; float32 training keeps the keys it always had.
+            **({"precision": self.precision} if self.precision != "float32" else {}),
         }
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -79,6 +86,15 @@ class Checkpoint:
     snapshots: dict[float, Path]
     snapshot_accuracy: dict[float, float | None]
     identity: str
+    majority: float | None = None  # the majority-class rate of the validation data: what always guessing it scores
+    chance: float | None = None  # 1 / the number of classes
+
+
+def majority_rate(examples: Sequence[Example]) -> float | None:
+    """The fraction of ``examples`` that carry their most common label (None when there are none)."""
+    if not examples:
+        return None
+    return max(Counter(example.label for example in examples).values()) / len(examples)
 
 
 def examples_digest(examples: Sequence[Example]) -> str:
@@ -109,11 +125,27 @@ def slanted_triangular(step: int, total_steps: int, cut_frac: float, ratio: floa
 
 
 def cached_checkpoint(job: FinetuneJob, root: Path) -> Checkpoint | None:
+    """The cached fine-tune of ``job``, checked against its manifest; None when there is none.
+
+    An entry that does not match its manifest (or, written before manifests, does not
+    read) is never used: it is moved aside as ``<key>.corrupt-<timestamp>`` with a
+    :class:`CacheWarning` naming both folders, and None is returned so it is trained again.
+    """
     folder = root / "finetunes" / job.key()
-    meta_file = folder / "meta.json"
-    if not meta_file.is_file():
+    if not folder.is_dir():
         return None
-    meta = json.loads(meta_file.read_text())
+    problem = entry_problem(folder)
+    if problem is not None:
+        try:
+            aside = move_aside(folder)
+        except OSError as error:
+            raise ModelError(f"{job.description}: the cached fine-tune {folder} is corrupt ({problem}) and could not be "
+                             f"moved aside ({error.strerror or error}); delete that folder and run again") from None
+        warnings.warn(f"{job.description}: the cached fine-tune {folder} is corrupt ({problem}); moved it aside to "
+                      f"{aside} and training it again", CacheWarning, stacklevel=2)
+        return None
+    touch_last_used(folder)
+    meta = json.loads((folder / "meta.json").read_text())
     snapshots = {float(f): folder / "snapshots" / f for f in meta["snapshot_accuracy"]}
     return Checkpoint(
         folder=folder / "final",
@@ -121,6 +153,8 @@ def cached_checkpoint(job: FinetuneJob, root: Path) -> Checkpoint | None:
         snapshots=snapshots,
         snapshot_accuracy={float(f): a for f, a in meta["snapshot_accuracy"].items()},
         identity=f"finetune:{job.key()}",
+        majority=majority_rate(job.validation),
+        chance=1 / len(job.labels) if job.labels else None,
     )
 
 
@@ -133,12 +167,31 @@ def finetune(
 ) -> Checkpoint:
     """Train (or reuse) the checkpoint of ``job``. ``on_step(step, total, loss)`` reports progress.
 
-    The checkpoint is written under a temporary name and renamed when complete,
-    so an interrupted run never leaves a half checkpoint that a later run would trust.
+    The checkpoint is written under a temporary name (``<key>.partial-<pid>@<host>``),
+    with a manifest of its files, and renamed when complete, so an interrupted run never
+    leaves a half checkpoint that a later run would trust; the temporary folder is removed
+    on any exception or Ctrl-C, and those of dead processes at the next fine-tune.
     """
     existing = cached_checkpoint(job, root)
     if existing is not None:
         return existing
+    remove_stale_partials(root / "finetunes")
+    staging = root / "finetunes" / partial_name(job.key())
+    try:
+        _train(job, root, device, staging, on_step)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    checkpoint = cached_checkpoint(job, root)
+    if checkpoint is None:
+        raise ModelError(f"{job.description}: the fine-tune just written to {root / 'finetunes' / job.key()} "
+                         "does not match its manifest (is the disk full or failing?)")
+    return checkpoint
+
+
+def _train(job: FinetuneJob, root: Path, device: torch.device, staging: Path,
+           on_step: Callable[[int, int, float], None] | None) -> None:
+    """Train ``job`` into ``staging``, then rename it to its cache folder."""
     from transformers import AutoModelForSequenceClassification
 
 
@@ -178,7 +231,6 @@ def finetune(
     )
     order = torch.Generator().manual_seed(settings.seed)
 
-    staging = root / "finetunes" / f"{job.key()}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     snapshot_accuracy: dict[str, float | None] = {}
     step = 0
@@ -188,7 +240,9 @@ def finetune(
                                   max_length=settings.max_length, labels=labels):
             model.train()
             batch = batch.to(device)
-            loss = model(**batch.model_inputs(), labels=batch.labels).loss
+            # On a GPU with bfloat16, forwards run in bf16 autocast; the weights and Adam stay float32.
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=_bf16_autocast(device)):
+                loss = model(**batch.model_inputs(), labels=batch.labels).loss
             loss.backward()
             optimizer.step()
             schedule.step()
@@ -215,16 +269,29 @@ def finetune(
         "n_train": len(train),
         "n_validation": len(job.validation),
         "accuracy": final_accuracy,
+        "majority": majority_rate(job.validation),
+        "chance": 1 / len(labels),
+        "train_digest": examples_digest(job.train),
+        "validation_digest": examples_digest(job.validation),
         "snapshot_accuracy": snapshot_accuracy,
         "trainer_version": TRAINER_VERSION,
     }
     (staging / "meta.json").write_text(json.dumps(meta, indent=2))
+    write_manifest(staging)
     target = root / "finetunes" / job.key()
     try:
         os.replace(staging, target)
     except OSError:  # another process finished the same fine-tune first: keep theirs
         shutil.rmtree(staging, ignore_errors=True)
-    return cached_checkpoint(job, root)
+
+
+def training_precision(device: torch.device) -> str:
+    """How fine-tuning computes on ``device``: bf16 autocast with float32 weights on a GPU that has bf16."""
+    return "bf16-autocast" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+
+
+def _bf16_autocast(device: torch.device) -> bool:
+    return training_precision(device) == "bf16-autocast"
 
 
 def _save(model, tokenizer, folder: Path) -> None:

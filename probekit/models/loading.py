@@ -91,6 +91,11 @@ def from_pretrained(auto_class, source: str, description: str, **kwargs):
     try:
         return auto_class.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as error:
+        folder = Path(source)
+        if folder.is_dir() and not (folder / "config.json").is_file():  # transformers' text would be about `model_type`
+            raise ModelError(f"{description}: cannot load {source!r}: the folder has no config.json; a model "
+                             "folder holds config.json and weights (*.safetensors or *.bin), as save_pretrained "
+                             "writes them") from error
         raise ModelError(
             f"{description}: cannot load {source!r}: {str(error).splitlines()[0]}\n"
             "  A hub id needs internet (or a local copy in the HF cache); a local folder needs config.json and weights."

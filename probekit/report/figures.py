@@ -21,12 +21,13 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from probekit.report.terminal import comparison_sides, layer_values, snapshot_groups
+from probekit.report.terminal import comparison_sides, incomplete_note, layer_values, snapshot_groups
 from probekit.results.io import metadata
 
 if TYPE_CHECKING:
@@ -47,6 +48,15 @@ def write_figures(table: pa.Table, run_dir: Path) -> list[Path]:
         return []
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    names = _FileNames(run_dir)
+    return [save(figure, names.take(stem)) for stem, figure in iter_figures(table)]
+
+
+def iter_figures(table: pa.Table) -> Iterator[tuple[str, Figure]]:
+    """The run's figures, built one at a time and not saved: ``(file stem, Figure)``, in the order
+    :func:`write_figures` writes them (the stem before sanitising; each figure's ``get_label()`` is it too)."""
+    if table.num_rows == 0:
+        return
     meta = metadata(table)
     metric_info = meta.get("metrics", {}) or {}
     accuracies = {name: m.get("accuracy") for name, m in (meta.get("models", {}) or {}).items()}
@@ -55,26 +65,27 @@ def write_figures(table: pa.Table, run_dir: Path) -> list[Path]:
     plain = [c for c, side in sides.items() if not side.is_snapshot]
     heads = head_values(table)
     metrics = list(dict.fromkeys(table.column("metric").to_pylist()))
-    names = _FileNames(run_dir)
-    written: list[Path] = []
+    note = incomplete_note(meta, table)
+
+    def labelled(stem: str, figure: Figure) -> tuple[str, Figure]:
+        figure.set_label(stem)
+        if note:  # an interrupted run's figures say so in their titles
+            title_note(figure, note)
+        return stem, figure
 
     for metric in metrics:
         axis = axis_label(metric, metric_info.get(metric, {}))
         shown = [c for c in plain if (c, metric) in series]
         lines = [(label, series[(c, metric)]) for c, label in legend_labels([sides[c] for c in shown]).items()]
         if lines:
-            figure = line_figure(lines, metric, axis, meta.get("spec_name"))
-            written.append(save(figure, names.take(metric)))
+            yield labelled(metric, line_figure(lines, metric, axis, meta.get("spec_name")))
         shown = [c for c in plain if (c, metric) in heads]
         panels = [(label, heads[(c, metric)]) for c, label in legend_labels([sides[c] for c in shown]).items()]
         if panels:
-            figure = heads_figure(panels, metric, axis)
-            written.append(save(figure, names.take(f"{metric}_heads")))
+            yield labelled(f"{metric}_heads", heads_figure(panels, metric, axis))
     for group in snapshot_groups(table, series):
         axis = axis_label(group.metric, metric_info.get(group.metric, {}))
-        figure = snapshot_figure(group, axis, accuracies)
-        written.append(save(figure, names.take(f"{group.metric}_snapshots_{group.name}")))
-    return written
+        yield labelled(f"{group.metric}_snapshots_{group.name}", snapshot_figure(group, axis, accuracies))
 
 
 # -- data ----------------------------------------------------------------------------
@@ -143,6 +154,15 @@ class _FileNames:
 
 
 # -- drawing -------------------------------------------------------------------------
+
+
+def title_note(figure: Figure, note: str) -> None:
+    """Add ``note`` as a red second line of the figure's title (its suptitle, else its first axes' title)."""
+    if suptitle := figure.get_suptitle():
+        figure.suptitle(f"{suptitle}\n{note}", color="firebrick")
+    elif figure.axes:
+        axes = figure.axes[0]
+        axes.set_title(f"{axes.get_title()}\n{note}", color="firebrick", fontsize="medium")
 
 
 def save(figure: Figure, path: Path) -> Path:

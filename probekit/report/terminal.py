@@ -9,6 +9,7 @@ draws as heat maps too.
 from __future__ import annotations
 
 import math
+import os
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from probekit.results.io import metadata
+from probekit.spec.expectations import LEARNED_MARGIN
 
 BAR_WIDTH = 16
 EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -28,6 +30,16 @@ SHADES = "▁▂▃▄▅▆▇█"
 #: A sequential palette (viridis) for heat-table cell backgrounds, low to high.
 PALETTE = ((68, 1, 84), (70, 50, 126), (54, 92, 141), (39, 127, 142),
            (31, 161, 135), (74, 193, 109), (160, 218, 57), (253, 231, 37))
+#: The width of the report and the progress when they go to a file or a pipe (rich would wrap them at 80).
+PLAIN_WIDTH = 200
+
+
+def output_width(stream) -> int | None:
+    """A Console's ``width`` for ``stream``: None (rich's choice) on a terminal or with $COLUMNS set, else PLAIN_WIDTH."""
+    isatty = getattr(stream, "isatty", None)
+    if os.environ.get("COLUMNS") or (isatty is not None and isatty()):
+        return None
+    return PLAIN_WIDTH
 
 
 def format_value(value: float) -> str:
@@ -244,6 +256,38 @@ def snapshot_table(group: SnapshotGroup, unit: str, top: float, accuracies: dict
 # -- the report ----------------------------------------------------------------------
 
 
+def incomplete_note(meta: dict, table: pa.Table) -> str:
+    """'' for a complete run; else what the results of an interrupted or failed run hold:
+    ``INCOMPLETE run (interrupted): 2 of 3 comparisons (missing a_vs_c)``. Files without a ``complete`` key count as complete."""
+    if meta.get("complete", True) is not False:
+        return ""
+    note = f"INCOMPLETE run ({'interrupted' if meta.get('interrupted') else 'stopped before the end'})"
+    planned = list(meta.get("comparisons") or [])
+    if planned:
+        present = set(table.column("comparison").to_pylist())
+        missing = [c for c in planned if c not in present]
+        note += f": {len(planned) - len(missing)} of {len(planned)} comparisons"
+        if missing:
+            note += " (missing " + ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "") + ")"
+    return note
+
+
+def compared_models(table: pa.Table, meta: dict) -> dict[str, dict]:
+    """The ``models`` metadata of the models the table's comparisons use (an interrupted run resolved more)."""
+    used = set(table.column("model_a").to_pylist()) | set(table.column("model_b").to_pylist())
+    return {name: info for name, info in (meta.get("models") or {}).items() if name in used}
+
+
+def accuracy_text(name: str, info: dict) -> str:
+    """``nli 76.3% (majority 33.4%)``; a model that does not beat its majority rate by LEARNED_MARGIN says so."""
+    text = f"{name} {info['accuracy']:.1%}"
+    majority = info.get("majority")
+    if majority is None:
+        return text
+    weak = info["accuracy"] <= majority + LEARNED_MARGIN
+    return text + f" (majority {majority:.1%}" + (", not beaten" if weak else "") + ")"
+
+
 def render(table: pa.Table, console: Console) -> None:
     meta = metadata(table)
     series = layer_values(table)
@@ -265,14 +309,17 @@ def render(table: pa.Table, console: Console) -> None:
     hidden = {c for c in comparisons if sides[c].is_snapshot
               and all(key in in_heat_tables for key in series if key[0] == c)
               and any(key[0] == c for key in in_heat_tables)}
-    console.print(Text.assemble(("probekit ", "bold"), f"{meta.get('spec_name', '?')}  run {meta.get('run_id', '?')}  "
+    note = incomplete_note(meta, table)
+    console.print(Text.assemble(*([(note + "  ", "bold red")] if note else []), ("probekit ", "bold"),
+                                f"{meta.get('spec_name', '?')}  run {meta.get('run_id', '?')}  "
                                 f"device {meta.get('device', '?')}"))
-    accuracies = {name: m["accuracy"] for name, m in meta.get("models", {}).items() if m.get("accuracy") is not None}
+    models = {name: m for name, m in compared_models(table, meta).items() if m.get("accuracy") is not None}
+    accuracies = {name: m["accuracy"] for name, m in models.items()}
     # Snapshots' accuracies are shown under their heat-table columns instead.
     in_columns = {column.model for group in groups for column in group.columns if not column.final}
-    listed = {name: accuracy for name, accuracy in accuracies.items() if name not in in_columns}
+    listed = [accuracy_text(name, m) for name, m in models.items() if name not in in_columns]
     if listed:
-        console.print("fine-tuned models, validation accuracy: " + ", ".join(f"{n} {a:.1%}" for n, a in listed.items()))
+        console.print("fine-tuned models, validation accuracy: " + ", ".join(listed), markup=False, highlight=False)
     for comparison in comparisons:
         if comparison in hidden:
             continue
@@ -296,5 +343,7 @@ def render(table: pa.Table, console: Console) -> None:
     for group in groups:
         unit = metric_info.get(group.metric, {}).get("unit", "")
         console.print(Group(Text(""), snapshot_table(group, unit, tops[group.metric], accuracies, colour)))
+    for warning in meta.get("warnings", []) or []:
+        console.print(Text.assemble(("warning ", "yellow"), warning), soft_wrap=True)
     for error in meta.get("errors", []):
         console.print(f"[red]error[/] {error}")

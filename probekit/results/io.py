@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import pyarrow.parquet as pq
 from probekit.errors import UserError
 
 RESULTS_FILE = "results.parquet"
+#: The columns without which a table is not a probekit results table (files of older versions may lack later ones).
+ESSENTIAL_COLUMNS = ("comparison", "metric", "layer", "value")
 
 
 def write_table(table: pa.Table, path: Path) -> Path:
@@ -30,10 +33,25 @@ def read_table(path: str | Path) -> pa.Table:
         path = path / RESULTS_FILE
     if not path.is_file():
         raise UserError(f"{path}: no results file (expected a run folder holding {RESULTS_FILE}, or the file)")
+    expected = f"expected the {RESULTS_FILE} of a probekit run (or its run folder)"
+    if path.suffix.lower() == ".toml":
+        raise UserError(f"{path}: a spec, not results; {expected}: `probekit run {path}` writes one")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: an empty file (0 bytes), not results; {expected}")
     try:
-        return pq.read_table(path)
-    except (pa.ArrowException, OSError) as error:
-        raise UserError(f"{path}: not a readable results file ({error}); expected a Parquet file a probekit run wrote") from None
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError, ValueError) as error:  # truncated, corrupted, or no Parquet at all
+        reason = re.sub(r"^Could not open Parquet input source '.*?': ", "", str(error).strip()).splitlines()
+        reason = reason[0] if reason else type(error).__name__
+        raise UserError(f"{path}: not a readable Parquet file, truncated or corrupted ({reason}); {expected}") from None
+    lacks = [] if any(key.startswith(b"probekit.") for key in (table.schema.metadata or {})) else ["no probekit metadata"]
+    missing = [name for name in ESSENTIAL_COLUMNS if name not in table.column_names]
+    lacks += [f"no column {', '.join(missing)}"] if missing else []
+    if lacks:
+        columns = ", ".join(table.column_names[:8]) + (", ..." if table.num_columns > 8 else "")
+        raise UserError(f"{path}: a Parquet file probekit did not write ({'; '.join(lacks)}; its columns are: "
+                        f"{columns or 'none'}); {expected}")
+    return table
 
 
 def metadata(table: pa.Table) -> dict[str, Any]:

@@ -10,7 +10,10 @@ asserts exactly one thing about the selected values:
 * an ordering: ``closer_than = "other_comparison"`` (or ``farther_than``) on each
   selected layer, or on their mean;
 * a baseline: ``baseline = "path/to/results.parquet"`` (or a run folder), every
-  selected value within ``tolerance`` of the earlier run's.
+  selected value within ``tolerance`` of the earlier run's;
+* learned: ``learned = ["seed1", "seed2"]`` (no metric, no layers): each fine-tuned
+  model's validation accuracy beats the majority-class rate of its validation data by
+  ``margin`` (default :data:`LEARNED_MARGIN`), so a test fails when training silently stopped working.
 
 Validation (:func:`parse_expectations`) happens with the rest of the spec, before
 any model loads; evaluation (:func:`evaluate`) needs only the results table.
@@ -31,7 +34,10 @@ from probekit.results.layers import LAYERS_SYNTAX, LayerSelection, parse_layers,
 if TYPE_CHECKING:
     from probekit.spec.model import Spec
 
-KINDS = ("bounds", "trend", "contrast", "ordering", "baseline")
+KINDS = ("bounds", "trend", "contrast", "ordering", "baseline", "learned")
+#: How far (a fraction: 0.02 = 2 points) a fine-tune's validation accuracy must beat the majority-class
+#: rate of its validation data: the default margin of ``learned``, and where a run warns.
+LEARNED_MARGIN = 0.02
 TRENDS = ("increasing", "decreasing")
 OF = ("each", "mean")
 DEFAULT_BASELINE_TOLERANCE = 1e-6
@@ -42,9 +48,11 @@ KEYS: dict[str, tuple[str, ...] | None] = {
     "below": ("bounds",), "above": ("bounds",), "of": ("bounds", "ordering"),
     "trend": ("trend",), "tolerance": ("trend", "baseline"),
     "contrast": ("contrast",),
-    "closer_than": ("ordering",), "farther_than": ("ordering",), "margin": ("ordering",),
-    "baseline": ("baseline",),
+    "closer_than": ("ordering",), "farther_than": ("ordering",), "margin": ("ordering", "learned"),
+    "baseline": ("baseline",), "learned": ("learned",),
 }
+#: The keys a ``learned`` expectation takes (it reads the models' accuracies, no metric or layers).
+LEARNED_KEYS = ("name", "learned", "margin")
 CONTRAST_KEYS = ("low", "factor", "margin")
 
 # ------------------------------------------------------------------ expectations
@@ -79,6 +87,8 @@ class Expectation:
     # baseline
     baseline: Path | None = None
     baseline_values: Mapping[tuple[str, int], float] = field(default_factory=dict, compare=False, repr=False)
+    # learned: the fine-tuned models whose validation accuracy must beat the majority-class rate by ``margin``
+    models: tuple[str, ...] = ()
 
     @property
     def assertion(self) -> str:
@@ -97,10 +107,15 @@ class Expectation:
         if self.kind == "ordering":
             return f"{self.relation} than {self.other}" + (" on the mean" if self.of == "mean" else "") + (
                 f" by {self.margin:g}" if self.margin else "")
+        if self.kind == "learned":
+            margin = LEARNED_MARGIN if self.margin is None else self.margin
+            return f"validation accuracy above the majority-class rate + {margin * 100:g} points"
         return f"matches baseline {self.baseline.name if self.baseline else '?'} within {self.tolerance:g}"
 
     def describe(self) -> str:
         """'svcca of a_vs_b, layers last 2: each above 0.01'."""
+        if self.kind == "learned":
+            return f"models {', '.join(self.models)}: {self.assertion}"
         head = f" head {self.head}" if self.head is not None else ""
         return f"{self.metric}{head} of {', '.join(self.comparisons)}, layers {self.layers}: {self.assertion}"
 
@@ -187,6 +202,9 @@ def _parse_one(index: int, table: dict, spec: Spec, problems: list[Problem]) -> 
             return None
         return float(value) if float in kinds and not isinstance(value, str) else value
 
+    if "learned" in table:
+        return _parse_learned(key, table, spec, problem, get)
+
     # -- which assertion
     present = {
         "bounds": "below" in table or "above" in table,
@@ -198,7 +216,8 @@ def _parse_one(index: int, table: dict, spec: Spec, problems: list[Problem]) -> 
     kinds = [kind for kind, there in present.items() if there]
     kind = kinds[0] if len(kinds) == 1 else None
     if not kinds:
-        problem("", "no assertion", "exactly one of: below / above (bounds), trend, contrast, closer_than / farther_than, baseline")
+        problem("", "no assertion", "exactly one of: below / above (bounds), trend, contrast, closer_than / farther_than, "
+                "baseline, learned")
     elif len(kinds) > 1:
         problem("", "several assertions: " + ", ".join(kinds), "exactly one assertion per [[expect]] (split it into several)")
     for other_key, belongs in KEYS.items():
@@ -340,6 +359,53 @@ def _parse_one(index: int, table: dict, spec: Spec, problems: list[Problem]) -> 
     expectation = Expectation(key=key, name="", comparisons=tuple(comparisons), metric=metric, layers=layers, kind=kind,
                               head=head, named=name is not None, **settings)
     return replace(expectation, name=name.strip() if name else f"{key}: {metric} {kind}")
+
+
+def _parse_learned(key: str, table: dict, spec: Spec, problem, get) -> Expectation | None:
+    """``learned = ["seed1", ...]``, optional ``margin``: fine-tuned models that must beat their majority-class rate."""
+    ok = True
+    for other in [k for k in table if k in KEYS and k not in LEARNED_KEYS]:
+        problem(other, f"`{other}` in a learned expectation", "only " + ", ".join(LEARNED_KEYS) + ": a learned "
+                "expectation checks the fine-tuned models' validation accuracy, not a metric's layers "
+                "(put the other assertion in an [[expect]] of its own)")
+        ok = False
+    raw = table["learned"]
+    names = [raw] if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        problem("learned", f"{type_name(raw)} {raw!r}", 'a fine-tuned model\'s name or an array of them, '
+                'e.g. learned = ["seed1", "seed2"]')
+        return None
+    compared = {side.model for c in spec.comparisons for side in (c.a, c.b) if side.snapshot is None}
+    snapshots_only = {side.model for c in spec.comparisons for side in (c.a, c.b)} - compared
+    names = list(dict.fromkeys(names))
+    for name in names:
+        model = spec.models.get(name)
+        if model is None:
+            problem("learned", repr(name), "a model declared under [models]: " + ", ".join(spec.models),
+                    did_you_mean(name, spec.models))
+        elif not model.is_finetuned:
+            problem("learned", repr(name), f"a fine-tuned model (models.{name} is pre-trained: probekit does not "
+                    "train it, so it has no validation accuracy)")
+        elif name not in compared:
+            where = "only compared through its snapshots" if name in snapshots_only else "in no comparison"
+            problem("learned", repr(name), f"a model a comparison uses whole (models.{name} is {where}; a run "
+                    "records the validation accuracy of the models it compares)")
+        else:
+            continue
+        ok = False
+    margin = get("margin", (int, float), "a fraction of accuracy >= 0 and < 1 (0.05 = 5 points)")
+    if margin is not None and not 0 <= margin < 1:
+        problem("margin", repr(table["margin"]), "a fraction of accuracy >= 0 and < 1 (0.05 = 5 points)")
+        ok = False
+    name = get("name", (str,), "a string")
+    if name is not None and not name.strip():
+        problem("name", "an empty name", "a name for the test, or no `name` key")
+        ok = False
+    if not ok:
+        return None
+    return Expectation(key=key, name=name.strip() if name else f"{key}: learned ({', '.join(names)})", comparisons=(),
+                       metric="", layers=parse_layers("all"), kind="learned", named=name is not None,
+                       models=tuple(names), margin=LEARNED_MARGIN if margin is None else margin)
 
 
 def _of(table: dict, problem) -> str:

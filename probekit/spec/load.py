@@ -7,6 +7,7 @@ including the spec's own ``plugins = [...]``). docs/specs.md documents the forma
 """
 from __future__ import annotations
 
+import codecs
 import tomllib
 from collections.abc import Mapping
 from dataclasses import fields, replace
@@ -18,6 +19,7 @@ from probekit.errors import Problem, SpecError, did_you_mean, type_name
 from probekit.metrics.base import Metric
 from probekit.metrics.options import option_fields, parse_options
 from probekit.models.finetune import FinetuneSettings
+from probekit.models.loading import WEIGHT_SUFFIXES
 from probekit.spec.expectations import parse_expectations
 from probekit.spec.model import (
     DEVICES,
@@ -38,13 +40,44 @@ TOP_LEVEL_KEYS = ("name", "description", "plugins", "markers", "run", "finetune"
 
 def _read_toml(path: Path) -> tuple[str, dict]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as error:
         raise SpecError(path, [Problem("", f"an unreadable file ({error.strerror})", "a readable TOML file")]) from None
+    text = _decode_spec(path, raw)
     try:
         return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SpecError(path, [Problem("", f"invalid TOML ({error})", "a TOML document")]) from None
+
+
+_UTF8 = "UTF-8 text (TOML files are UTF-8: save the spec as UTF-8 in your editor)"
+
+
+def _decode_spec(path: Path, raw: bytes) -> str:
+    """A spec's text: UTF-8, a leading byte-order mark dropped; SpecError saying what the file is otherwise."""
+    if raw.startswith(codecs.BOM_UTF8):  # editors on Windows write one; TOML itself has no use for it
+        raw = raw[len(codecs.BOM_UTF8):]
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or _looks_utf16(raw):
+        raise SpecError(path, [Problem("", "a UTF-16 file", _UTF8)])
+    if b"\0" in raw:
+        raise SpecError(path, [Problem("", "a binary file (it holds NUL bytes)", "a TOML spec (UTF-8 text)")])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        found = (f"bytes that are not UTF-8 (byte 0x{raw[error.start]:02x} at line {line}, column {column}; "
+                 "latin-1 or cp1252, most likely)")
+        raise SpecError(path, [Problem("", found, _UTF8)]) from None
+
+
+def _looks_utf16(raw: bytes) -> bool:
+    """UTF-16 without a byte-order mark: ASCII text with a NUL byte beside every character."""
+    even, odd = raw[:400:2], raw[1:400:2]
+    if len(odd) < 2:
+        return False
+    shares = sorted((even.count(0) / len(even), odd.count(0) / len(odd)))
+    return shares[0] < 0.1 and shares[1] > 0.8
 
 
 def read_spec(path: str | Path) -> tuple[str, dict]:
@@ -56,7 +89,8 @@ def read_spec(path: str | Path) -> tuple[str, dict]:
 def declared_plugins(document: Any) -> tuple[str, ...]:
     """The plugins a spec document names (``plugins = [...]``), before any validation."""
     plugins = document.get("plugins", []) if isinstance(document, dict) else []
-    return tuple(p for p in plugins if isinstance(p, str)) if isinstance(plugins, list) else ()
+    # An empty name is left to validation, which names the key (``plugins``) and the fix.
+    return tuple(p for p in plugins if isinstance(p, str) and p.strip()) if isinstance(plugins, list) else ()
 
 
 def parse_spec(
@@ -90,8 +124,10 @@ def parse_spec(
     }
     _check_model_references(models, data, problems)
 
-    metric_specs = _parse_metrics(top.get("metrics", dict, {}), metrics, problems)
-    comparisons = _parse_comparisons(top.get("comparisons", list, []), models, data, metric_specs, problems)
+    metric_tables = top.get("metrics", dict, {})
+    metric_specs = _parse_metrics(metric_tables, metrics, problems)
+    comparisons = _parse_comparisons(top.get("comparisons", list, []), models, data, metric_specs, problems,
+                                     declared_metrics=tuple(metric_tables))
     expect_tables = top.get("expect", list, [])
     top.finish(list(TOP_LEVEL_KEYS))
 
@@ -166,18 +202,39 @@ def _parse_finetune(table: Any, key: str, defaults: FinetuneSettings, problems: 
             values[f.name] = reader.get(f.name, int, default, positive=True)
         else:
             values[f.name] = reader.get(f.name, int, default, positive=f.name != "seed")
-    if not 0 <= values["warmup"] < 1:
-        reader.problem("warmup", repr(values["warmup"]), "a fraction of steps in [0, 1)")
-    if values["ratio"] < 1:
-        reader.problem("ratio", repr(values["ratio"]), "a number >= 1 (peak / lowest learning rate)")
-    if not 0 <= values["dropout"] < 1:
-        reader.problem("dropout", repr(values["dropout"]), "a probability in [0, 1)")
+    ranges = {  # a value outside these cannot train: lr = 0 gives back the base model, lr < 0 climbs the loss
+        "lr": (lambda v: v > 0, "a positive learning rate, e.g. 3e-5"),
+        "weight_decay": (lambda v: v >= 0, "a weight decay >= 0, e.g. 0.01"),
+        "warmup": (lambda v: 0 <= v < 1, "a fraction of steps in [0, 1)"),
+        "ratio": (lambda v: v >= 1, "a number >= 1 (peak / lowest learning rate)"),
+        "dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+    }
+    for name, (good, expected) in ranges.items():
+        if not good(values[name]):
+            reader.problem(name, repr(reader.data.get(name, values[name])), expected)
+            values[name] = getattr(defaults, name)  # models inheriting it are not blamed again
     reader.finish()
     return FinetuneSettings(**values)
 
 
 def looks_like_path(model_id: str) -> bool:
     return model_id.startswith((".", "/", "~")) or model_id.endswith(("/", "\\"))
+
+
+def model_folder_problem(folder: Path) -> str | None:
+    """What keeps an existing path from being a model folder (as ``save_pretrained`` writes one), or None."""
+    if not folder.is_dir():
+        parent = f"; the folder holding it is {folder.parent}" if folder.name == "config.json" or \
+            folder.suffix in WEIGHT_SUFFIXES else ""
+        return f"{folder} is a file, not a folder{parent}"
+    names = {file.name for file in folder.iterdir()}
+    if not names:
+        return f"{folder} is an empty folder"
+    if "config.json" not in names:
+        return f"{folder} has no config.json"
+    if not any(Path(name).suffix in WEIGHT_SUFFIXES for name in names):
+        return f"{folder} has config.json but no weights: no {' or '.join('*' + s for s in WEIGHT_SUFFIXES)} file"
+    return None
 
 
 def _parse_model(key: str, table: Any, base_dir: Path, defaults: FinetuneSettings, problems: list[Problem]) -> ModelSpec:
@@ -195,8 +252,10 @@ def _parse_model(key: str, table: Any, base_dir: Path, defaults: FinetuneSetting
         reader.problem("train", "nothing", "the name of the [data.*] entry to fine-tune on")
     if model_id is not None and looks_like_path(model_id):
         folder = resolve_path(model_id, base_dir)
-        if not folder.is_dir():
+        if not folder.exists():
             reader.problem("id", repr(model_id), f"an existing model folder ({folder} does not exist)")
+        elif (why := model_folder_problem(folder)) is not None:
+            reader.problem("id", repr(model_id), f"a model folder holding config.json and weights ({why})")
         model_id = str(folder)
     hyper_keys = [f.name for f in fields(FinetuneSettings)]
     finetune = None
@@ -263,10 +322,15 @@ def _parse_mix(reader: _Table) -> tuple[tuple[str, int | None], ...]:
     items = raw.items() if isinstance(raw, dict) else ((name, None) for name in raw)
     mix = []
     for part, count in items:
-        if not isinstance(part, str) or not (count is None or (isinstance(count, int) and count > 0)):
+        if not isinstance(part, str):
             reader.problem("mix", repr(raw), "data names, or a table of name = count with positive counts, "
                            "e.g. { rte_dev = 200, mrpc_dev = 200 }")
             break
+        if count is not None and not (isinstance(count, int) and not isinstance(count, bool) and count > 0):
+            found = f"{type_name(count)} {count!r}" if not isinstance(count, int) or isinstance(count, bool) else repr(count)
+            reader.problem(f"mix.{part}", found, f"a positive number of {part!r} examples (counts must be positive), "
+                           "e.g. { rte_dev = 200, mrpc_dev = 200 }")
+            continue
         mix.append((part, count))
     return tuple(mix)
 
@@ -313,7 +377,9 @@ def parse_model_ref(value: str) -> tuple[str, float | None] | None:
         return None
 
 
-def _parse_comparisons(tables: list, models, data, metrics, problems: list[Problem]) -> list[ComparisonSpec]:
+def _parse_comparisons(tables: list, models, data, metrics, problems: list[Problem],
+                       declared_metrics: tuple[str, ...] = ()) -> list[ComparisonSpec]:
+    """``declared_metrics``: every [metrics.*] label, valid or not (an invalid one is reported once, under [metrics])."""
     comparisons = []
     for index, table in enumerate(tables):
         reader = _Table(table, f"comparisons[{index}]", problems)
@@ -346,9 +412,9 @@ def _parse_comparisons(tables: list, models, data, metrics, problems: list[Probl
             reader.problem("data", repr(data_name), "a declared data name", did_you_mean(data_name, data))
         names = reader.get("metrics", list, list(metrics))
         for metric in names:
-            if metric not in metrics:
+            if metric not in metrics and metric not in declared_metrics:
                 reader.problem("metrics", repr(metric), "a metric declared under [metrics]: " + ", ".join(metrics), did_you_mean(metric, metrics))
-        if not names:
+        if not names and not (set(declared_metrics) - set(metrics)):  # not when [metrics] has a problem of its own
             reader.problem("metrics", "no metrics", "at least one metric (declare it under [metrics.NAME])")
         default_name = f"{sides[0]}_vs_{sides[1]}" if all(sides) else f"comparison {index}"
         name = reader.get("name", str, default_name)

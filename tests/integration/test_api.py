@@ -84,7 +84,8 @@ def test_to_toml_round_trips():
 
 def test_run_a_dict_spec(first_run, workspace):
     assert isinstance(first_run, Results) and not first_run.cached
-    assert first_run.run_dir.parent == workspace / "reports" / "tiny_api"
+    assert first_run.run_dir.parent == workspace / "reports" / "spec_name=tiny_api"
+    assert first_run.run_dir.name == f"run={first_run.metadata['run_id']}"
     assert first_run.comparisons == ["a_vs_b", "a_vs_a"]
     same = first_run.series("a_vs_a", "svcca")
     assert same.layers == [0, 1, 2] and all(abs(v) < 1e-6 for v in same.values())
@@ -100,7 +101,7 @@ def test_second_run_reuses_the_cache(first_run, workspace, monkeypatch):
     again = api.run(tiny_spec(workspace), reports=workspace / "reports")
     assert again.cached and again.run_dir == first_run.run_dir
     assert again.table.equals(first_run.table)
-    assert len(list((workspace / "reports" / "tiny_api").iterdir())) == 1
+    assert len(list((workspace / "reports" / "spec_name=tiny_api").iterdir())) == 1
     assert len(list((workspace / "cache" / "results").iterdir())) == 1
     # the one cache entry is this spec's; a different spec text is a different cache entry
     [entry] = (workspace / "cache" / "results").iterdir()

@@ -294,7 +294,7 @@ def test_probekit_run_reuses_identical_results_and_says_so(tmp_path, models):
     assert "reusing its results" not in first.stderr
     assert "reusing its results" in second.stderr
     assert "reusing its results" not in fresh.stderr
-    assert len(list((tmp_path / "reports" / "contract").iterdir())) == 2  # the reuse made no new run folder
+    assert len(list((tmp_path / "reports" / "spec_name=contract").iterdir())) == 2  # the reuse made no new run folder
 
 
 def test_run_api_and_pytest_give_the_same_results_figures_and_report(tmp_path, models):
@@ -308,7 +308,7 @@ def test_run_api_and_pytest_give_the_same_results_figures_and_report(tmp_path, m
                                   "--rootdir", str(tmp_path)], capture_output=True, text=True, env=env, cwd=tmp_path,
                                  timeout=300)
     assert from_cli.returncode == 0 and from_pytest.returncode == 0, from_cli.stderr + from_pytest.stdout
-    pytest_dir = next((tmp_path / "pytest" / "contract").iterdir())
+    pytest_dir = next((tmp_path / "pytest" / "spec_name=contract").iterdir())
     folders = [tmp_path / "cli", tmp_path / "api", pytest_dir]
     values = [pq.read_table(folder / "results.parquet").select(["comparison", "metric", "layer", "head", "value"])
               for folder in folders]

@@ -89,10 +89,12 @@ def test_report_rerenders_from_parquet(spec_file, tmp_path, capsys):
 
 
 def test_default_output_is_reports_spec_run_id(spec_file, tmp_path, monkeypatch):
+    """reports/spec_name=<spec>/run=<run id>/: Hive partitions (docs/results.md)."""
     monkeypatch.chdir(tmp_path)
     assert main(["run", str(spec_file)]) == 0
-    [run_dir] = (tmp_path / "reports" / "tiny").iterdir()
+    [run_dir] = (tmp_path / "reports" / "spec_name=tiny").iterdir()
     assert (run_dir / "results.parquet").is_file()
+    assert run_dir.name == "run=" + metadata(pq.read_table(run_dir / "results.parquet"))["run_id"]
 
 
 def test_svcca_refusal_is_reported_and_other_results_kept(tmp_path, tiny_models, capsys):

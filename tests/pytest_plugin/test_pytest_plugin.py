@@ -85,7 +85,7 @@ def project(pytester, monkeypatch, tmp_path_factory):
 
 
 def run_folders(pytester) -> list:
-    folder = pytester.path / "reports" / "tiny"
+    folder = pytester.path / "reports" / "spec_name=tiny"
     return sorted(folder.iterdir()) if folder.is_dir() else []
 
 

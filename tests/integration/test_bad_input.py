@@ -1,0 +1,199 @@
+"""Bad input gets a clear message (issue 12): one row per bad input, run through ``python -m probekit``.
+
+Each case writes its files into a fresh folder, runs the command there and checks the exit
+code (2 bad input, 1 expectation failed, 3 run failure, 130 interrupted: probekit/errors.py),
+that every phrase is in what it printed, that no ``absent`` phrase is (a false second problem),
+and that nothing printed a traceback. ``{tiny_a}``, ``{tiny_b}`` and ``{eval}`` in a file's
+text are the module's tiny model folders and data file. Validation cases use ``check``; only
+problems that validation cannot see without reading the data use ``run``.
+"""
+from __future__ import annotations
+
+import codecs
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from probekit.results.schema import build_table
+from probekit.testing.fixtures import save_tiny_model, write_tiny_csv
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    files: dict[str, str | bytes]
+    argv: list[str]
+    exit_code: int
+    phrases: tuple[str, ...]
+    absent: tuple[str, ...] = ()
+
+
+SPEC = """
+name = "bad"
+[run]
+batch_size = 8
+max_length = 16
+[models.a]
+id = "{tiny_a}"
+[models.b]
+id = "{tiny_b}"
+[data.eval]
+path = "{eval}"
+[metrics.svcca]
+[[comparisons]]
+a = "a"
+b = "b"
+data = "eval"
+"""
+
+FINETUNE = SPEC.replace('[models.b]\nid = "{tiny_b}"', '[models.b]\nbase = "a"\ntrain = "eval"\nepochs = 1')
+
+
+def spec(*replacements: tuple[str, str], text: str = SPEC) -> str:
+    for old, new in replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+def data(path: str) -> str:
+    """The spec probing the data file ``path`` (written by the case)."""
+    return spec(('path = "{eval}"', f'path = "{path}"'))
+
+
+def plugin(body: str) -> str:
+    return "import probekit\n\n@probekit.hookimpl\n" + body
+
+
+def parquet(table: pa.Table) -> bytes:
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    return buffer.getvalue().to_pybytes()
+
+
+RESULTS = parquet(build_table([], {"run_id": "r", "spec_name": "bad"}))  # a results file as a run writes it
+CORRUPTED = RESULTS[:-108] + bytes(100) + RESULTS[-8:]  # the footer zeroed, its length and magic kept
+FOREIGN = parquet(pa.table({"x": [1, 2]}))  # a Parquet file probekit did not write
+DUPLICATE_METRIC = ("from probekit.plugins.svcca import SVCCA\n\nclass Again(SVCCA):\n    pass\n\n"
+                    + plugin("def probekit_register_metrics(register):\n    register(Again)\n"))
+
+CASES = [
+    # -- silent wrong results -------------------------------------------------------------------
+    Case("lr_zero", {"s.toml": spec(("epochs = 1", "epochs = 1\nlr = 0"), text=FINETUNE)}, ["check", "s.toml"], 2,
+         ("models.b.lr: found 0; expected a positive learning rate",)),
+    Case("lr_negative", {"s.toml": spec(("[run]", "[finetune]\nlr = -1e-5\n[run]"), text=FINETUNE)}, ["check", "s.toml"], 2,
+         ("finetune.lr: found -1e-05; expected a positive learning rate",), absent=("models.b.lr",)),
+    Case("empty_label_in_training_data",
+         {"s.toml": spec(('train = "eval"', 'train = "train"'), ("[data.eval]", '[data.train]\npath = "train.csv"\n[data.eval]'),
+                         text=FINETUNE),
+          "train.csv": "text,label\nthe cat sat,0\nthe dog ran,\nthe bird sang,1\n"},
+         ["run", "s.toml", "-o", "out"], 2,
+         ("data.train", "train.csv): line 3: column 'label' is empty", "every example needs its text and a label")),
+    # -- tracebacks instead of messages ------------------------------------------------------------
+    Case("spec_latin1", {"s.toml": ("# café\n" + SPEC).encode("latin-1")}, ["check", "s.toml"], 2,
+         ("s.toml: 1 problem", "not UTF-8 (byte 0xe9 at line 1, column 6", "save the spec as UTF-8")),
+    Case("spec_utf16", {"s.toml": SPEC.encode("utf-16")}, ["check", "s.toml"], 2,
+         ("s.toml: 1 problem", "found a UTF-16 file; expected UTF-8 text",)),
+    Case("spec_binary", {"s.toml": bytes(range(256)) * 4}, ["check", "s.toml"], 2,
+         ("s.toml: 1 problem", "found a binary file",)),
+    Case("spec_utf8_bom_is_accepted", {"s.toml": codecs.BOM_UTF8 + SPEC.encode()}, ["check", "s.toml"], 0,
+         ("s.toml: ok",)),
+    Case("report_truncated", {"r.parquet": RESULTS[: len(RESULTS) // 2]}, ["report", "r.parquet"], 2,
+         ("r.parquet: not a readable Parquet file, truncated or corrupted", "expected the results.parquet of a probekit run")),
+    Case("report_corrupted", {"r.parquet": CORRUPTED}, ["report", "r.parquet"], 2,
+         ("r.parquet: not a readable Parquet file, truncated or corrupted",)),
+    Case("report_zero_bytes", {"r.parquet": b""}, ["report", "r.parquet"], 2, ("r.parquet: an empty file (0 bytes)",)),
+    Case("report_foreign_parquet", {"r.parquet": FOREIGN}, ["report", "r.parquet"], 2,
+         ("r.parquet: a Parquet file probekit did not write (no probekit metadata", "its columns are: x")),
+    Case("report_of_a_spec", {"s.toml": SPEC}, ["report", "s.toml"], 2,
+         ("s.toml: a spec, not results", "`probekit run s.toml` writes one")),
+    Case("empty_plugin_name", {"s.toml": SPEC}, ["check", "-p", "", "s.toml"], 2,
+         ("-p '': an empty plugin name", "no:NAME"), absent=("s.toml: 1 problem",)),
+    # -- unclear messages ---------------------------------------------------------------------------
+    Case("model_id_is_a_file", {"s.toml": spec(('id = "{tiny_b}"', 'id = "./weights.bin"')), "weights.bin": b"x"},
+         ["check", "s.toml"], 2, ("models.b.id: found './weights.bin'", "weights.bin is a file, not a folder")),
+    Case("empty_model_folder", {"s.toml": spec(('id = "{tiny_b}"', 'id = "./empty"')), "empty/.keep": ""},
+         ["check", "s.toml"], 2, ("models.b.id: found './empty'", "has no config.json")),
+    Case("model_folder_without_weights", {"s.toml": spec(('id = "{tiny_b}"', 'id = "./m"')), "m/config.json": "{}"},
+         ["check", "s.toml"], 2, ("models.b.id", "has config.json but no weights")),
+    Case("data_path_is_a_folder", {"s.toml": data("d.csv"), "d.csv/x": ""}, ["check", "s.toml"], 2,
+         ("data.eval.path: found 'd.csv'", "d.csv is a folder, not a file")),
+    Case("data_file_of_zero_bytes", {"s.toml": data("d.csv"), "d.csv": ""}, ["check", "s.toml"], 2,
+         ("data.eval.path: found 'd.csv'", "is empty: 0 bytes")),
+    Case("data_file_with_only_a_header", {"s.toml": data("d.csv"), "d.csv": "text,label\n"}, ["run", "s.toml", "-o", "out"], 2,
+         ("d.csv): has no rows: the file holds only a header (text, label)",), absent=("the columns are",)),
+    Case("data_file_not_utf8", {"s.toml": data("d.csv"), "d.csv": "text,label\nthe cat,0\ncafé au lait,1\n".encode("latin-1")},
+         ["run", "s.toml", "-o", "out"], 2, ("d.csv): line 3: byte 0xe9 is not UTF-8 text", "save the file as UTF-8")),
+    Case("broken_jsonl_line",
+         {"s.toml": data("d.jsonl"), "d.jsonl": '{"text": "a", "label": 0}\n\n{"text": "b", "label": 1}\n{"text": "c", label: 1}\n'},
+         ["run", "s.toml", "-o", "out"], 2, ("d.jsonl): line 4, column 15: invalid JSON",)),
+    Case("txt_data_file", {"s.toml": data("d.txt"), "d.txt": "the cat sat\n"}, ["check", "s.toml"], 2,
+         ("data.eval.path: found 'd.txt'; expected a file ending in .csv, .tsv, .jsonl, .json, .parquet",)),
+    Case("task_and_path_in_one_table", {"s.toml": spec(('path = "{eval}"', 'path = "{eval}"\ntask = "nli"'))},
+         ["check", "s.toml"], 2, ("data.eval: found several: task, path; expected exactly one source key",),
+         absent=("unknown key", "2 problems")),
+    Case("plugin_registers_an_existing_metric_name",
+         {"s.toml": spec(('name = "bad"', 'name = "bad"\nplugins = ["again.py"]')), "again.py": DUPLICATE_METRIC},
+         ["check", "s.toml"], 2, ("metric 'svcca' is registered by two plugins: 'svcca' and 'again.py'", "another `name`"),
+         absent=("found no metrics", "importable")),
+    Case("blocked_plugin_the_spec_uses", {"s.toml": SPEC}, ["check", "-p", "no:svcca", "s.toml"], 2,
+         ("metrics.svcca: found the metric 'svcca', which no plugin provides", "-p no:svcca blocks the plugin 'svcca'"),
+         absent=("found no metrics",)),
+    Case("block_with_a_typo", {"s.toml": SPEC}, ["check", "-p", "no:svccca", "s.toml"], 0,
+         ("-p no:svccca blocks no plugin; did you mean 'svcca'?", "s.toml: ok")),
+    Case("hook_name_typo", {"s.toml": SPEC, "typo.py": plugin("def probekit_register_metric(register):\n    pass\n")},
+         ["check", "-p", "typo.py", "s.toml"], 2,
+         ("unknown hook 'probekit_register_metric'; did you mean 'probekit_register_metrics'?",), absent=("<module",)),
+    Case("hook_argument_typo", {"s.toml": SPEC, "sig.py": plugin("def probekit_run_finished(run, consol):\n    pass\n")},
+         ["check", "-p", "sig.py", "s.toml"], 2,
+         ("probekit_run_finished(run, consol) takes 'consol', which the hook does not offer",
+          "probekit_run_finished offers: run, console", "did you mean 'console'?")),
+    Case("verbose_after_the_subcommand", {"s.toml": SPEC}, ["check", "--verbose", "s.toml"], 0, ("s.toml: ok",)),
+    Case("negative_mix_count", {"s.toml": spec(("[metrics.svcca]", "[data.m]\nmix = { eval = -3 }\n[metrics.svcca]"))},
+         ["check", "s.toml"], 2, ("data.m.mix.eval: found -3", "counts must be positive")),
+]
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> dict[str, str]:
+    """The tiny models and data file every case's spec names, built once."""
+    root = tmp_path_factory.mktemp("bad_input_assets")
+    return {"{tiny_a}": str(save_tiny_model(root / "tiny_a", seed=0)),
+            "{tiny_b}": str(save_tiny_model(root / "tiny_b", seed=1)),
+            "{eval}": str(write_tiny_csv(root / "eval.csv", 40))}
+
+
+def _fill(content: str | bytes, assets: dict[str, str]) -> bytes:
+    raw = content.encode() if isinstance(content, str) else content
+    for placeholder, value in assets.items():
+        raw = raw.replace(placeholder.encode(), value.encode())
+    return raw
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_bad_input(case: Case, assets, tmp_path):
+    for name, content in case.files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(_fill(content, assets))
+    env = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1", "PROBEKIT_DISABLE_PLUGIN_AUTOLOAD": "1",
+           "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "probekit", *case.argv], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    printed = result.stdout + result.stderr
+    assert result.returncode == case.exit_code, printed
+    flat = " ".join(printed.split())  # a long message wraps at 200 columns
+    for phrase in case.phrases:
+        assert " ".join(phrase.split()) in flat, f"{phrase!r} not in:\n{printed}"
+    for phrase in case.absent:
+        assert phrase not in flat, f"{phrase!r} in:\n{printed}"
+    assert "Traceback" not in printed and "internal error" not in printed, printed
+
+
+def test_every_case_has_a_unique_name():
+    assert len({case.name for case in CASES}) == len(CASES)

@@ -1,0 +1,106 @@
+"""Results in a notebook: ``Results._repr_html_`` (a compact table) and ``Results.plot()`` (the run's figures),
+from hand-built results tables."""
+from __future__ import annotations
+
+import html
+
+import pytest
+from matplotlib.figure import Figure
+
+from probekit.api import Figures, Results, SeriesNotFound
+from probekit.metrics.base import Row
+from probekit.report.figures import iter_figures, write_figures
+from probekit.results.schema import RowContext, build_table, to_records
+
+
+def add(records, comparison, metric, values, *, a="pre", b="ft", heads=0, snapshot_b=None):
+    context = RowContext("run-1", "spec-1", comparison, a, b, None, snapshot_b, "dev", metric)
+    rows = []
+    for layer, value in values.items():
+        rows.append(Row(layer, value, n_examples=10, n_tokens=100))
+        rows += [Row(layer, value + head, head=head) for head in range(heads)]
+    records.extend(to_records(context, rows))
+
+
+def results(records, **meta) -> Results:
+    metrics = {"svcca": {"metric": "svcca", "unit": "1 - mean rho", "direction": "distance"},
+               "attention_js": {"metric": "attention_js", "unit": "nats", "direction": "distance"}}
+    return Results(build_table(records, {"spec_name": "spec-1", "run_id": "run-1", "metrics": metrics,
+                                         "complete": True, **meta}))
+
+
+@pytest.fixture
+def two_metrics() -> Results:
+    records: list[dict] = []
+    add(records, "pre_vs_ft", "svcca", {0: 0.1, 1: 0.25, 2: 0.5})
+    add(records, "pre_vs_ft", "attention_js", {1: 0.0123456, 2: 0.02}, heads=2)
+    add(records, "ft_vs_ft2", "svcca", {0: 0.05, 1: 0.1, 2: 0.2}, a="ft", b="ft2")
+    return results(records)
+
+
+def test_repr_html_is_a_table_of_comparisons_metrics_and_layers(two_metrics):
+    page = two_metrics._repr_html_()
+    assert page.startswith('<div class="probekit-results">') and page.count("<table>") == 1
+    assert "spec-1" in page and "run-1" in page and f"{two_metrics.table.num_rows} rows" in page
+    header = page.split("<thead>")[1].split("</thead>")[0]
+    assert [cell.split(">")[1] for cell in header.split("<th")[1:]] == [
+        "comparison</th", "metric</th", "layer 0</th", "layer 1</th", "layer 2</th"]
+    body = page.split("<tbody>")[1].split("</tbody>")[0]
+    rows = body.split("<tr>")[1:]
+    assert len(rows) == 3  # pre_vs_ft x 2 metrics, ft_vs_ft2 x svcca; the per-head rows are not rows here
+    assert "pre_vs_ft" in rows[0] and "svcca" in rows[0] and "0.2500" in rows[0]
+    assert "attention_js" in rows[1] and "0.0123" in rows[1]
+    assert rows[1].count('<td style="text-align:right"></td>') == 1  # attention_js has no layer 0
+    assert "ft_vs_ft2" in rows[2] and "the first" not in page
+
+
+def test_repr_html_shows_the_first_rows_with_a_note_and_escapes_names(two_metrics):
+    records: list[dict] = []
+    for index in range(5):
+        add(records, f"<b>c{index}</b>", "svcca", {0: 0.1 * index})
+    many = results(records, complete=False)
+    many.html_rows = 3
+    page = many._repr_html_()
+    assert page.split("<tbody>")[1].count("<tr>") == 3
+    assert "the first 3 of 5 comparison and metric rows" in page and ".to_pandas()" in page
+    assert "<b>c0</b>" not in page and html.escape("<b>c0</b>") in page
+    assert "(incomplete)" in page
+
+
+def test_repr_html_lists_errors():
+    records: list[dict] = []
+    add(records, "a_vs_b", "svcca", {0: 0.1})
+    page = results(records, errors=["a_vs_b / attention_js: needs attentions"])._repr_html_()
+    assert "error: a_vs_b / attention_js: needs attentions" in page
+
+
+def test_plot_returns_the_figures_a_run_writes(two_metrics, tmp_path):
+    figures = two_metrics.plot()
+    assert isinstance(figures, Figures) and all(isinstance(f, Figure) for f in figures)
+    assert [f.get_label() for f in figures] == ["svcca", "attention_js", "attention_js_heads"]
+    written = write_figures(two_metrics.table, tmp_path)
+    assert [path.stem for path in written] == [f.get_label() for f in figures]
+    titles = [f.axes[0].get_title() for f in figures[:2]]
+    assert titles == ["svcca per layer (spec-1)", "attention_js per layer (spec-1)"]
+    assert figures[2].get_suptitle() == "attention_js per head"
+    legend = [text.get_text() for text in figures[0].axes[0].get_legend().get_texts()]
+    assert legend == ["pre vs ft on dev", "ft vs ft2 on dev"]
+    assert figures[0].axes[0].get_ylabel() == "svcca (1 - mean rho, 0 = identical)"
+
+
+def test_plot_of_one_metric(two_metrics):
+    assert [f.get_label() for f in two_metrics.plot("attention_js")] == ["attention_js", "attention_js_heads"]
+    with pytest.raises(SeriesNotFound, match="no metric 'svca'.*did you mean 'svcca'"):
+        two_metrics.plot("svca")
+
+
+def test_figures_render_as_png_images_in_a_notebook(two_metrics):
+    page = two_metrics.plot("svcca")._repr_html_()
+    assert page.count('<img alt="svcca" src="data:image/png;base64,iVBORw0KGgo') == 1
+
+
+def test_iter_figures_builds_without_saving(two_metrics, tmp_path):
+    stems = [stem for stem, _ in iter_figures(two_metrics.table)]
+    assert stems == ["svcca", "attention_js", "attention_js_heads"]
+    assert list(tmp_path.iterdir()) == []
+    assert list(iter_figures(two_metrics.table.slice(0, 0))) == []
