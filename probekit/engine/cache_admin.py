@@ -211,7 +211,7 @@ def run_ls(root: Path, console: Console, now: float | None = None) -> ExitCode:
     """``probekit cache ls``: a table of the fine-tunes (and leftovers), one of the results entries, the totals."""
     now = time.time() if now is None else now
     found = entries(root)
-    if not found:
+    if not found and not (root / "unsaved").is_dir():
         console.print(f"the cache {root} is empty", markup=False, highlight=False)
         return ExitCode.OK
     tunes = [e for e in found if e.kind != "results"]
@@ -238,6 +238,10 @@ def run_ls(root: Path, console: Console, now: float | None = None) -> ExitCode:
                           str(info.get("rows", "")), format_size(entry.size), _used_text(entry, now),
                           str(info.get("run_dir") or ""))
         console.print(table)
+    unsaved = sorted((root / "unsaved").glob(f"*/{RESULTS_FILE}"))
+    if unsaved:
+        console.print(f"results of runs that could not write where they were asked to: {len(unsaved)} in "
+                      f"{root / 'unsaved'} (newest: {unsaved[-1]})", markup=False, highlight=False, soft_wrap=True)
     leftovers = [e for e in tunes if e.kind != "finetune"]
     console.print(f"{len(tunes) - len(leftovers)} fine-tunes, {len(runs)} results entries"
                   + (f", {len(leftovers)} leftover folders" if leftovers else "")

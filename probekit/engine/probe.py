@@ -110,6 +110,7 @@ class Prober:
         return [((str(c.a), str(c.b)), (c,)) for c in group.comparisons]
 
     # -- models ------------------------------------------------------------------------
+
     def checkpoint(self, name: str, progress: Progress) -> Checkpoint:
         """The fine-tune of ``models.<name>``, trained now or taken from the cache."""
         if name in self._checkpoints:

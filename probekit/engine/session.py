@@ -27,7 +27,7 @@ from rich.text import Text
 
 import probekit
 from probekit.engine.examples import ExampleStore
-from probekit.engine.outputs import RunOutput, check_output, check_writable, fallback_folders
+from probekit.engine.outputs import RunOutput, check_output, check_writable, fallback_folders, run_of
 from probekit.engine.probe import Measured, Prober, ResolvedModel, metric_metadata
 from probekit.engine.resultcache import cache_dir, read_cached, results_key, write_cached
 from probekit.errors import ExitCode, PluginError, Problem, SpecError
@@ -137,6 +137,12 @@ class Session:
         """Run one spec to its verdict: results written, report and figures drawn, expectations judged."""
         spec, manager = self.load(spec)
         replace = self.check_output(spec, output)  # before any fine-tune or probe
+        if replace:
+            earlier = run_of(Path(output)) or {}
+            what = (f"holds the earlier run {earlier.get('run_id', '?')} of {spec.name}: its"
+                    if earlier.get("spec_name") == spec.name else "with --overwrite: the")
+            self.stderr.print(f"probekit: -o {output} {what} results.parquet, verdict.json and *.png are replaced "
+                              "by this run's; other files are kept", markup=False, highlight=False, soft_wrap=True)
         examples = ExampleStore(spec, manager.sources)
         key = results_key(spec, manager, examples) if self.use_cache else None
         result = self._reuse(spec, key, output, replace) if key else None

@@ -1,1 +1,1 @@
-"""expect layer."""
+"""Judging expectations against a results table, and showing the verdict."""

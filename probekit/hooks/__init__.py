@@ -1,1 +1,1 @@
-"""hooks layer."""
+"""The plugin system: the hook specifications and the plugin manager."""

@@ -28,6 +28,7 @@ from probekit.errors import PluginError, did_you_mean
 from probekit.hooks import hookspecs
 from probekit.metrics.base import Metric
 from probekit.metrics.checks import check_metric_class
+from probekit.results.history import RUN_KEY, SPEC_KEY
 from probekit.results.schema import COLUMNS
 
 ENTRY_POINT_GROUP = "probekit"
@@ -37,6 +38,9 @@ BUILTIN_PLUGINS = (
     "source_task", "source_path", "source_glue", "source_hf",
     "figures", "report",  # pluggy calls the last registered first: the report, then the figures
 )
+#: Column names a metric's details may not take: the identity columns, and the run folders'
+#: Hive keys that readers of reports/ see as columns too.
+RESERVED_COLUMNS = (*COLUMNS.names, SPEC_KEY, RUN_KEY)
 HOOK_NAMES = tuple(name for name in dir(hookspecs) if name.startswith("probekit_"))
 
 
@@ -193,9 +197,9 @@ class PluginManager:
                               f"a spec names a metric by its name, so give the metric of {plugin!r} another `name` "
                               f"(or block {other!r} with -p no:{other})")
         for key, kind in dict(metric_cls.details).items():
-            if key in COLUMNS.names:
+            if key in RESERVED_COLUMNS:
                 raise PluginError(f"plugin {plugin!r}: metric {metric_cls.name!r} declares a details key {key!r}, "
-                                  f"which is a column of every results table ({', '.join(COLUMNS.names)}); rename it")
+                                  f"which is a column of every results table ({', '.join(RESERVED_COLUMNS)}); rename it")
             for info in self.metrics.values():
                 other_kind = dict(info.metric.details).get(key)
                 if other_kind is not None and other_kind is not kind:

@@ -1,1 +1,1 @@
-"""report layer."""
+"""The terminal report and the figures, drawn from a results table alone."""

@@ -1,1 +1,1 @@
-"""results layer."""
+"""The results table: its schema, Parquet I/O, layer selections and the run history."""

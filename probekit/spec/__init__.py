@@ -1,1 +1,1 @@
-"""spec layer."""
+"""What a user declares: spec dataclasses, TOML validation, expectation declarations."""

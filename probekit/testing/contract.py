@@ -42,7 +42,8 @@ from probekit.metrics.base import Metric, MetricContext, MetricError, Row, layer
 from probekit.metrics.checks import check_metric_class
 from probekit.metrics.options import SCALAR_TYPES, option_fields, parse_options
 from probekit.models.loading import LoadedModel
-from probekit.results.schema import COLUMNS, detail_problems
+from probekit.hooks.manager import RESERVED_COLUMNS
+from probekit.results.schema import detail_problems
 from probekit.testing.fixtures import TINY_CONFIG, tiny_encoder, tiny_examples, tiny_tokenizer
 
 __all__ = ["check_metric"]
@@ -109,7 +110,7 @@ def _check_registers(cls: Any) -> None:
     problems = check_metric_class(cls)
     if not problems:
         problems = [f"details key {key!r} is a column of every results table; rename it"
-                    for key in dict(cls.details) if key in COLUMNS.names]
+                    for key in dict(cls.details) if key in RESERVED_COLUMNS]
     if problems:
         _fail(cls, REGISTERS, problems)
 

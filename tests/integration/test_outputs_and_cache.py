@@ -272,6 +272,8 @@ def test_results_that_cannot_be_written_at_the_end_go_to_a_fallback_file(workspa
     table = pq.read_table(fallback)
     assert set(table.column("metric").to_pylist()) == {"svcca", "sabotage"}  # nothing computed was lost
     assert metadata(table)["complete"] is True and out.read_text() == "in the way"
+    assert main(["cache", "ls"]) == 0
+    assert f"could not write where they were asked to: 1 in {cache() / 'unsaved'}" in capsys.readouterr().out
 
 
 # -- interrupts --------------------------------------------------------------------------
@@ -446,7 +448,7 @@ def test_a_fine_tune_that_does_not_beat_the_majority_rate_is_flagged_and_learned
     [warning] = meta["warnings"]
     assert warning.startswith(f"models.seed1: validation accuracy {seed1['accuracy']:.1%} does not beat the "
                               "majority-class rate of its validation data (75.0%; chance 50.0%) by 2 points")
-    assert warning in captured.err.replace("\n", " ") or "does not beat the majority-class" in captured.err
+    assert f"warning {warning}" in captured.err and f"warning {warning}" in captured.out  # live, and in the report
     assert f"seed1 {seed1['accuracy']:.1%} (majority 75.0%, not beaten)" in captured.out
     assert "FAILED seed1 learned - seed1: validation accuracy" in captured.out
 
