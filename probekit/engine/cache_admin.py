@@ -139,7 +139,7 @@ def prune(root: Path, *, older_than: float | None = None, max_size: int | None =
     for entry in entries(root):
         if entry.kind in ("partial", "corrupt"):
             if entry.stale:
-                chosen.append((entry, "corrupt, moved aside" if entry.kind == "corrupt" else "left by a process that is gone"))
+                chosen.append((entry, "never used again" if entry.kind == "corrupt" else "left by a process that is gone"))
             continue  # a live partial folder is never removed and not counted
         if older_than is not None and now - entry.last_used > older_than:
             chosen.append((entry, f"last used {format_age(now - entry.last_used)} ago"))
@@ -272,7 +272,10 @@ def run_verify(root: Path, console: Console) -> ExitCode:
         console.print("a run that needs one moves it aside and trains it again; `probekit cache prune` then removes it "
                       "(or delete the folders)", markup=False, highlight=False, soft_wrap=True)
         return ExitCode.EXPECTATIONS_FAILED
-    console.print(f"all {len(verdicts)} cache entries are intact ({root})", style="green", highlight=False)
+    leftovers = [v for v in verdicts if v.entry.kind not in ("finetune", "results")]
+    console.print(f"no corrupt entry: {len(verdicts) - len(leftovers)} entries intact in {root}"
+                  + (f"; {len(leftovers)} leftover folders (`probekit cache prune` removes those of no live process)"
+                     if leftovers else ""), style="green", highlight=False, soft_wrap=True)
     return ExitCode.OK
 
 
@@ -285,7 +288,8 @@ def run_prune(root: Path, console: Console, *, older_than: str | None, max_size:
     removed = prune(root, older_than=age, max_size=size, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for entry, why in removed:
-        what = entry.info.get("description") or entry.info.get("spec_name") or entry.kind
+        what = entry.info.get("description") or entry.info.get("spec_name") or \
+            {"corrupt": "a corrupt entry moved aside", "partial": "a partial fine-tune"}.get(entry.kind, entry.kind)
         console.print(f"{verb} {entry.path} ({what}, {format_size(entry.size)}): {why}", markup=False,
                       highlight=False, soft_wrap=True)
     freed = sum(e.size for e, _ in removed)
