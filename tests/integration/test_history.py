@@ -90,10 +90,14 @@ def history(tmp_path_factory, one_thread):
     reports = folder / "reports"
     for name, text in (("seed1", SPEC.format(seed=1)), ("seed2", SPEC.format(seed=2)), ("other", OTHER)):
         (folder / f"{name}.toml").write_text(text)
-    codes = [main(["run", str(folder / f"{name}.toml"), "--reports", str(reports), "--fresh"])
-             for name in ("seed1", "seed2", "seed1", "other")]
+    codes, order = [], []
+    for name in ("seed1", "seed2", "seed1", "other"):
+        codes.append(main(["run", str(folder / f"{name}.toml"), "--reports", str(reports), "--fresh"]))
+        # Runs started within one second sort by their random id suffix: keep the order they ran in.
+        order += [run.run_id for run in find_runs(reports)[0] if run.run_id not in order]
     assert codes == [1, 1, 1, 0]  # the spec's second expectation fails on purpose
     tiny, _ = find_runs(reports, "tiny")
+    tiny.sort(key=lambda run: order.index(run.run_id))
     [other], _ = find_runs(reports, "other")
     return folder, reports, tiny, other
 
