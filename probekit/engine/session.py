@@ -242,7 +242,7 @@ class Session:
             result.tracebacks.append(traceback.format_exc())
         self.console.print(f"results: {result.path}", markup=False, highlight=False, soft_wrap=True)
         for line in (*result.errors, *result.failures):
-            self.console.print(f"[red]error[/] {line}", highlight=False, soft_wrap=True)
+            self.console.print(Text.assemble(("error ", "red"), line), highlight=False, soft_wrap=True)
         if self.verbose:
             for trace in filter(None, result.tracebacks):
                 self.console.print(trace, markup=False, highlight=False)

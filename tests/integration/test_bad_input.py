@@ -157,6 +157,19 @@ CASES = [
     Case("verbose_after_the_subcommand", {"s.toml": SPEC}, ["check", "--verbose", "s.toml"], 0, ("s.toml: ok",)),
     Case("negative_mix_count", {"s.toml": spec(("[metrics.svcca]", "[data.m]\nmix = { eval = -3 }\n[metrics.svcca]"))},
          ["check", "s.toml"], 2, ("data.m.mix.eval: found -3", "counts must be positive")),
+    # -- work lost or overwritten (the rest of these cases, which need a signal or a damaged
+    # cache, are in tests/integration/test_outputs_and_cache.py)
+    Case("output_folder_holds_other_files", {"s.toml": SPEC, "out/notes.txt": "mine"},
+         ["run", "s.toml", "-o", "out"], 2, ("-o out: the folder is not empty", "notes.txt", "--overwrite")),
+    Case("output_is_a_file", {"s.toml": SPEC, "out": "a file"},
+         ["run", "s.toml", "-o", "out"], 2, ("-o out: is a file, not a folder",)),
+    Case("metric_plugin_raises_keyerror_in_update",
+         {"s.toml": "plugins = [\"buggy.py\"]\n" + spec(("[metrics.svcca]", "[metrics.svcca]\n[metrics.buggy]")),
+          "buggy.py": "import probekit\n\nclass Buggy(probekit.Metric):\n    name = 'buggy'\n"
+                      "    needs = frozenset({'hidden_states'})\n\n    def update(self, a, b, batch):\n"
+                      "        raise KeyError('oops')\n\n    def finalize(self):\n        return []\n\n"
+                      "@probekit.hookimpl\ndef probekit_register_metrics(register):\n    register(Buggy)\n"},
+         ["run", "s.toml", "-o", "run"], 3, ("a_vs_b / buggy: plugin bug: KeyError", "results: run/results.parquet")),
 ]
 
 
