@@ -7,7 +7,7 @@ examples in the same shuffled order), AdamW, the slanted triangular schedule, fl
 included in both. Prints examples per second and ``probekit / plain`` (goal >= 0.95
 at the plain loop's best thread count).
 
-    python benchmarks/bench_finetune.py [--examples 96] [--threads 1 2] [--repeats 2] [--device cpu]
+    python benchmarks/bench_finetune.py [--examples 256] [--threads 1 2] [--repeats 2] [--device cpu]
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def timed(function, *args) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--examples", type=int, default=96)
+    parser.add_argument("--examples", type=int, default=256)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2)
