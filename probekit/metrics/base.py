@@ -73,7 +73,7 @@ class NoOptions:
 class MetricContext:
     """What a metric instance knows about the comparison it measures.
 
-    ``model_a`` / ``model_b`` are :class:`probekit.models.LoadedModel` (name,
+    ``model_a`` / ``model_b`` are :class:`probekit.models.loading.LoadedModel` (name,
     encoder, tokenizer, identity); ``num_layers`` is L, the number of transformer
     layers; ``device`` is where the captures live.
     """

@@ -10,7 +10,7 @@ For every metric (the table's ``metric`` column, a spec's metric label):
 * ``<metric>_snapshots_<a>_vs_<b>_on_<data>.png``: where comparisons are against a
   model's training snapshots, a heat map of layers x training progress (the final
   model at 1.0 when there is no 1.0 snapshot), one per group (see
-  :func:`probekit.report.snapshot_groups`).
+  :func:`probekit.report.terminal.snapshot_groups`).
 
 matplotlib is imported inside the drawing functions, so importing this module (which the
 built-in ``figures`` plugin does in every command) is cheap; figures are built with

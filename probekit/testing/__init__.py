@@ -14,7 +14,7 @@ layers' values with the offending layers marked, and the run folder::
 
 Every helper takes ``results`` as a :class:`probekit.api.Results`, a pyarrow
 table, or the path of a run folder / results.parquet, and returns the
-:class:`probekit.expect.Outcome` when the check passes.
+:class:`probekit.expect.evaluate.Outcome` when the check passes.
 
 This module imports nothing heavy: the pytest plugin (``probekit.testing.pytest_plugin``)
 loads with every pytest session.

@@ -76,7 +76,7 @@ def tiny_encoder(vocab_size: int, *, seed: int = 0, **config: Any):
 
 
 def tiny_model(name: str = "a", *, seed: int = 0, tokenizer=None, **config: Any) -> LoadedModel:
-    """A tiny random encoder wrapped as the runner wraps models (:class:`probekit.models.LoadedModel`)."""
+    """A tiny random encoder wrapped as the runner wraps models (:class:`probekit.models.loading.LoadedModel`)."""
     tokenizer = tokenizer or tiny_tokenizer()
     encoder = tiny_encoder(len(tokenizer), seed=seed, **config)
     return LoadedModel(name, encoder, tokenizer, identity=f"tiny:{seed}:{sorted(config.items())}")
