@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 import probekit
-from probekit.metrics.functional import CrossMoments, datapoints, svcca_from_moments
+from probekit.metrics.functional import CrossMoments, svcca_from_moments
+from probekit.metrics.moments import HiddenStateMoments, TokenOptions
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(TokenOptions):
     rule: Literal["singular_values", "variance"] = "singular_values"
     threshold: float = 0.99
     k: int | None = None  # a fixed number of directions per side, instead of the rule
-    tokens: Literal["all", "cls", "mean"] = "all"  # datapoints: every real token, [CLS] only, or the mean per example
 
     def __post_init__(self):
         if not 0 < self.threshold <= 1:
@@ -28,48 +28,35 @@ class Options:
             raise ValueError(f"k = {self.k} is not a positive number of directions")
 
 
-class SVCCA(probekit.Metric):
+class SVCCA(HiddenStateMoments):
     name = "svcca"
     description = "SVCCA distance of hidden states, per layer (0 = embeddings)"
     unit = "1 - mean rho"
-    needs = frozenset({"hidden_states"})
     direction = "distance"
-    layers = "hidden_states"
     details = {"k_x": int, "k_y": int, "rule": str, "threshold": float}
     Options = Options
 
-    def __init__(self, options: Options, context) -> None:
-        super().__init__(options, context)
-        self.moments = [CrossMoments() for _ in range(context.num_layers + 1)]
-        self.n_examples = 0
+    def layer_row(self, layer: int, moments: CrossMoments) -> probekit.Row:
+        return svcca_row(layer, moments, self.options, self.n_examples)
 
-    def update(self, a, b, batch) -> None:
-        for layer, (moments, x, y) in enumerate(zip(self.moments, a.hidden_states, b.hidden_states, strict=True)):
-            try:
-                moments.update(
-                    datapoints(x, batch.attention_mask, self.options.tokens),
-                    datapoints(y, batch.attention_mask, self.options.tokens),
-                )
-            except ValueError as error:  # e.g. NaN activations
-                raise probekit.MetricError(f"layer {layer}: {error}") from error
-        self.n_examples += batch.size
 
-    def finalize(self) -> list[probekit.Row]:
-        return svcca_rows(self.moments, self.options, self.n_examples)
+def svcca_row(layer: int, moments: CrossMoments, options: Options, n_examples: int) -> probekit.Row:
+    """The SVCCA distance of one layer's moments, with k_x, k_y, the rule and threshold."""
+    result = svcca_from_moments(moments, rule=options.rule, threshold=options.threshold, k=options.k)
+    return probekit.Row(
+        layer, result.distance, n_examples=n_examples, n_tokens=moments.n,
+        details={"k_x": result.k_x, "k_y": result.k_y, "rule": result.rule, "threshold": result.threshold},
+    )
 
 
 def svcca_rows(per_layer: list[CrossMoments], options: Options, n_examples: int) -> list[probekit.Row]:
-    """One row per layer: the SVCCA distance of its moments, with k_x, k_y, the rule and threshold."""
+    """One row per layer (for metrics that fill the moments their own way, as layer_replacement does)."""
     rows = []
     for layer, moments in enumerate(per_layer):
         try:
-            result = svcca_from_moments(moments, rule=options.rule, threshold=options.threshold, k=options.k)
+            rows.append(svcca_row(layer, moments, options, n_examples))
         except ValueError as error:  # e.g. rank 0: every [CLS] embedding is the same vector
             raise probekit.MetricError(f"layer {layer}: {error}") from error
-        rows.append(probekit.Row(
-            layer, result.distance, n_examples=n_examples, n_tokens=moments.n,
-            details={"k_x": result.k_x, "k_y": result.k_y, "rule": result.rule, "threshold": result.threshold},
-        ))
     return rows
 
 

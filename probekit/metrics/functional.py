@@ -36,6 +36,10 @@ __all__ = [
     "cca",
     "cca_from_moments",
     "datapoints",
+    "procrustes",
+    "procrustes_from_moments",
+    "pwcca",
+    "pwcca_from_moments",
     "svcca",
     "svcca_from_moments",
 ]
@@ -441,6 +445,72 @@ def svcca(
 def cca(x, y) -> CCAResult:
     """Plain CCA between ``x`` (n x dx) and ``y`` (n x dy); see :func:`cca_from_moments`."""
     return cca_from_moments(_moments_of(x, y))
+
+
+def pwcca_from_moments(moments: CrossMoments) -> float:
+    """PWCCA distance (Morcos et al. 2018) from streamed moments: 1 - sum_i alpha_i rho_i.
+
+    CCA over each side's directions holding at least :data:`RESOLVED_VARIANCE` of its
+    largest variance; the canonical correlations rho_i are weighted by how much of X's neurons each
+    canonical variate h_i = X_c a_i accounts for: alpha_i proportional to
+    sum_j |<h_i / ||h_i||, x_j>| over X's centred neurons x_j. From the moments that is
+    sum_j |(Cxx A)_ji| (the variates have unit variance), so nothing but d x d
+    matrices is needed. Unlike google/svcca's pwcca.py, the neurons are centred and
+    X is always the weighting side (docs/reference.md).
+    """
+    _check_datapoints(moments.n, moments.dx, moments.dy)
+    if moments.identical:
+        return 0.0
+    cxx, cyy, cxy = moments.covariances()
+    spec_x, spec_y = _spectrum(cxx, "X"), _spectrum(cyy, "Y")
+    rank_x, rank_y = _resolved_rank(spec_x), _resolved_rank(spec_y)
+    wx = spec_x.eigenvectors[:, :rank_x] / spec_x.eigenvalues[:rank_x].sqrt()
+    wy = spec_y.eigenvectors[:, :rank_y] / spec_y.eigenvalues[:rank_y].sqrt()
+    with _one_thread():
+        u, rho, _ = torch.linalg.svd(wx.T @ cxy.cpu() @ wy, full_matrices=False)
+    directions = wx @ u  # (dx, k): canonical weights a_i of X
+    alpha = (cxx.cpu() @ directions).abs().sum(dim=0)
+    return float(1.0 - (alpha * rho.clamp(0.0, 1.0)).sum() / alpha.sum())
+
+
+#: PWCCA weights every canonical direction, so a direction of pure rounding noise (a
+#: LayerNorm output has one: its neurons sum to a constant) would get a random weight and
+#: make the value depend on how the rows were batched. Directions with less than this
+#: share of the largest variance are below what float32 activations resolve: left out.
+RESOLVED_VARIANCE = 1e-10
+
+
+def _resolved_rank(spec: _Spectrum) -> int:
+    return int((spec.eigenvalues[: spec.rank] > RESOLVED_VARIANCE * spec.eigenvalues[0]).sum())
+
+
+def procrustes_from_moments(moments: CrossMoments) -> float:
+    """Orthogonal Procrustes distance of centred representations scaled to unit Frobenius norm.
+
+    min over orthogonal Q of ||X/||X|| - Y Q/||Y|| ||_F^2 = 2 - 2 ||X^T Y||_* / (||X|| ||Y||),
+    with X and Y centred (Ding et al. 2021's "Procrustes"); from the moments:
+    2 - 2 ||Cxy||_* / sqrt(tr Cxx tr Cyy). 0 for identical inputs, at most 2.
+    """
+    _check_datapoints(moments.n, moments.dx, moments.dy)
+    if moments.identical:
+        return 0.0
+    cxx, cyy, cxy = moments.covariances()
+    scale = math.sqrt(float(torch.trace(cxx)) * float(torch.trace(cyy)))
+    if scale == 0.0:
+        raise ValueError("a side is constant over the datapoints (zero variance): the Procrustes distance is undefined")
+    with _one_thread():
+        nuclear = float(torch.linalg.svdvals(cxy.cpu()).sum())
+    return max(0.0, 2.0 - 2.0 * nuclear / scale)
+
+
+def pwcca(x, y) -> float:
+    """PWCCA distance between ``x`` (n x dx) and ``y`` (n x dy); see :func:`pwcca_from_moments`."""
+    return pwcca_from_moments(_moments_of(x, y))
+
+
+def procrustes(x, y) -> float:
+    """Procrustes distance between ``x`` (n x dx) and ``y`` (n x dy); see :func:`procrustes_from_moments`."""
+    return procrustes_from_moments(_moments_of(x, y))
 
 
 def _as_tensor(a, device: torch.device | None = None) -> torch.Tensor:

@@ -1,0 +1,22 @@
+"""Orthogonal Procrustes distance of hidden states, per layer: how far one model's centred, unit-norm
+representation is from the best rotation of the other's (0 = identical up to rotation, at most 2)."""
+from __future__ import annotations
+
+import probekit
+from probekit.metrics.functional import procrustes_from_moments
+from probekit.metrics.moments import HiddenStateMoments
+
+
+class Procrustes(HiddenStateMoments):
+    name = "procrustes"
+    description = "orthogonal Procrustes distance of hidden states, per layer (0 = embeddings)"
+    unit = "2 - 2 ||X'Y||_*"
+    direction = "distance"
+
+    def layer_row(self, layer, moments):
+        return probekit.Row(layer, procrustes_from_moments(moments), n_examples=self.n_examples, n_tokens=moments.n)
+
+
+@probekit.hookimpl
+def probekit_register_metrics(register):
+    register(Procrustes)

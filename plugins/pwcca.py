@@ -1,0 +1,22 @@
+"""PWCCA distance of hidden states, per layer (Morcos et al. 2018): 1 - the projection-weighted mean of
+the canonical correlations, from the same streamed moments as SVCCA (docs/reference.md)."""
+from __future__ import annotations
+
+import probekit
+from probekit.metrics.functional import pwcca_from_moments
+from probekit.metrics.moments import HiddenStateMoments
+
+
+class PWCCA(HiddenStateMoments):
+    name = "pwcca"
+    description = "PWCCA distance of hidden states, per layer (0 = embeddings)"
+    unit = "1 - weighted mean rho"
+    direction = "distance"
+
+    def layer_row(self, layer, moments):
+        return probekit.Row(layer, pwcca_from_moments(moments), n_examples=self.n_examples, n_tokens=moments.n)
+
+
+@probekit.hookimpl
+def probekit_register_metrics(register):
+    register(PWCCA)
