@@ -12,9 +12,7 @@ class Procrustes(HiddenStateMoments):
     description = "orthogonal Procrustes distance of hidden states, per layer (0 = embeddings)"
     unit = "2 - 2 ||X'Y||_*"
     direction = "distance"
-
-    def layer_row(self, layer, moments):
-        return probekit.Row(layer, procrustes_from_moments(moments), n_examples=self.n_examples, n_tokens=moments.n)
+    of_moments = staticmethod(procrustes_from_moments)
 
 
 @probekit.hookimpl

@@ -12,9 +12,7 @@ class PWCCA(HiddenStateMoments):
     description = "PWCCA distance of hidden states, per layer (0 = embeddings)"
     unit = "1 - weighted mean rho"
     direction = "distance"
-
-    def layer_row(self, layer, moments):
-        return probekit.Row(layer, pwcca_from_moments(moments), n_examples=self.n_examples, n_tokens=moments.n)
+    of_moments = staticmethod(pwcca_from_moments)
 
 
 @probekit.hookimpl

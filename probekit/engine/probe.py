@@ -189,10 +189,13 @@ class Prober:
         label = f"probe {comparisons[0].name}" if len(comparisons) == 1 else \
             f"probe {len(comparisons)} comparisons on {group.data}"
         task = progress.add_task(label, total=len(examples), status=f"{len(loaded)} forwards/batch")
+        guards = {comparison.name: _Guard(comparison.name, measured) for comparison in comparisons}
+        # What the budget leaves for captures once the pass's weights are loaded.
+        room = max(self.budget - sum(_parameter_bytes(m.encoder) for m in loaded.values()), 1)
         for batch in self._batches(examples, tokenizer):
-            for part, captures in self._captured(self._fitting(batch, loaded, group), loaded, group):
+            for part, captures in self._captured(self._fitting(batch, loaded, group, room), loaded, group):
                 for comparison in comparisons:
-                    guard = _Guard(comparison.name, measured)
+                    guard = guards[comparison.name]
                     a, b = captures[str(comparison.a)], captures[str(comparison.b)]
                     for name, metric in list(metrics[comparison.name].items()):
                         if not guard.call(name, lambda metric=metric: metric.update(a, b, part) or True):
@@ -218,10 +221,10 @@ class Prober:
         return length_sorted_batches(examples, tokenizer, max_length=run.max_length,
                                      batch_tokens=run.batch_tokens or run.batch_size * run.max_length)
 
-    def _fitting(self, batch: Batch, loaded: dict[str, loading.LoadedModel], group: ProbeGroup) -> list[Batch]:
-        """The batch on the device, split into micro-batches when the captures would not fit the budget."""
+    def _fitting(self, batch: Batch, loaded: dict[str, loading.LoadedModel], group: ProbeGroup,
+                 room: int) -> list[Batch]:
+        """The batch on the device, split into micro-batches when its captures would not fit in ``room`` bytes."""
         batch = batch.to(self.device)
-        room = max(self.budget - sum(_parameter_bytes(m.encoder) for m in loaded.values()), 1)
         need = sum(capture_bytes(m.encoder.config, batch, group.needs[name], self.dtype) for name, m in loaded.items())
         pieces = min(batch.size, -(-need // room))
         step = -(-batch.size // pieces)

@@ -6,8 +6,9 @@ layer's moments into its row with ``layer_row``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from probekit.metrics.base import Metric, MetricContext, MetricError, Row
 from probekit.metrics.functional import CrossMoments, datapoints
@@ -22,11 +23,16 @@ class TokenOptions:
 
 
 class HiddenStateMoments(Metric):
-    """Streams each layer's datapoints into float64 moments; ``layer_row`` makes a row of them."""
+    """Streams each layer's datapoints into float64 moments; ``layer_row`` makes a row of them.
+
+    A metric whose row is just one number of the moments sets ``of_moments`` to that
+    function (``pwcca_from_moments``); others override ``layer_row``.
+    """
 
     needs = frozenset({"hidden_states"})
     layers = "hidden_states"
     Options = TokenOptions
+    of_moments: ClassVar[Callable[[CrossMoments], float] | None] = None
 
     def __init__(self, options: Any, context: MetricContext) -> None:
         super().__init__(options, context)
@@ -53,4 +59,5 @@ class HiddenStateMoments(Metric):
         return rows
 
     def layer_row(self, layer: int, moments: CrossMoments) -> Row:
-        raise NotImplementedError
+        value = type(self).of_moments(moments)
+        return Row(layer, value, n_examples=self.n_examples, n_tokens=moments.n)
