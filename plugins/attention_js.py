@@ -6,6 +6,7 @@ mean over heads. Natural log by default (at most ln 2); ``base = 2`` gives bits.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ class AttentionJS(probekit.Metric):
     direction = "distance"
     layers = "attentions"
     per_head = True
+    estimator = "per-example means"
     Options = Options
 
     def __init__(self, options: Options, context) -> None:
@@ -59,6 +61,15 @@ class AttentionJS(probekit.Metric):
         self.sums = sums if self.sums is None else self.sums + sums
         self.n_examples += batch.size
         self.n_tokens = self.n_tokens + query_mask.sum()  # a device tensor: no host sync per batch
+
+    @classmethod
+    def pooled(cls, parts, weights) -> AttentionJS:
+        used = [(part, w) for part, w in zip(parts, weights, strict=True) if w and part.n_examples]
+        metric = copy.copy(parts[0])
+        metric.sums = sum(w * part.sums for part, w in used)
+        metric.n_examples = sum(w * part.n_examples for part, w in used)
+        metric.n_tokens = sum(w * part.n_tokens for part, w in used)
+        return metric
 
     def finalize(self) -> list[probekit.Row]:
         per_head = (self.sums / self.n_examples).cpu().tolist()

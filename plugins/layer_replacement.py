@@ -24,6 +24,7 @@ import torch
 
 import probekit
 from probekit.metrics.functional import CrossMoments, datapoints
+from probekit.metrics.moments import pooled_layer_moments
 from probekit.plugins.svcca import Options, svcca_rows
 
 
@@ -90,6 +91,7 @@ class LayerReplacement(probekit.Metric):
     direction = "distance"
     layers = "hidden_states"
     details = {"k_x": int, "k_y": int, "rule": str, "threshold": float}
+    estimator = "exact moments"
     Options = Options
 
     def __init__(self, options: Options, context) -> None:
@@ -138,6 +140,10 @@ class LayerReplacement(probekit.Metric):
                 state = _run(module, state, mask_b)
             moments.update(datapoints(state, batch.attention_mask, tokens), reference)
         self.n_examples += batch.size
+
+    @classmethod
+    def pooled(cls, parts, weights) -> LayerReplacement:
+        return pooled_layer_moments(parts, weights)
 
     def finalize(self) -> list[probekit.Row]:
         return svcca_rows(self.moments, self.options, self.n_examples)

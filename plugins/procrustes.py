@@ -11,6 +11,7 @@ class Procrustes(HiddenStateMoments):
     name = "procrustes"
     description = "orthogonal Procrustes distance of hidden states, per layer (0 = embeddings)"
     unit = "2 - 2 ||X'Y||_*"
+    estimator = "exact moments"
     direction = "distance"
     of_moments = staticmethod(procrustes_from_moments)
 

@@ -11,6 +11,7 @@ class PWCCA(HiddenStateMoments):
     name = "pwcca"
     description = "PWCCA distance of hidden states, per layer (0 = embeddings)"
     unit = "1 - weighted mean rho"
+    estimator = "exact moments"
     direction = "distance"
     of_moments = staticmethod(pwcca_from_moments)
 

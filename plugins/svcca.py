@@ -32,6 +32,7 @@ class SVCCA(HiddenStateMoments):
     name = "svcca"
     description = "SVCCA distance of hidden states, per layer (0 = embeddings)"
     unit = "1 - mean rho"
+    estimator = "exact moments"
     direction = "distance"
     details = {"k_x": int, "k_y": int, "rule": str, "threshold": float}
     Options = Options

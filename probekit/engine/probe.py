@@ -24,9 +24,10 @@ from probekit.engine.capture import forward
 from probekit.engine.examples import ExampleStore
 from probekit.engine.plan import ProbeGroup, last_use, plan
 from probekit.engine.progress import make_progress
+from probekit.engine.resampling import Resampled, Resampling
 from probekit.errors import ModelError
 from probekit.hooks.manager import PluginManager
-from probekit.metrics.base import Metric, MetricContext, MetricError, Row
+from probekit.metrics.base import Metric, MetricContext, MetricError, Row, supports_bootstrap
 from probekit.metrics.tensors import Batch
 from probekit.models import loading
 from probekit.models.finetune import Checkpoint, FinetuneJob, cache_root, finetune, training_precision
@@ -55,6 +56,7 @@ class Measured:
     errors: list[str] = field(default_factory=list)  # "comparison / metric: why" (MetricError)
     failures: list[str] = field(default_factory=list)  # "comparison / metric: plugin bug: ..."
     tracebacks: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # "comparison / metric: why it has no interval" (rows stand)
     models: dict[str, ResolvedModel] = field(default_factory=dict)
 
 
@@ -183,8 +185,9 @@ class Prober:
 
     def _probe_batches(self, group: ProbeGroup, loaded: dict[str, loading.LoadedModel],
                        comparisons: list[ComparisonSpec], measured: Measured, progress: Progress) -> None:
-        metrics = {comparison.name: self._instantiate(comparison, loaded, measured) for comparison in comparisons}
         examples = self.examples[group.data]
+        metrics = {comparison.name: self._instantiate(comparison, loaded, len(examples), measured)
+                   for comparison in comparisons}
         tokenizer = next(iter(loaded.values())).tokenizer
         label = f"probe {comparisons[0].name}" if len(comparisons) == 1 else \
             f"probe {len(comparisons)} comparisons on {group.data}"
@@ -203,16 +206,26 @@ class Prober:
                 del captures
             progress.advance(task, batch.size)
         for comparison in comparisons:
-            self._record(comparison, metrics[comparison.name], measured)
+            self._record(comparison, metrics[comparison.name], measured, progress)
 
-    def _instantiate(self, comparison: ComparisonSpec, loaded: dict[str, loading.LoadedModel],
-                     measured: Measured) -> dict[str, Metric]:
+    def _instantiate(self, comparison: ComparisonSpec, loaded: dict[str, loading.LoadedModel], n_examples: int,
+                     measured: Measured) -> dict[str, Metric | Resampled]:
         model_a, model_b = loaded[str(comparison.a)], loaded[str(comparison.b)]
         context = MetricContext(comparison.name, model_a, model_b, model_a.num_layers, self.device)
         guard = _Guard(comparison.name, measured)
+
+        def make(m: MetricSpec) -> Metric | Resampled:
+            settings = self.resampling(m)
+            if settings.applies_to(m.metric_class):
+                return Resampled(m.metric_class, m.options, context, n_examples, settings)
+            return m.metric_class(m.options, context)
+
         metric_specs = [self.spec.metrics[name] for name in comparison.metrics]
-        return {m.name: metric for m in metric_specs
-                if (metric := guard.call(m.name, lambda m=m: m.metric_class(m.options, context))) is not None}
+        return {m.name: metric for m in metric_specs if (metric := guard.call(m.name, lambda m=m: make(m))) is not None}
+
+    def resampling(self, metric: MetricSpec) -> Resampling:
+        run = self.spec.run
+        return Resampling(run.bootstrap, run.confidence, run.bootstrap_groups, metric.permutations)
 
     def _batches(self, examples, tokenizer):
         run = self.spec.run
@@ -255,25 +268,32 @@ class Prober:
                           f"{part.input_ids.shape[1]} tokens within [run] memory = {_gb(self.budget)}; "
                           "lower [run] batch_size / batch_tokens or memory (finished comparisons are kept)")
 
-    def _record(self, comparison: ComparisonSpec, metrics: dict[str, Metric], measured: Measured) -> None:
+    def _record(self, comparison: ComparisonSpec, metrics: dict[str, Metric | Resampled], measured: Measured,
+                progress: Progress) -> None:
         guard = _Guard(comparison.name, measured)
         for label, metric in metrics.items():
-            rows = self._finalize(label, metric, guard)
+            rows = self._finalize(label, metric, guard, progress)
             if rows is not None:
                 context = RowContext(self.run_id, self.spec.name, comparison.name, str(comparison.a),
                                      str(comparison.b), comparison.a.snapshot, comparison.b.snapshot,
                                      comparison.data, label)
                 measured.records.extend(to_records(context, rows))
 
-    def _finalize(self, label: str, metric: Metric, guard: _Guard) -> list[Row] | None:
+    def _finalize(self, label: str, metric: Metric | Resampled, guard: _Guard, progress: Progress) -> list[Row] | None:
+        finalize = metric.finalize
+        if isinstance(metric, Resampled):
+            task = progress.add_task(f"resample {guard.comparison} / {label}", total=metric.draws, status="")
+            finalize = lambda: metric.finalize(on_draw=lambda: progress.advance(task))  # noqa: E731
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            rows = guard.call(label, metric.finalize)
-        for warning in {str(w.message) for w in caught}:
-            self.console.print(f"[yellow]warning[/] {guard.comparison} / {label}: {warning}")
+            rows = guard.call(label, finalize)
+        notes = [str(w.message) for w in caught] + getattr(metric, "notes", [])
+        for note in dict.fromkeys(notes):
+            self.console.print(f"[yellow]warning[/] {guard.comparison} / {label}: {note}")
+        guard.measured.notes.extend(f"{guard.comparison} / {label}: {note}" for note in getattr(metric, "notes", []))
         if rows is None:
             return None
-        problems = detail_problems(rows, type(metric).details)
+        problems = detail_problems(rows, metric.details)
         if problems:
             guard.failed(label, f"rows break the metric's contract: {problems[0]}", "")
             return None
@@ -366,12 +386,17 @@ def comparability_problem(model_a: loading.LoadedModel, model_b: loading.LoadedM
 
 def metric_metadata(spec: Spec, manager: PluginManager) -> dict[str, dict]:
     """Per metric label: what the results file records of it (unit, direction, layers, plugin, ...)."""
-    return {label: _metric_entry(m, manager) for label, m in spec.metrics.items()}
+    return {label: _metric_entry(spec, m, manager) for label, m in spec.metrics.items()}
 
 
-def _metric_entry(metric: MetricSpec, manager: PluginManager) -> dict:
+def _metric_entry(spec: Spec, metric: MetricSpec, manager: PluginManager) -> dict:
     info = manager.metrics[metric.metric]
     cls = metric.metric_class
+    run = spec.run
+    bootstrap = run.bootstrap and supports_bootstrap(cls)
+    interval = {"method": "random-groups Poisson bootstrap, basic interval", "replicates": run.bootstrap,
+                "groups": run.bootstrap_groups, "confidence": run.confidence} if bootstrap else None
     return {"metric": metric.metric, "unit": cls.unit_of(metric.options), "direction": cls.direction,
-            "layers": cls.layers, "per_head": cls.per_head, "plugin": info.plugin,
+            "layers": cls.layers, "per_head": cls.per_head, "estimator": cls.estimator, "interval": interval,
+            "permutations": metric.permutations, "plugin": info.plugin,
             "distribution": info.distribution, "version": info.version}

@@ -12,13 +12,15 @@ Everything a plugin author must know is here, in the class attributes of
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from probekit.errors import UserError
 
 if TYPE_CHECKING:
+    import torch
+
     from probekit.metrics.tensors import Batch, Capture
 
 #: What a metric can ask of the forward pass (``"models"`` hands it both models
@@ -54,6 +56,8 @@ class Row:
 
     ``details`` carries metric-specific values under the keys the metric declares
     in ``Metric.details`` (for SVCCA: ``k_x``, ``k_y``); each becomes a column.
+    ``ci_low``, ``ci_high`` (the bootstrap interval) and ``p_value`` (the
+    permutation null's) are filled in by probekit, never by a metric.
     """
 
     layer: int
@@ -62,6 +66,9 @@ class Row:
     n_examples: int = 0
     n_tokens: int = 0
     details: Mapping[str, float | int | str | bool] = field(default_factory=dict)
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,9 @@ class Metric:
     "similarity" (expectations, reports and figures read it). ``layers``: which
     layer numbers it reports ("hidden_states": 0..L, "attentions": 1..L).
     ``per_head``: whether it reports heads too. ``details``: the extra values its
-    rows carry, name -> type (int, float, str or bool).
+    rows carry, name -> type (int, float, str or bool). ``estimator``: how the value
+    is estimated from the data ("exact moments", "per-example means", ...), recorded
+    in the results metadata.
     """
 
     name: ClassVar[str]
@@ -107,6 +116,7 @@ class Metric:
     layers: ClassVar[LayerRange] = "hidden_states"
     per_head: ClassVar[bool] = False
     details: ClassVar[Mapping[str, type]] = {}
+    estimator: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
 
     def __init__(self, options: Any, context: MetricContext) -> None:
@@ -123,6 +133,39 @@ class Metric:
 
     def finalize(self) -> list[Row]:
         raise NotImplementedError
+
+    @classmethod
+    def pooled(cls, parts: Sequence[Metric], weights: Sequence[int]) -> Metric:
+        """The metric as if one instance had seen every part's examples, part i ``weights[i]`` times.
+
+        Confidence intervals are built on it: probekit deals the examples into
+        groups, feeds one instance per group, and pools the groups with the point
+        weights (all 1) and with Poisson(1) weights per bootstrap replicate. The
+        parts share options and context; the result is only finalized. A metric
+        whose state is not a sum over examples leaves this unimplemented and gets
+        no interval.
+        """
+        raise NotImplementedError
+
+
+    def update_permuted(self, a: Capture, b: Capture, batch: Batch, generator: torch.Generator) -> None:
+        """:meth:`update` with the pairing of a's and b's datapoints shuffled within the batch.
+
+        One instance fed this way is one draw of the permutation null ("what value
+        would two unrelated representations give"). Only metrics of paired
+        datapoints implement it; the others cannot be given ``permutations``.
+        """
+        raise NotImplementedError
+
+
+def supports_permutation_null(metric_cls: type[Metric]) -> bool:
+    """Whether ``metric_cls`` implements :meth:`Metric.update_permuted` (and so can give a p-value)."""
+    return metric_cls.update_permuted is not Metric.update_permuted
+
+
+def supports_bootstrap(metric_cls: type[Metric]) -> bool:
+    """Whether ``metric_cls`` implements :meth:`Metric.pooled` (and so gets confidence intervals)."""
+    return metric_cls.pooled.__func__ is not Metric.pooled.__func__
 
 
 def layer_numbers(metric_cls: type[Metric], num_layers: int) -> range:

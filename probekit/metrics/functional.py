@@ -1,4 +1,4 @@
-"""Similarity math for probekit: SVCCA, plain CCA and JS divergence of attention.
+"""Similarity math for probekit: SVCCA, plain CCA, PWCCA, Procrustes, CKA and JS divergence of attention.
 
 Functions here take user arrays (numpy or torch, layout datapoints x neurons for
 activations) and return plain results; they know nothing about models or plugins.
@@ -12,6 +12,10 @@ Definitions follow the project's method reference (REFERENCE.md):
   directions of each side (google/svcca's rule by default: smallest k whose
   singular values reach 99% of their sum), canonical correlations rho between
   the reduced sets, similarity = plain mean of rho, distance = 1 - similarity.
+* Linear CKA (Kornblith et al., 2019): ||Cxy||_F^2 / (||Cxx||_F ||Cyy||_F) of
+  centred features, from :class:`CrossMoments`.
+* Debiased CKA (Nguyen et al., 2021): CKA with the unbiased HSIC estimator of
+  Song et al. (2012), linear kernels, from :class:`HSICMoments`.
 * JS divergence of attention (Hao et al., 2020): per example the mean over real
   query tokens of JS(P || Q) between attention rows, then means over examples
   and heads. Natural log unless ``base`` is given.
@@ -30,12 +34,17 @@ __all__ = [
     "CCAResult",
     "CrossMoments",
     "FewDatapointsWarning",
+    "HSICMoments",
     "SVCCAResult",
     "attention_js",
     "attention_js_per_example",
     "cca",
     "cca_from_moments",
     "datapoints",
+    "debiased_cka",
+    "debiased_cka_from_moments",
+    "linear_cka",
+    "linear_cka_from_moments",
     "procrustes",
     "procrustes_from_moments",
     "pwcca",
@@ -89,6 +98,31 @@ class CCAResult:
     n: int
 
 
+def _checked_batch(x, y, dx: int | None, dy: int | None, earlier: torch.Tensor | None):
+    """``x`` (n, dx) and ``y`` (n, dy) as detached tensors, after the checks every streamed batch gets.
+
+    ``dx``, ``dy``: the widths of earlier batches (None before the first); ``earlier``:
+    a tensor on the device the sums live on (None before the first non-empty batch).
+    """
+    x = _as_tensor(x).detach()
+    y = _as_tensor(y).detach()
+    if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(
+            "x and y must be 2-D (datapoints x neurons) with the same number of rows; "
+            f"got x {tuple(x.shape)} and y {tuple(y.shape)}"
+        )
+    if x.device != y.device:
+        raise ValueError(f"x is on {x.device} but y is on {y.device}; put both on one device")
+    if dx is not None and (x.shape[1], y.shape[1]) != (dx, dy):
+        raise ValueError(
+            f"widths changed between batches: earlier batches had dx={dx}, "
+            f"dy={dy}; this one has x {tuple(x.shape)} and y {tuple(y.shape)}"
+        )
+    if x.shape[0] and earlier is not None and x.device != earlier.device:
+        raise ValueError(f"batch is on {x.device} but earlier batches were accumulated on {earlier.device}")
+    return x, y
+
+
 class CrossMoments:
     """Streaming sufficient statistics of paired activations X (n x dx) and Y (n x dy).
 
@@ -139,29 +173,11 @@ class CrossMoments:
 
         Torch tensors of any float dtype on any (one) device; numpy arrays are accepted too.
         """
-        x = _as_tensor(x).detach()
-        y = _as_tensor(y).detach()
-        if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
-            raise ValueError(
-                "x and y must be 2-D (datapoints x neurons) with the same number of rows; "
-                f"got x {tuple(x.shape)} and y {tuple(y.shape)}"
-            )
-        if x.device != y.device:
-            raise ValueError(f"x is on {x.device} but y is on {y.device}; put both on one device")
+        x, y = _checked_batch(x, y, self._dx, self._dy, self._shift_x)
         if self._dx is None:
             self._dx, self._dy = x.shape[1], y.shape[1]
-        elif (x.shape[1], y.shape[1]) != (self._dx, self._dy):
-            raise ValueError(
-                f"widths changed between batches: earlier batches had dx={self._dx}, "
-                f"dy={self._dy}; this one has x {tuple(x.shape)} and y {tuple(y.shape)}"
-            )
         if x.shape[0] == 0:
             return
-        if self._shift_x is not None and x.device != self._shift_x.device:
-            raise ValueError(
-                f"batch is on {x.device} but earlier batches were accumulated on "
-                f"{self._shift_x.device}"
-            )
 
         x = x.to(torch.float64)
         y = y.to(torch.float64)
@@ -192,6 +208,49 @@ class CrossMoments:
             self._sxy.addmm_(xs.T, ys)
         self._n += x.shape[0]
 
+    @classmethod
+    def pooled(cls, parts: list[CrossMoments], weights: list[int]) -> CrossMoments:
+        """The moments of every part's datapoints, part i counted ``weights[i]`` times.
+
+        Parts are first re-expressed, in place, about the first part's offset (exact
+        algebra in float64; what a part measures does not change), so pooling the
+        same parts again, as each bootstrap replicate does, is one weighted sum.
+        """
+        filled = [part for part in parts if part.n]
+        pooled = cls()
+        pooled._dx, pooled._dy = (parts[0].dx, parts[0].dy) if parts else (None, None)
+        used = [(part, w) for part, w in zip(parts, weights, strict=True) if w and part.n]
+        if not used:
+            return pooled
+        pooled.identical = all(part.identical for part in filled)
+        common = filled[0]
+        for part in filled:
+            part._rebase(common._shift_x, common._shift_y, keep_y=not pooled.identical)
+        pooled._shift_x, pooled._shift_y = common._shift_x, common._shift_y
+        sums = ("_sx", "_sxx") if pooled.identical else ("_sx", "_sxx", "_sy", "_syy", "_sxy")
+        for name in sums:
+            setattr(pooled, name, sum(w * getattr(part, name) for part, w in used))
+        pooled._n = sum(w * part.n for part, w in used)
+        return pooled
+
+    def _rebase(self, shift_x: torch.Tensor, shift_y: torch.Tensor, keep_y: bool) -> None:
+        """Re-express the sums about new offsets; ``keep_y`` spells out Y's sums while they equal X's."""
+        if keep_y and self._sy is None:
+            self._sy, self._syy, self._sxy = self._sx.clone(), self._sxx.clone(), self._sxx.clone()
+        if shift_x is not self._shift_x:
+            dx = self._shift_x - shift_x  # (dx,)
+            if self._sxy is not None:
+                self._sxy += torch.outer(dx, self._sy)
+            self._sxx += torch.outer(dx, self._sx) + torch.outer(self._sx, dx) + self._n * torch.outer(dx, dx)
+            self._sx += self._n * dx
+            self._shift_x = shift_x
+        if self._sy is not None and shift_y is not self._shift_y:
+            dy = self._shift_y - shift_y  # (dy,)
+            self._sxy += torch.outer(self._sx, dy)
+            self._syy += torch.outer(dy, self._sy) + torch.outer(self._sy, dy) + self._n * torch.outer(dy, dy)
+            self._sy += self._n * dy
+        self._shift_y = shift_y
+
     def _allocate_y(self) -> None:
         self._sy = torch.zeros_like(self._shift_y)
         self._syy = self._shift_y.new_zeros(self._dy, self._dy)
@@ -220,6 +279,153 @@ class CrossMoments:
         if not all(torch.isfinite(c).all() for c in (cxx, cyy, cxy)):
             raise ValueError("activations contain NaN or infinite values")
         return cxx, cyy, cxy
+
+
+class HSICMoments:
+    """Streaming sums from which the unbiased HSIC of linear kernels is exact (debiased CKA).
+
+    For datapoints x_i (dx) and y_i (dy), with shifted values x'_i = x_i - c_x and
+    y'_i = y_i - c_y, it keeps, in float64 on the device of the first batch:
+
+    * M = sum_i z_i z_i^T with z_i = [x'_i, y'_i, 1]: X'^T X', Y'^T Y', X'^T Y', the sums
+      of X' and Y', and n;
+    * V = sum_i z_i q_i^T and Q = sum_i q_i q_i^T with q_i = [|x'_i|^2, |y'_i|^2]: the
+      fourth-order sums (sum_i x'_i |y'_i|^2, sum_i |x'_i|^2 |y'_i|^2, ...) that the
+      estimator needs beyond M.
+
+    Memory is O((dx + dy)^2) whatever n. The offsets c are each side's first datapoint, as
+    in :class:`CrossMoments` (BERT neurons' means dwarf their spread). They do not change
+    the estimator: a shift adds terms of the form a_i + a_j + const to a linear kernel,
+    and the U-centring inside the unbiased HSIC (Szekely & Rizzo 2014) removes them.
+
+    ``identical`` stays True while every batch had x exactly equal to y; z and q then
+    hold X's side only, and debiased CKA is exactly 1.
+    """
+
+    def __init__(self) -> None:
+        self.identical = True
+        self._n = 0
+        self._dx: int | None = None
+        self._dy: int | None = None
+        self._shift: torch.Tensor | None = None  # (dx,) while identical, else (dx + dy,): [c_x, c_y]
+        self._m: torch.Tensor | None = None  # (D, D), D = len(shift) + 1
+        self._v: torch.Tensor | None = None  # (D, sides)
+        self._q: torch.Tensor | None = None  # (sides, sides)
+
+    @property
+    def n(self) -> int:
+        """Number of datapoints (rows) seen so far."""
+        return self._n
+
+    def update(self, x, y) -> None:
+        """Add a batch: ``x`` (n_batch x dx) and ``y`` (n_batch x dy), same rows in the same order."""
+        x, y = _checked_batch(x, y, self._dx, self._dy, self._shift)
+        if self._dx is None:
+            self._dx, self._dy = x.shape[1], y.shape[1]
+        if x.shape[0] == 0:
+            return
+        x = x.to(torch.float64)
+        y = y.to(torch.float64)
+        same = self.identical and x.shape == y.shape and torch.equal(x, y)
+        if self._n == 0:
+            self._shift = x[0].clone() if same else torch.cat([x[0], y[0]])
+            self._m, self._v, self._q = self._zeros(len(self._shift) + 1, 1 if same else 2)
+        elif self.identical and not same:
+            self._m, self._v, self._q, self._shift = self._sums(joint=True)
+        self.identical = same
+        shifted = (x if same else torch.cat([x, y], dim=1)) - self._shift  # (n_batch, D - 1)
+        z = torch.cat([shifted, shifted.new_ones(len(shifted), 1)], dim=1)  # (n_batch, D)
+        q = torch.stack([shifted[:, rows].square().sum(dim=1) for rows in self._slices()], dim=1)  # (n_batch, sides)
+        self._m.addmm_(z.T, z)
+        self._v.addmm_(z.T, q)
+        self._q.addmm_(q.T, q)
+        self._n += x.shape[0]
+
+    @classmethod
+    def pooled(cls, parts: list[HSICMoments], weights: list[int]) -> HSICMoments:
+        """The sums of every part's datapoints, part i counted ``weights[i]`` times.
+
+        Each part's sums are re-expressed about the first used part's offsets before
+        adding, exactly (float64): with t the change of offsets, z becomes T z (T = [[I, t],
+        [0, 1]]) and q becomes q + W^T z (W: 2t and |t|^2 per side), so M -> T M T^T,
+        V -> T (V + M W), Q -> Q + W^T V + V^T W + W^T M W.
+        """
+        used = [(part, w) for part, w in zip(parts, weights, strict=True) if w and part.n]
+        pooled = cls()
+        if parts:
+            pooled._dx, pooled._dy = parts[0]._dx, parts[0]._dy
+        if not used:
+            return pooled
+        pooled.identical = all(part.identical for part, _ in used)
+        first = used[0][0]._sums(joint=not pooled.identical)
+        pooled._shift = first[3]
+        pooled._m, pooled._v, pooled._q = pooled._zeros(*first[1].shape)
+        for part, weight in used:
+            m, v, q, shift = part._sums(joint=not pooled.identical)
+            offset = shift - pooled._shift  # (D - 1,)
+            t = torch.eye(len(m), dtype=m.dtype, device=m.device)  # (D, D)
+            t[:-1, -1] = offset
+            w = torch.stack([pooled._shift_weights(offset, side) for side in range(q.shape[0])], dim=1)  # (D, sides)
+            pooled._m += weight * (t @ m @ t.T)
+            pooled._v += weight * (t @ (v + m @ w))
+            pooled._q += weight * (q + w.T @ v + v.T @ w + w.T @ m @ w)
+            pooled._n += weight * part.n
+        return pooled
+
+    def hsic(self) -> tuple[float, float, float]:
+        """The unbiased HSIC_1 (Song et al. 2012, eq. 5) of linear kernels: (X, X), (Y, Y), (X, Y).
+
+        HSIC_1 = [tr(K~L~) + 1'K~1 1'L~1 / ((n-1)(n-2)) - 2/(n-2) 1'K~L~1] / (n(n-3)), with
+        K~ = XX^T and L~ = YY^T with their diagonals zeroed, written in sums over datapoints:
+        tr(K~L~) = ||X^T Y||^2 - sum_i |x_i|^2 |y_i|^2, 1'K~1 = |sum_i x_i|^2 - sum_i |x_i|^2, and
+        1'K~L~1 = sum_i (x_i . Sx - |x_i|^2)(y_i . Sy - |y_i|^2) expanded into M, V and Q.
+        ValueError below 4 datapoints. While ``identical``, the three are the same number.
+        """
+        if self._n < 4:
+            raise ValueError(
+                "debiased CKA needs at least 4 datapoints (the unbiased HSIC divides by n(n-3)); "
+                f"got n={self._n}"
+            )
+        y = 0 if self.identical else 1
+        return self._hsic(0, 0), self._hsic(y, y), self._hsic(0, y)
+
+    def _hsic(self, a: int, b: int) -> float:
+        """HSIC_1 of sides a and b (0: X, 1: Y) from the sums."""
+        n, m, v, q = self._n, self._m, self._v, self._q
+        rows_a, rows_b = self._slices()[a], self._slices()[b]
+        cross = m[rows_a, rows_b]  # (da, db): A'^T B'
+        sum_a, sum_b = m[rows_a, -1], m[rows_b, -1]  # (da,), (db,)
+        trace = cross.square().sum() - q[a, b]
+        ones_k = sum_a @ sum_a - v[-1, a]
+        ones_l = sum_b @ sum_b - v[-1, b]
+        ones_kl = sum_a @ cross @ sum_b - sum_a @ v[rows_a, b] - sum_b @ v[rows_b, a] + q[a, b]
+        return float(trace + ones_k * ones_l / ((n - 1) * (n - 2)) - 2 * ones_kl / (n - 2)) / (n * (n - 3))
+
+    def _slices(self) -> list[slice]:
+        """Where each side's shifted values sit in z."""
+        if self.identical:
+            return [slice(0, self._dx)]
+        return [slice(0, self._dx), slice(self._dx, self._dx + self._dy)]
+
+    def _shift_weights(self, offset: torch.Tensor, side: int) -> torch.Tensor:
+        """W's column of ``side``: |x' + t|^2 = |x'|^2 + (2t, |t|^2) . (x', 1); shape (D,)."""
+        rows = self._slices()[side]
+        w = offset.new_zeros(len(offset) + 1)
+        w[rows] = 2 * offset[rows]
+        w[-1] = offset[rows].square().sum()
+        return w
+
+    def _sums(self, joint: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(M, V, Q, shift); with ``joint``, Y's side is spelled out while it equals X's."""
+        if not (joint and self.identical):
+            return self._m, self._v, self._q, self._shift
+        index = torch.cat([torch.arange(self._dx), torch.arange(self._dx + 1)]).to(self._m.device)  # z = [x', x', 1]
+        both = [0, 0]
+        return self._m[index][:, index], self._v[index][:, both], self._q[both][:, both], self._shift.repeat(2)
+
+    def _zeros(self, width: int, sides: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (self._shift.new_zeros(width, width), self._shift.new_zeros(width, sides),
+                self._shift.new_zeros(sides, sides))
 
 
 @dataclass(frozen=True)
@@ -410,7 +616,8 @@ def cca_from_moments(moments: CrossMoments) -> CCAResult:
     )
 
 
-def _moments_of(x, y) -> CrossMoments:
+def _moments_of(x, y, kind: type = CrossMoments):
+    """``x`` and ``y`` streamed in chunks into a new ``kind`` (:class:`CrossMoments` or :class:`HSICMoments`)."""
     x = _as_tensor(x)
     y = _as_tensor(y)
     if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
@@ -418,7 +625,7 @@ def _moments_of(x, y) -> CrossMoments:
             "x and y must be 2-D (datapoints x neurons) with the same number of rows; "
             f"got x {tuple(x.shape)} and y {tuple(y.shape)}"
         )
-    moments = CrossMoments()
+    moments = kind()
     for start in range(0, max(x.shape[0], 1), _CHUNK_ROWS):
         moments.update(x[start : start + _CHUNK_ROWS], y[start : start + _CHUNK_ROWS])
     return moments
@@ -511,6 +718,57 @@ def pwcca(x, y) -> float:
 def procrustes(x, y) -> float:
     """Procrustes distance between ``x`` (n x dx) and ``y`` (n x dy); see :func:`procrustes_from_moments`."""
     return procrustes_from_moments(_moments_of(x, y))
+
+
+def linear_cka_from_moments(moments: CrossMoments) -> float:
+    """Linear CKA (Kornblith et al. 2019) of centred X and Y: ||Cxy||_F^2 / (||Cxx||_F ||Cyy||_F).
+
+    Exact from the streamed moments (the 1 / (n - 1) factors cancel). A similarity in
+    [0, 1], not clamped: rounding may put a value an ulp above 1. Exactly 1 for
+    identical inputs; ValueError below 2 datapoints or when a side has zero variance,
+    where CKA is 0 / 0 (also for identical inputs).
+    """
+    cxx, cyy, cxy = moments.covariances()
+    scale = float(torch.linalg.matrix_norm(cxx) * torch.linalg.matrix_norm(cyy))
+    if scale == 0.0:
+        raise ValueError("a side is constant over the datapoints (zero variance): linear CKA is undefined")
+    if moments.identical:
+        return 1.0
+    return float(cxy.square().sum()) / scale
+
+
+def linear_cka(x, y) -> float:
+    """Linear CKA between ``x`` (n x dx) and ``y`` (n x dy); see :func:`linear_cka_from_moments`."""
+    return linear_cka_from_moments(_moments_of(x, y))
+
+
+def debiased_cka_from_moments(moments: HSICMoments) -> float:
+    """Debiased CKA (Nguyen et al. 2021): HSIC_1(X, Y) / sqrt(HSIC_1(X, X) HSIC_1(Y, Y)), linear kernels.
+
+    HSIC_1 is the unbiased estimator of Song et al. (2012), exact from the streamed sums
+    (:meth:`HSICMoments.hsic`). It is an inner product of U-centred Gram matrices, so the
+    value lies in [-1, 1] (up to rounding; not clamped) and, unlike linear CKA, can be
+    negative: near 0 for unrelated representations, where linear CKA is biased upwards
+    with few datapoints per neuron. Exactly 1 for identical inputs. ValueError below 4
+    datapoints, on NaN or infinite activations, and when HSIC_1(X, X) HSIC_1(Y, Y) <= 0
+    (a side constant over the datapoints gives 0).
+    """
+    xx, yy, xy = moments.hsic()
+    if not math.isfinite(xx * yy):
+        raise ValueError("activations contain NaN or infinite values")
+    if not xx * yy > 0:
+        raise ValueError(
+            f"debiased CKA is undefined: HSIC(X, X) = {xx:.3g} and HSIC(Y, Y) = {yy:.3g} must both be "
+            "positive (a side constant over the datapoints gives 0)"
+        )
+    if moments.identical:
+        return 1.0
+    return xy / math.sqrt(xx * yy)
+
+
+def debiased_cka(x, y) -> float:
+    """Debiased CKA between ``x`` (n x dx) and ``y`` (n x dy); see :func:`debiased_cka_from_moments`."""
+    return debiased_cka_from_moments(_moments_of(x, y, HSICMoments))
 
 
 def _as_tensor(a, device: torch.device | None = None) -> torch.Tensor:

@@ -6,9 +6,12 @@ layer's moments into its row with ``layer_row``.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
+
+import torch
 
 from probekit.metrics.base import Metric, MetricContext, MetricError, Row
 from probekit.metrics.functional import CrossMoments, datapoints
@@ -40,14 +43,28 @@ class HiddenStateMoments(Metric):
         self.n_examples = 0
 
     def update(self, a: Capture, b: Capture, batch: Batch) -> None:
+        self._update(a, b, batch, generator=None)
+
+    def update_permuted(self, a: Capture, b: Capture, batch: Batch, generator: torch.Generator) -> None:
+        self._update(a, b, batch, generator)
+
+    def _update(self, a: Capture, b: Capture, batch: Batch, generator: torch.Generator | None) -> None:
+        shuffle = None
         for layer, (moments, x, y) in enumerate(zip(self.moments, a.hidden_states, b.hidden_states, strict=True)):
+            # (batch, tokens, hidden) -> (datapoints, hidden), padding excluded
+            x, y = datapoints(x, batch.attention_mask, self.options.tokens), datapoints(y, batch.attention_mask, self.options.tokens)
+            if generator is not None:
+                shuffle = torch.randperm(len(y), generator=generator) if shuffle is None else shuffle
+                y = y[shuffle.to(y.device)]
             try:
-                # (batch, tokens, hidden) -> (datapoints, hidden), padding excluded
-                moments.update(datapoints(x, batch.attention_mask, self.options.tokens),
-                               datapoints(y, batch.attention_mask, self.options.tokens))
+                moments.update(x, y)
             except ValueError as error:  # e.g. NaN activations
                 raise MetricError(f"layer {layer}: {error}") from error
         self.n_examples += batch.size
+
+    @classmethod
+    def pooled(cls, parts: Sequence[HiddenStateMoments], weights: Sequence[int]) -> HiddenStateMoments:
+        return pooled_layer_moments(parts, weights)
 
     def finalize(self) -> list[Row]:
         rows = []
@@ -61,3 +78,11 @@ class HiddenStateMoments(Metric):
     def layer_row(self, layer: int, moments: CrossMoments) -> Row:
         value = type(self).of_moments(moments)
         return Row(layer, value, n_examples=self.n_examples, n_tokens=moments.n)
+
+
+def pooled_layer_moments(parts: Sequence[Metric], weights: Sequence[int]) -> Metric:
+    """:meth:`Metric.pooled` for a metric whose state is ``moments`` (a CrossMoments per layer) and ``n_examples``."""
+    metric = copy.copy(parts[0])
+    metric.moments = [CrossMoments.pooled(list(layer), list(weights)) for layer in zip(*(p.moments for p in parts))]
+    metric.n_examples = sum(w * p.n_examples for p, w in zip(parts, weights, strict=True))
+    return metric

@@ -34,6 +34,10 @@ class Batch:
         """Examples ``start:stop`` of the batch (a micro-batch), with the batch's padding."""
         return Batch(*(None if (t := getattr(self, f.name)) is None else t[start:stop] for f in fields(self)))
 
+    def select(self, index: torch.Tensor) -> Batch:
+        """The examples at ``index`` (a 1-D tensor of positions), with the batch's padding."""
+        return Batch(*(None if (t := getattr(self, f.name)) is None else t[index] for f in fields(self)))
+
     def to(self, device: torch.device | str) -> Batch:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Batch(*(move(getattr(self, f.name)) for f in fields(self)))
@@ -50,3 +54,8 @@ class Capture:
 
     hidden_states: tuple[torch.Tensor, ...] | None
     attentions: tuple[torch.Tensor, ...] | None
+
+    def select(self, index: torch.Tensor) -> Capture:
+        """What the model computed on the examples at ``index`` (a 1-D tensor of positions)."""
+        pick = lambda layers: None if layers is None else tuple(t[index] for t in layers)  # noqa: E731
+        return Capture(pick(self.hidden_states), pick(self.attentions))

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from probekit.metrics.base import Row
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 #: Columns every results file has, in order; metric details follow as extra columns.
 COLUMNS = pa.schema([
@@ -30,6 +30,9 @@ COLUMNS = pa.schema([
     ("layer", pa.int32()),
     ("head", pa.int32()),
     ("value", pa.float64()),
+    ("ci_low", pa.float64()),  # the bootstrap interval at [run] confidence (null without [run] bootstrap)
+    ("ci_high", pa.float64()),
+    ("p_value", pa.float64()),  # the permutation null's (null without permutations)
     ("n_examples", pa.int64()),
     ("n_tokens", pa.int64()),
 ])
@@ -58,6 +61,7 @@ def to_records(context: RowContext, rows: Iterable[Row]) -> list[dict[str, Any]]
     base = {name: getattr(context, name) for name in RowContext.__dataclass_fields__}
     return [
         {**base, "layer": row.layer, "head": row.head, "value": float(row.value),
+         "ci_low": row.ci_low, "ci_high": row.ci_high, "p_value": row.p_value,
          "n_examples": row.n_examples, "n_tokens": row.n_tokens, **row.details}
         for row in rows
     ]

@@ -16,7 +16,7 @@ from typing import Any
 
 from probekit.data.source import DataSource, resolve_path
 from probekit.errors import Problem, SpecError, did_you_mean, type_name
-from probekit.metrics.base import Metric
+from probekit.metrics.base import Metric, supports_permutation_null
 from probekit.metrics.options import option_fields, parse_options
 from probekit.models.finetune import FinetuneSettings
 from probekit.models.loading import WEIGHT_SUFFIXES
@@ -158,9 +158,49 @@ def _parse_run(table: Any, problems: list[Problem]) -> RunSettings:
         threads=reader.get("threads", int, None, positive=True),
         sort_by_length=reader.get("sort_by_length", bool, True),
         batch_tokens=reader.get("batch_tokens", int, None, positive=True),
+        bootstrap=_parse_bootstrap(reader),
+        confidence=_parse_confidence(reader),
+        bootstrap_groups=_count(reader, "bootstrap_groups", 32, 2, "a number of groups from 2 to 10000 (e.g. 32)"),
     )
     reader.finish()
     return settings
+
+
+#: Draws per bootstrap or permutation null: below 10 a percentile is meaningless, above this a typo.
+MAX_DRAWS = 100_000
+DEFAULT_REPLICATES = 200
+
+
+def _parse_bootstrap(reader: _Table) -> int:
+    """``bootstrap = true`` (200 replicates) or a number of replicates; absent or false: no intervals."""
+    value = reader.data.get("bootstrap", False)
+    if value is True:
+        reader.seen["bootstrap"] = None
+        return DEFAULT_REPLICATES
+    if value is False:
+        reader.seen["bootstrap"] = None
+        return 0
+    return _count(reader, "bootstrap", 0, 10, f"true ({DEFAULT_REPLICATES} replicates) or a number of "
+                  f"replicates from 10 to {MAX_DRAWS} (e.g. {DEFAULT_REPLICATES})")
+
+
+def _parse_confidence(reader: _Table) -> float:
+    level = reader.get("confidence", float, 0.95)
+    if not 0 < level < 1:
+        reader.problem("confidence", repr(level), "a level in (0, 1), e.g. 0.95")
+        return 0.95
+    return level
+
+
+def _count(reader: _Table, key: str, default: int, low: int, expected: str, high: int = MAX_DRAWS) -> int:
+    """An int ``key`` in [low, high], or ``default`` with a problem naming ``expected``."""
+    value = reader.data.get(key, default)
+    reader.seen[key] = None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        if key in reader.data:
+            reader.problem(key, repr(value), expected)
+        return default
+    return value
 
 
 _MEMORY_UNITS = {"KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
@@ -352,6 +392,7 @@ def _parse_metrics(tables: dict[str, Any], known: Mapping[str, type[Metric]], pr
             continue
         options_table = dict(table)
         metric_name = options_table.pop("metric", label)
+        permutations = options_table.pop("permutations", 0)
         if metric_name not in known:
             key = f"metrics.{label}" + (".metric" if "metric" in table else "")
             problems.append(Problem(key, f"the metric {metric_name!r}, which no plugin provides",
@@ -362,8 +403,24 @@ def _parse_metrics(tables: dict[str, Any], known: Mapping[str, type[Metric]], pr
         for option, found, expected in option_problems:
             hint = did_you_mean(option, option_fields(metric_cls.Options)) if found == "an unknown option" else ""
             problems.append(Problem(f"metrics.{label}.{option}".rstrip("."), found, expected, hint))
-        metrics[label] = MetricSpec(label, metric_name, options, metric_cls)
+        permutations = _check_permutations(label, metric_cls, permutations, known, problems)
+        metrics[label] = MetricSpec(label, metric_name, options, metric_cls, permutations)
     return metrics
+
+
+def _check_permutations(label: str, metric_cls: type[Metric], value: Any, known: Mapping[str, type[Metric]],
+                        problems: list[Problem]) -> int:
+    key = f"metrics.{label}.permutations"
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DRAWS:
+        problems.append(Problem(key, repr(value), f"a number of null draws from 1 to {MAX_DRAWS} (e.g. 100)"))
+        return 0
+    if value and not supports_permutation_null(metric_cls):
+        having = ", ".join(sorted(n for n, c in known.items() if supports_permutation_null(c)))
+        problems.append(Problem(key, f"{value} for {metric_cls.name!r}, which has no permutation null "
+                                "(it compares no paired datapoints: its plugin implements no `update_permuted`)",
+                                f"permutations only on a metric that has one: {having}"))
+        return 0
+    return value
 
 
 def parse_model_ref(value: str) -> tuple[str, float | None] | None:

@@ -26,6 +26,9 @@ class RunSettings:
     threads: int | None = None  # CPU threads; None: the cores this process may use
     sort_by_length: bool = True  # batch examples of similar length together (less padding)
     batch_tokens: int | None = None  # tokens per batch when sorting by length; None: batch_size x max_length
+    bootstrap: int = 0  # bootstrap replicates per metric for confidence intervals; 0: none
+    confidence: float = 0.95  # the intervals' level
+    bootstrap_groups: int = 32  # the groups examples are dealt into (memory: one metric state per group)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class MetricSpec:
     metric: str
     options: Any
     metric_class: type[Metric] | None = None  # the registered Metric subclass
+    permutations: int = 0  # draws of the permutation null (a p-value per row); 0: none
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ def test_valid_spec_parses(tmp_path):
         (('data = "mixed"', 'data = "mixd"'), "comparisons[0].data: found 'mixd'; expected a declared data name (did you mean 'mixed'?)"),
         (('task = "sentiment"\nsplit = "train"', 'task = "sentimnt"\nsplit = "train"'), "data.train.task: found 'sentimnt'; expected a built-in task: "),
         (('split = "validation"\n[data.rte]', 'split = "test"\n[data.rte]'), "data.eval.split: found 'test'; expected one of train, validation"),
-        (("[metrics.attention_js]", "[metrics.attention_jss]"), "metrics.attention_jss: found the metric 'attention_jss', which no plugin provides; expected one of attention_js, "),
+        (("[metrics.attention_js]", "[metrics.attention_jss]"), "metrics.attention_jss: found the metric 'attention_jss', which no plugin provides; expected one of attention_entropy, attention_js, "),
         (("base = 2", "bsae = 2"), "metrics.attention_js.bsae: found an unknown option; expected one of: base, exclude_special (did you mean 'base'?)"),
         (('tokens = "cls"', 'tokens = "first"'), "metrics.svcca_cls.tokens: found 'first'; expected one of 'all', 'cls', 'mean'"),
         (("snapshots = [0.5, 1.0]", "snapshots = [0.5, 1.5]"), "models.seed1.snapshots: found 1.5; expected fractions of training in (0, 1]"),

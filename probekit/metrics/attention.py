@@ -1,0 +1,85 @@
+"""Statistics of one model's attention maps (Clark et al. 2019, "What does BERT look at?"), on plain arrays.
+
+Each function takes attention probabilities ``p`` (batch, heads, query, key),
+numpy or torch, and ``attention_mask`` (batch, tokens), nonzero for real tokens,
+and returns one float64 value per example and head, on ``p``'s device: the mean
+over the example's selected query tokens of a statistic of that query's attention
+row. Padded keys are left out of the row (their mass is not renormalised away: a
+model gives them ~0 already) and padded query rows are skipped; both may hold NaN.
+``query_mask`` (batch, tokens) further restricts the averaged queries (it is
+intersected with ``attention_mask``), e.g. to leave out [CLS]/[SEP].
+
+Both raise ValueError on inconsistent shapes, on an example with no selected
+query token (its mean is undefined), and on NaN, infinite or negative values
+where a selected query row meets a real key.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from probekit.metrics.functional import _as_tensor
+
+
+def attention_entropy_per_example(p, attention_mask, *, base: float | None = None, query_mask=None) -> torch.Tensor:
+    """Mean entropy of the attention rows, per example and head; (batch, heads) float64.
+
+    Row i's entropy is H(i) = -sum_j p_ij log p_ij over real keys j, with
+    0 log 0 = 0 and no epsilon. Natural log (nats) unless ``base`` is given
+    (base=2: bits). A one-hot row has entropy 0, a uniform row over n real keys log n.
+    """
+    if base is not None and (base <= 0 or base == 1):
+        raise ValueError(f"base must be positive and not 1; got {base}")
+    p, queries = _used(p, attention_mask, query_mask)
+    entropy = _mean_over_queries(-torch.xlogy(p, p).sum(dim=-1), queries)  # (batch, heads)
+    return entropy if base is None else entropy / math.log(base)
+
+
+def attention_share_per_example(p, attention_mask, key_mask, *, query_mask=None) -> torch.Tensor:
+    """Mean share of each attention row on the keys of ``key_mask``, per example and head; (batch, heads) float64.
+
+    Row i's share is sum_j p_ij over the real keys j that ``key_mask`` (batch,
+    tokens) selects (nonzero), e.g. the batch's ``special_tokens_mask``. An
+    example with no selected key has share 0.
+    """
+    p, queries = _used(p, attention_mask, query_mask)
+    counted = _mask_like(key_mask, queries, "key_mask")  # (batch, key)
+    share = torch.where(counted[:, None, None, :], p, 0.0).sum(dim=-1)  # (batch, heads, query)
+    return _mean_over_queries(share, queries)
+
+
+def _used(p, attention_mask, query_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """``p`` in float64 with 0 outside selected real query rows and real keys, and the selected queries (batch, query).
+
+    Zeroing what is not used lets the statistics sum whole rows and columns: padding
+    may hold NaN, and contributes exactly 0 to both (0 log 0 = 0).
+    """
+    p = _as_tensor(p).to(torch.float64)  # (batch, heads, query, key)
+    if p.dim() != 4 or p.shape[2] != p.shape[3]:
+        raise ValueError(f"p must be square attention maps (batch, heads, query, key); got {tuple(p.shape)}")
+    keys = _as_tensor(attention_mask, device=p.device) != 0  # (batch, key)
+    if keys.shape != (p.shape[0], p.shape[3]):
+        raise ValueError(f"attention_mask must be (batch, tokens) = ({p.shape[0]}, {p.shape[3]}) for maps "
+                         f"{tuple(p.shape)}; got {tuple(keys.shape)}")
+    queries = keys if query_mask is None else keys & _mask_like(query_mask, keys, "query_mask")  # (batch, query)
+    empty = torch.nonzero(queries.sum(dim=-1) == 0).flatten().tolist()
+    if empty:
+        raise ValueError(f"examples {empty} have no selected query tokens; the per-example mean is undefined")
+    # where(), not a product with the mask: NaN * 0 is NaN.
+    p = torch.where(queries[:, None, :, None] & keys[:, None, None, :], p, 0.0)
+    if not (torch.isfinite(p) & (p >= 0)).all():
+        raise ValueError("attention maps contain NaN, infinite or negative values on real tokens")
+    return p, queries
+
+
+def _mask_like(mask, like: torch.Tensor, name: str) -> torch.Tensor:
+    mask = _as_tensor(mask, device=like.device) != 0
+    if mask.shape != like.shape:
+        raise ValueError(f"{name} must have the shape of attention_mask {tuple(like.shape)}; got {tuple(mask.shape)}")
+    return mask
+
+
+def _mean_over_queries(per_row: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """(batch, heads, query) with 0 on unselected rows -> (batch, heads): the mean over each example's selected rows."""
+    return per_row.sum(dim=-1) / queries.sum(dim=-1)[:, None]
