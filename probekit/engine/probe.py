@@ -287,9 +287,9 @@ class Prober:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             rows = guard.call(label, finalize)
-        notes = [str(w.message) for w in caught] + getattr(metric, "notes", [])
-        for note in dict.fromkeys(notes):
-            self.console.print(f"[yellow]warning[/] {guard.comparison} / {label}: {note}")
+        for warning in dict.fromkeys(str(w.message) for w in caught):
+            self.console.print(f"[yellow]warning[/] {guard.comparison} / {label}: {warning}")
+        # The session prints these with the run's other warnings, and records them in the results.
         guard.measured.notes.extend(f"{guard.comparison} / {label}: {note}" for note in getattr(metric, "notes", []))
         if rows is None:
             return None

@@ -30,6 +30,7 @@ from probekit.engine.examples import ExampleStore
 from probekit.engine.outputs import RunOutput, check_output, check_writable, fallback_folders, run_of
 from probekit.engine.probe import Measured, Prober, ResolvedModel, metric_metadata
 from probekit.engine.resultcache import cache_dir, read_cached, results_key, write_cached
+from probekit.engine.spread import with_seed_spread
 from probekit.errors import ExitCode, PluginError, Problem, SpecError
 from probekit.expect.evaluate import Outcome, evaluate
 from probekit.expect.render import render_outcomes
@@ -198,7 +199,7 @@ class Session:
             meta = info.metadata(measured, complete, **extra)
             for warning in meta["warnings"]:
                 self._warn(warning)
-            table = build_table(measured.records, meta, info.detail_types())
+            table = build_table(with_seed_spread(measured.records, spec), meta, info.detail_types())
             out.write(table)  # falls back to <cache>/unsaved/ when the run folder cannot be written
             return table
 
@@ -281,7 +282,7 @@ class _RunInfo:
         return {
             "run_id": self.run_id, "spec_name": spec.name, "spec_path": str(spec.path), "spec_text": spec.text,
             "models": models, "metrics": metric_metadata(spec, self.manager),
-            "comparisons": [c.name for c in spec.comparisons], "warnings": weak_models(measured.models),
+            "comparisons": [c.name for c in spec.comparisons], "warnings": [*weak_models(measured.models), *measured.notes],
             "errors": [*measured.errors, *measured.failures], "failures": measured.failures, "complete": complete,
             "probekit_version": probekit.__version__, "torch_version": torch.__version__,
             "transformers_version": _version("transformers"), "python_version": platform.python_version(),

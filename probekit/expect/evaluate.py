@@ -12,7 +12,15 @@ from pathlib import Path
 import pyarrow as pa
 
 from probekit.results.io import metadata
-from probekit.results.layers import LayerSelection, format_layers, layer_word, series_index, trend_limits
+from probekit.results.layers import (
+    LayerSelection,
+    format_layers,
+    interval_index,
+    layer_word,
+    series_index,
+    trend_limits,
+    trend_statistics,
+)
 from probekit.spec.expectations import LEARNED_MARGIN, Expectation
 
 
@@ -37,6 +45,8 @@ class Outcome:
     # learned: model -> {"accuracy", "majority", "chance", "needed"} (None where the results lack it)
     accuracies: dict[str, dict[str, float | None]] = field(default_factory=dict)
     offending_models: set[str] = field(default_factory=set)
+    # with ``confidence``: (comparison, layer) -> the interval the check used
+    intervals: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -70,9 +80,12 @@ def format_table(outcome: Outcome) -> str:
         for layer in sorted(values):
             key = (comparison, layer)
             value = values[layer]
+            shown = "nan" if value is None else f"{value:.6g}"
+            if key in outcome.intervals:
+                shown += " [{:.4g}, {:.4g}]".format(*outcome.intervals[key])
             rows.append([
                 comparison, str(layer), *([outcome.groups.get(key, "")] if with_groups else []),
-                "nan" if value is None else f"{value:.6g}", outcome.expected.get(key, ""),
+                shown, outcome.expected.get(key, ""),
                 "<-- fails" if key in outcome.offending else "",
             ])
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -120,7 +133,7 @@ def evaluate(expectations: Iterable[Expectation], table: pa.Table) -> list[Outco
     meta = metadata(table)
     run = _Run(errors=[str(e) for e in meta.get("errors", []) or []],
                directions={label: info.get("direction", "distance") for label, info in (meta.get("metrics") or {}).items()},
-               models=dict(meta.get("models") or {}))
+               models=dict(meta.get("models") or {}), intervals=interval_index(table))
     return [_evaluate_one(expectation, index, run) for expectation in expectations]
 
 
@@ -131,9 +144,23 @@ class _Run:
     errors: list[str]
     directions: dict[str, str]
     models: dict[str, dict] = field(default_factory=dict)  # the results' ``models`` metadata
+    intervals: dict = field(default_factory=dict)  # (comparison, metric, head) -> {layer: (ci_low, ci_high)}
 
     def is_similarity(self, metric: str) -> bool:
         return self.directions.get(metric) == "similarity"
+
+    def spans(self, expectation: Expectation, comparison: str, values: dict[int, float],
+              outcome: Outcome) -> dict[int, tuple[float, float]]:
+        """layer -> (low, high): the bootstrap interval with ``confidence``, else (value, value)."""
+        if expectation.confidence is None:
+            return {layer: (value, value) for layer, value in values.items()}
+        known = self.intervals.get((comparison, expectation.metric, expectation.head), {})
+        missing = [layer for layer in values if layer not in known]
+        if missing:
+            raise _Missing(f"{comparison}: no confidence interval for {layer_word(missing)} of {expectation.metric} "
+                           "(the results have none there: see the run's warnings)")
+        outcome.intervals.update({(comparison, layer): known[layer] for layer in values})
+        return {layer: known[layer] for layer in values}
 
 
 class _Missing(Exception):
@@ -206,8 +233,9 @@ def _concluded(outcome: Outcome, failures: list[str], summaries: list[str]) -> O
 
 
 def _check_bounds(expectation: Expectation, selected, index, run: _Run) -> Outcome:
-    def ok(value: float) -> bool:
-        return (expectation.below is None or value < expectation.below) and (expectation.above is None or value > expectation.above)
+    def ok(span: tuple[float, float]) -> bool:
+        low, high = span
+        return (expectation.below is None or high < expectation.below) and (expectation.above is None or low > expectation.above)
 
     bound = " and ".join(([f"> {expectation.above:g}"] if expectation.above is not None else [])
                          + ([f"< {expectation.below:g}"] if expectation.below is not None else []))
@@ -216,10 +244,11 @@ def _check_bounds(expectation: Expectation, selected, index, run: _Run) -> Outco
     failures, summaries = [], []
     for comparison, values in selected.items():
         where = _where(comparison, expectation, values)
+        spans = run.spans(expectation, comparison, values, outcome)
         if expectation.of == "mean":
             mean = math.fsum(values.values()) / len(values)
-            outcome.notes.append(f"mean of {where}: {_fmt(mean)} (expected {bound})")
-            if not ok(mean):
+            outcome.notes.append(f"mean of {where}: {_fmt(mean)}{_mean_span(spans)} (expected {bound})")
+            if not ok(_mean_of(spans)):
                 outcome.offending.update((comparison, layer) for layer in values)
                 failures.append(f"mean of {where} is {_fmt(mean)}, expected {words}")
             else:
@@ -227,10 +256,11 @@ def _check_bounds(expectation: Expectation, selected, index, run: _Run) -> Outco
         else:
             for layer in values:
                 outcome.expected[(comparison, layer)] = bound
-            bad = [layer for layer, value in values.items() if not ok(value)]
+            bad = [layer for layer in values if not ok(spans[layer])]
             outcome.offending.update((comparison, layer) for layer in bad)
             if bad:
-                shown = ", ".join(f"layer {layer}: {_fmt(values[layer])}" for layer in bad[:4]) + (", ..." if len(bad) > 4 else "")
+                shown = ", ".join(f"layer {layer}: {_fmt(values[layer])}{_span_text(expectation, spans[layer])}"
+                                  for layer in bad[:4]) + (", ..." if len(bad) > 4 else "")
                 failures.append(f"{where}: {len(bad)} of {len(values)} not {words} ({shown})")
             else:
                 lo, hi = min(values.values()), max(values.values())
@@ -239,7 +269,24 @@ def _check_bounds(expectation: Expectation, selected, index, run: _Run) -> Outco
 
 
 
+def _mean_of(spans: dict[int, tuple[float, float]]) -> tuple[float, float]:
+    """The mean of the lows and the mean of the highs: a conservative interval of the mean of the layers."""
+    return (math.fsum(low for low, _ in spans.values()) / len(spans),
+            math.fsum(high for _, high in spans.values()) / len(spans))
+
+
+def _mean_span(spans: dict[int, tuple[float, float]]) -> str:
+    low, high = _mean_of(spans)
+    return "" if low == high else f" [{_fmt(low)}, {_fmt(high)}]"
+
+
+def _span_text(expectation: Expectation, span: tuple[float, float]) -> str:
+    return "" if expectation.confidence is None else f" (interval {_fmt(span[0])} .. {_fmt(span[1])})"
+
+
 def _check_trend(expectation: Expectation, selected, index, run: _Run) -> Outcome:
+    if expectation.spearman is not None or expectation.violations is not None:
+        return _check_trend_statistics(expectation, selected)
     increasing = expectation.trend == "increasing"
     tolerance = expectation.tolerance
     outcome = Outcome(expectation, True, "", values=selected)
@@ -272,6 +319,29 @@ def _check_trend(expectation: Expectation, selected, index, run: _Run) -> Outcom
     return _concluded(outcome, failures, summaries)
 
 
+def _check_trend_statistics(expectation: Expectation, selected) -> Outcome:
+    """The Spearman correlation of value with depth, and the share of layer pairs in the wrong order."""
+    increasing = expectation.trend == "increasing"
+    outcome = Outcome(expectation, True, "", values=selected)
+    failures, summaries = [], []
+    for comparison, values in selected.items():
+        where = _where(comparison, expectation, sorted(values))
+        rho, wrong = trend_statistics(values, increasing)
+        text = f"{where}: Spearman {rho:.3f} with depth ({expectation.trend}), {wrong:.0%} of layer pairs in the wrong order"
+        outcome.notes.append(text)
+        short = [] if expectation.spearman is None or rho >= expectation.spearman else [f"Spearman below {expectation.spearman:g}"]
+        if expectation.violations is not None and wrong > expectation.violations:
+            short.append(f"more than {expectation.violations:.0%} of pairs in the wrong order")
+        if math.isnan(rho) and expectation.spearman is not None:
+            short = ["no Spearman correlation: every selected value is the same"]
+        if short:
+            outcome.offending.update((comparison, layer) for layer in values)
+            failures.append(f"{text}; expected {expectation.assertion} ({'; '.join(short)})")
+        else:
+            summaries.append(text)
+    return _concluded(outcome, failures, summaries)
+
+
 def _check_contrast(expectation: Expectation, selected, index, run: _Run) -> Outcome:
     outcome = Outcome(expectation, True, "", values={})
     failures, summaries = [], []
@@ -282,17 +352,22 @@ def _check_contrast(expectation: Expectation, selected, index, run: _Run) -> Out
             outcome.groups[(comparison, layer)] = "low"
         for layer in high:
             outcome.groups[(comparison, layer)] = "high" if layer not in low else "high+low"
-        # A contrast compares how much layers changed: a distance's value, a similarity's 1 - value.
-        change = (lambda v: 1.0 - v) if run.is_similarity(expectation.metric) else (lambda v: v)
-        high_mean = math.fsum(map(change, high.values())) / len(high)
-        low_mean = math.fsum(map(change, low.values())) / len(low)
+        # A contrast compares how much layers changed: a distance's value, a similarity's 1 - value; with
+        # confidence, the high layers' least change against the low layers' most.
+        similarity = run.is_similarity(expectation.metric)
+        change = (lambda v: 1.0 - v) if similarity else (lambda v: v)
+        high_spans = run.spans(expectation, comparison, high, outcome)
+        low_spans = run.spans(expectation, comparison, low, outcome)
+        high_mean = math.fsum(change(high_spans[l][1] if similarity else high_spans[l][0]) for l in high) / len(high)
+        low_mean = math.fsum(change(low_spans[l][0] if similarity else low_spans[l][1]) for l in low) / len(low)
         needed = max(([expectation.factor * low_mean] if expectation.factor is not None else [])
                      + ([low_mean + expectation.margin] if expectation.margin is not None else []))
         ratio = f", {high_mean / low_mean:.2f}x" if low_mean > 0 else ""
         where = f"{comparison} " if len(selected) > 1 else ""
-        what = "change (1 - value)" if run.is_similarity(expectation.metric) else "mean"
-        text = (f"{where}{what} of {layer_word(high)} = {_fmt(high_mean)} vs {what} of {layer_word(low)} = "
-                f"{_fmt(low_mean)}{ratio}")
+        what = "change (1 - value)" if similarity else "mean"
+        least, most = ("the interval's least ", "the interval's most ") if expectation.confidence else ("", "")
+        text = (f"{where}{least}{what} of {layer_word(high)} = {_fmt(high_mean)} vs {most}{what} of "
+                f"{layer_word(low)} = {_fmt(low_mean)}{ratio}")
         outcome.notes.append(f"{where}high mean {_fmt(high_mean)}, low mean {_fmt(low_mean)}{ratio}; "
                              f"needed high mean >= {_fmt(needed)}")
         if high_mean >= needed:
@@ -313,8 +388,9 @@ def _check_ordering(expectation: Expectation, selected, index, run: _Run) -> Out
     failures, summaries = [], []
     sign = "<" if lower else ">"
 
-    def ok(mine: float, theirs: float) -> bool:
-        return mine < theirs - margin if lower else mine > theirs + margin
+    def ok(mine: tuple[float, float], theirs: tuple[float, float]) -> bool:
+        """With confidence the intervals must not overlap: the whole of mine on the right side of theirs."""
+        return mine[1] < theirs[0] - margin if lower else mine[0] > theirs[1] + margin
 
     for comparison, values in selected.items():
         layers = list(values)
@@ -324,26 +400,32 @@ def _check_ordering(expectation: Expectation, selected, index, run: _Run) -> Out
                            f"({expectation.metric} has layers {format_layers(other_series)})")
         theirs = {layer: other_series[layer] for layer in layers}
         outcome.values[other_name] = {**outcome.values.get(other_name, {}), **theirs}
+        mine_spans = run.spans(expectation, comparison, values, outcome)
+        their_spans = run.spans(expectation, other_name, theirs, outcome)
         bound = f" {'-' if lower else '+'} {margin:g}" if margin else ""
         if expectation.of == "mean":
             mine_mean = math.fsum(values.values()) / len(values)
             their_mean = math.fsum(theirs.values()) / len(theirs)
-            text = f"mean of {comparison} {layer_word(layers)} = {_fmt(mine_mean)} vs {other_name} {_fmt(their_mean)}"
+            text = (f"mean of {comparison} {layer_word(layers)} = {_fmt(mine_mean)}{_mean_span(mine_spans)} vs "
+                    f"{other_name} {_fmt(their_mean)}{_mean_span(their_spans)}")
             outcome.notes.append(f"{text} (expected {sign} {_fmt(their_mean)}{bound})")
-            if ok(mine_mean, their_mean):
+            if ok(_mean_of(mine_spans), _mean_of(their_spans)):
                 summaries.append(text)
             else:
                 outcome.offending.update((comparison, layer) for layer in layers)
-                failures.append(f"{text}; expected {expectation.relation}")
+                failures.append(f"{text}; expected {expectation.relation}"
+                                + (" with intervals apart" if expectation.confidence else ""))
             continue
         for layer in layers:
             outcome.expected[(comparison, layer)] = f"{sign} {theirs[layer]:.6g}{bound} ({other_name})"
-        bad = [layer for layer in layers if not ok(values[layer], theirs[layer])]
+        bad = [layer for layer in layers if not ok(mine_spans[layer], their_spans[layer])]
         outcome.offending.update((comparison, layer) for layer in bad)
         if bad:
-            shown = ", ".join(f"layer {layer}: {_fmt(values[layer])} vs {_fmt(theirs[layer])}" for layer in bad[:3])
-            failures.append(f"{comparison} not {expectation.relation} than {other_name} on {len(bad)} of {len(layers)} "
-                            f"{'layer' if len(layers) == 1 else 'layers'} ({shown}{', ...' if len(bad) > 3 else ''})")
+            shown = ", ".join(f"layer {layer}: {_fmt(values[layer])}{_span_text(expectation, mine_spans[layer])} vs "
+                              f"{_fmt(theirs[layer])}{_span_text(expectation, their_spans[layer])}" for layer in bad[:3])
+            apart = " with intervals apart" if expectation.confidence else ""
+            failures.append(f"{comparison} not {expectation.relation} than {other_name}{apart} on {len(bad)} of "
+                            f"{len(layers)} {'layer' if len(layers) == 1 else 'layers'} ({shown}{', ...' if len(bad) > 3 else ''})")
         else:
             summaries.append(f"{comparison} {expectation.relation} than {other_name} on {layer_word(layers)}")
     return _concluded(outcome, failures, summaries)

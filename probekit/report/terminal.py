@@ -78,6 +78,29 @@ def layer_values(table: pa.Table) -> dict[tuple[str, str], dict[int, float]]:
     return series
 
 
+def layer_marks(table: pa.Table) -> dict[tuple[str, str, int], str]:
+    """(comparison, metric, layer) -> what the report adds after a layer's value: its interval, p-value, seed spread."""
+    wanted = [c for c in ("ci_low", "ci_high", "p_value", "above_seed_spread") if c in table.column_names]
+    if not wanted:
+        return {}
+    marks = {}
+    for row in table.select(["comparison", "metric", "layer", "head", *wanted]).to_pylist():
+        parts = []
+        if row.get("ci_low") is not None and row.get("ci_high") is not None:
+            parts.append(f"[{format_value(row['ci_low'])}, {format_value(row['ci_high'])}]")
+        if row.get("p_value") is not None:
+            parts.append(f"p={row['p_value']:.2g}")
+        if row.get("above_seed_spread") is not None:
+            parts.append(SEED_MARKS[row["above_seed_spread"]])
+        if row["head"] is None and parts:
+            marks[(row["comparison"], row["metric"], row["layer"])] = " ".join(parts)
+    return marks
+
+
+#: After a value: beyond the seed spread (its interval too, when it has one), or within it.
+SEED_MARKS = {True: "▲", False: "≈"}
+
+
 # -- training snapshots ---------------------------------------------------------------
 
 
@@ -291,6 +314,7 @@ def accuracy_text(name: str, info: dict) -> str:
 def render(table: pa.Table, console: Console) -> None:
     meta = metadata(table)
     series = layer_values(table)
+    marks = layer_marks(table)
     metric_info = meta.get("metrics", {})
     comparisons = list(dict.fromkeys(table.column("comparison").to_pylist()))
     metrics = list(dict.fromkeys(table.column("metric").to_pylist()))
@@ -336,13 +360,18 @@ def render(table: pa.Table, console: Console) -> None:
             cells = [str(layer)]
             for metric in shown:
                 value = series[(comparison, metric)].get(layer)
-                cells += ["" if value is None else format_value(value), "" if value is None else bar(moved[metric](value), tops[metric])]
+                mark = marks.get((comparison, metric, layer))
+                text = "" if value is None else format_value(value) + (f" {mark}" if mark else "")
+                cells += [text, "" if value is None else bar(moved[metric](value), tops[metric])]
             grid.add_row(*cells)
         console.print(Group(Text(""), grid))
     colour = console.color_system in ("256", "truecolor")
     for group in groups:
         unit = metric_info.get(group.metric, {}).get("unit", "")
         console.print(Group(Text(""), snapshot_table(group, unit, tops[group.metric], accuracies, colour)))
+    if any(mark.endswith(tuple(SEED_MARKS.values())) for mark in marks.values()):
+        console.print(f"{SEED_MARKS[True]} beyond the seed spread (the change is larger than seeds alone give), "
+                      f"{SEED_MARKS[False]} within it", markup=False, highlight=False)
     for warning in meta.get("warnings", []) or []:
         console.print(Text.assemble(("warning ", "yellow"), warning), soft_wrap=True)
     for error in meta.get("errors", []):

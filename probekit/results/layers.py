@@ -1,12 +1,14 @@
 """Layer selections ("last 2", "1-4, 7", ...) and the layer-series helpers shared by expectations and the API."""
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import scipy.stats
 
 LAYERS_SYNTAX = '"all", "N", "A-B", "first N", "last N", a list such as "1-4, 7", or an array of layer numbers'
 
@@ -128,6 +130,31 @@ def series_index(table: pa.Table) -> dict[tuple[str, str, int | None], dict[int,
     for row in rows:
         index.setdefault((row["comparison"], row["metric"], row["head"]), {})[row["layer"]] = row["value"]
     return index
+
+
+def interval_index(table: pa.Table) -> dict[tuple[str, str, int | None], dict[int, tuple[float, float]]]:
+    """(comparison, metric, head) -> {layer: (ci_low, ci_high)}, for the rows that have an interval."""
+    if "ci_low" not in table.column_names:  # results written before intervals existed
+        return {}
+    index: dict[tuple[str, str, int | None], dict[int, tuple[float, float]]] = {}
+    for row in table.select(["comparison", "metric", "layer", "head", "ci_low", "ci_high"]).to_pylist():
+        if row["ci_low"] is not None and row["ci_high"] is not None:
+            index.setdefault((row["comparison"], row["metric"], row["head"]), {})[row["layer"]] = (row["ci_low"], row["ci_high"])
+    return index
+
+
+def trend_statistics(values: Mapping[int, float], increasing: bool) -> tuple[float, float]:
+    """(Spearman correlation of value with depth, share of layer pairs i < j in the wrong order).
+
+    The sign of the correlation is the trend's: +1 is a perfect increase when
+    ``increasing``, a perfect decrease otherwise. Ties are not violations.
+    """
+    layers = sorted(values)
+    series = [values[layer] for layer in layers]
+    rho = float(scipy.stats.spearmanr(layers, series).statistic) if len(set(series)) > 1 else math.nan
+    pairs = [(a, b) for i, a in enumerate(series) for b in series[i + 1:]]
+    wrong = sum((b < a) if increasing else (b > a) for a, b in pairs)
+    return (rho if increasing else -rho), wrong / len(pairs)
 
 
 def trend_limits(values: Mapping[int, float], increasing: bool, tolerance: float) -> dict[int, tuple[float, int]]:

@@ -33,6 +33,8 @@ COLUMNS = pa.schema([
     ("ci_low", pa.float64()),  # the bootstrap interval at [run] confidence (null without [run] bootstrap)
     ("ci_high", pa.float64()),
     ("p_value", pa.float64()),  # the permutation null's (null without permutations)
+    ("seed_spread", pa.float64()),  # what the comparison's seed_spread comparisons reach here (null without)
+    ("above_seed_spread", pa.bool_()),  # whether the value (its whole interval) is beyond that
     ("n_examples", pa.int64()),
     ("n_tokens", pa.int64()),
 ])

@@ -4,7 +4,9 @@ An expectation selects comparison(s), a metric, layers and optionally a head, an
 asserts exactly one thing about the selected values:
 
 * bounds: ``below = x`` and/or ``above = x``, for each layer or their mean (``of``);
-* a trend: ``trend = "increasing"`` or ``"decreasing"``, with a ``tolerance`` for dips;
+* a trend: ``trend = "increasing"`` or ``"decreasing"``, with a ``tolerance`` for dips,
+  or as statistics: a Spearman correlation with depth of at least ``spearman`` and
+  at most a share ``violations`` of layer pairs in the wrong order;
 * a contrast: ``contrast = { low = "1-4", factor = 3.0 }`` (or ``margin``): the mean
   of the selected layers at least ``factor`` times (or ``margin`` above) the mean of ``low``;
 * an ordering: ``closer_than = "other_comparison"`` (or ``farther_than``) on each
@@ -14,6 +16,9 @@ asserts exactly one thing about the selected values:
 * learned: ``learned = ["seed1", "seed2"]`` (no metric, no layers): each fine-tuned
   model's validation accuracy beats the majority-class rate of its validation data by
   ``margin`` (default :data:`LEARNED_MARGIN`), so a test fails when training silently stopped working.
+
+Bounds, contrasts and orderings take ``confidence = 0.95``: they then hold only if
+the whole bootstrap interval of each value satisfies them (``[run] bootstrap``).
 
 Validation (:func:`parse_expectations`) happens with the rest of the spec, before
 any model loads; evaluation (:func:`evaluate`) needs only the results table.
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from probekit.errors import Problem, did_you_mean, type_name
+from probekit.metrics.base import supports_bootstrap
 from probekit.results.io import RESULTS_FILE, metadata, read_table
 from probekit.results.layers import LAYERS_SYNTAX, LayerSelection, parse_layers, selection_word, series_index
 
@@ -46,7 +52,8 @@ DEFAULT_BASELINE_TOLERANCE = 1e-6
 KEYS: dict[str, tuple[str, ...] | None] = {
     "name": None, "comparison": None, "comparisons": None, "metric": None, "layers": None, "head": None,
     "below": ("bounds",), "above": ("bounds",), "of": ("bounds", "ordering"),
-    "trend": ("trend",), "tolerance": ("trend", "baseline"),
+    "trend": ("trend",), "tolerance": ("trend", "baseline"), "spearman": ("trend",), "violations": ("trend",),
+    "confidence": ("bounds", "contrast", "ordering"),
     "contrast": ("contrast",),
     "closer_than": ("ordering",), "farther_than": ("ordering",), "margin": ("ordering", "learned"),
     "baseline": ("baseline",), "learned": ("learned",),
@@ -74,9 +81,13 @@ class Expectation:
     below: float | None = None
     above: float | None = None
     of: str = "each"
+    # bounds, contrast, ordering: the interval level the whole interval must satisfy it at
+    confidence: float | None = None
     # trend
     trend: str | None = None
     tolerance: float = 0.0
+    spearman: float | None = None  # the least Spearman correlation of value with depth (sign by the trend)
+    violations: float | None = None  # the largest share of layer pairs in the wrong order
     # contrast
     low: LayerSelection | None = None
     factor: float | None = None
@@ -93,12 +104,15 @@ class Expectation:
     @property
     def assertion(self) -> str:
         """What it asserts, in words: 'above 0.01', 'increasing (tolerance 0.005)', ..."""
+        if self.kind == "trend":
+            return self.trend + _trend_statistics(self)
+        return self._plain_assertion() + (f" at {self.confidence:g} confidence" if self.confidence else "")
+
+    def _plain_assertion(self) -> str:
         if self.kind == "bounds":
             parts = ([f"above {self.above:g}"] if self.above is not None else []) + (
                 [f"below {self.below:g}"] if self.below is not None else [])
             return ("mean " if self.of == "mean" else "each ") + " and ".join(parts)
-        if self.kind == "trend":
-            return self.trend + (f" (tolerance {self.tolerance:g})" if self.tolerance else "")
         if self.kind == "contrast":
             low = f"the mean of {selection_word(self.low)}"
             need = ([f"{self.factor:g}x {low}"] if self.factor is not None else []) + (
@@ -118,6 +132,14 @@ class Expectation:
             return f"models {', '.join(self.models)}: {self.assertion}"
         head = f" head {self.head}" if self.head is not None else ""
         return f"{self.metric}{head} of {', '.join(self.comparisons)}, layers {self.layers}: {self.assertion}"
+
+
+def _trend_statistics(expectation: Expectation) -> str:
+    if expectation.spearman is None and expectation.violations is None:
+        return f" (tolerance {expectation.tolerance:g})" if expectation.tolerance else ""
+    parts = ([f"Spearman >= {expectation.spearman:g}"] if expectation.spearman is not None else []) + (
+        [f"violations <= {expectation.violations:g}"] if expectation.violations is not None else [])
+    return " (" + ", ".join(parts) + ")"
 
 
 def make_expectation(
@@ -297,6 +319,7 @@ def _parse_one(index: int, table: dict, spec: Spec, problems: list[Problem]) -> 
             problem("trend", repr(trend), "'increasing' or 'decreasing'", did_you_mean(trend, TRENDS))
         settings["trend"] = trend
         settings["tolerance"] = _nonnegative(get("tolerance", (int, float), "a number >= 0"), "tolerance", problem, 0.0)
+        settings.update(_trend_statistics_of(get, problem))
         if layers is not None and layers.size is not None and layers.size < 2:
             problem("layers", repr(table.get("layers")), "at least 2 layers for a trend (a trend over one layer always holds)")
     elif kind == "contrast":
@@ -351,6 +374,9 @@ def _parse_one(index: int, table: dict, spec: Spec, problems: list[Problem]) -> 
             loaded = _load_baseline(raw, spec, comparisons if check_rows else [], metric, head, problem)
             if loaded is not None:
                 settings["baseline"], settings["baseline_values"] = loaded
+    if "confidence" in table and kind in ("bounds", "contrast", "ordering"):
+        settings["confidence"] = _confidence(get("confidence", (int, float), "a level in (0, 1), e.g. 0.95"),
+                                             spec, metric_class, problem)
     name = get("name", (str,), "a string")
     if name is not None and not name.strip():
         problem("name", "an empty name", "a name for the test, or no `name` key")
@@ -406,6 +432,44 @@ def _parse_learned(key: str, table: dict, spec: Spec, problem, get) -> Expectati
     return Expectation(key=key, name=name.strip() if name else f"{key}: learned ({', '.join(names)})", comparisons=(),
                        metric="", layers=parse_layers("all"), kind="learned", named=name is not None,
                        models=tuple(names), margin=LEARNED_MARGIN if margin is None else margin)
+
+
+def _trend_statistics_of(get, problem) -> dict[str, float]:
+    """``spearman`` in (0, 1] and ``violations`` in [0, 1): a trend judged as statistics instead of a monotone walk."""
+    statistics = {}
+    spearman = get("spearman", (int, float), "a correlation in (0, 1], e.g. 0.8")
+    if spearman is not None:
+        if 0 < spearman <= 1:
+            statistics["spearman"] = spearman
+        else:
+            problem("spearman", repr(spearman), "a correlation in (0, 1] (the sign comes from the trend), e.g. 0.8")
+    violations = get("violations", (int, float), "a share of layer pairs in [0, 1), e.g. 0.1")
+    if violations is not None:
+        if 0 <= violations < 1:
+            statistics["violations"] = violations
+        else:
+            problem("violations", repr(violations), "a share of layer pairs in [0, 1), e.g. 0.1")
+    return statistics
+
+
+def _confidence(level, spec: Spec, metric_class, problem) -> float | None:
+    """An expectation's ``confidence``: the run's interval level, on a run with intervals of a metric that has them."""
+    if level is None:
+        return None
+    if not 0 < level < 1:
+        problem("confidence", repr(level), "a level in (0, 1), e.g. 0.95")
+    elif not spec.run.bootstrap:
+        problem("confidence", repr(level), "intervals to check: set [run] bootstrap = true (200 replicates) or a "
+                "number of replicates")
+    elif level != spec.run.confidence:
+        problem("confidence", repr(level), f"the level of the run's intervals, [run] confidence = {spec.run.confidence:g} "
+                "(one level per run: change either)")
+    elif metric_class is not None and not supports_bootstrap(metric_class):
+        problem("confidence", repr(level), f"a metric with intervals; {metric_class.name!r} has none (its plugin "
+                "implements no `pooled`)")
+    else:
+        return float(level)
+    return None
 
 
 def _of(table: dict, problem) -> str:

@@ -438,6 +438,7 @@ def _parse_comparisons(tables: list, models, data, metrics, problems: list[Probl
                        declared_metrics: tuple[str, ...] = ()) -> list[ComparisonSpec]:
     """``declared_metrics``: every [metrics.*] label, valid or not (an invalid one is reported once, under [metrics])."""
     comparisons = []
+    positions: dict[str, int] = {}  # comparison name -> its [[comparisons]] table, for messages
     for index, table in enumerate(tables):
         reader = _Table(table, f"comparisons[{index}]", problems)
         sides = []
@@ -484,10 +485,13 @@ def _parse_comparisons(tables: list, models, data, metrics, problems: list[Probl
             kept = finetune.snapshots if finetune else ()
             if not kept or sides[1].snapshot is not None:
                 reader.problem("every_snapshot", "true", f"a plain fine-tuned model `b` that keeps snapshots = [...] (models.{sides[1].model})")
-        reader.finish(["name", "a", "b", "data", "metrics", "every_snapshot"])
+        spread = reader.get("seed_spread", (str, list), [])
+        spread = [spread] if isinstance(spread, str) else spread
+        reader.finish(["name", "a", "b", "data", "metrics", "every_snapshot", "seed_spread"])
         if all(sides) and data_name in data:
             chosen = tuple(n for n in names if n in metrics)
-            comparisons.append(ComparisonSpec(name, sides[0], sides[1], data_name, chosen))
+            comparisons.append(ComparisonSpec(name, sides[0], sides[1], data_name, chosen, tuple(spread)))
+            positions[name] = index
             # One comparison per training snapshot shows when in training each layer moves.
             comparisons.extend(
                 ComparisonSpec(f"{name}@{fraction:g}", sides[0], ModelRef(sides[1].model, fraction), data_name, chosen)
@@ -495,4 +499,25 @@ def _parse_comparisons(tables: list, models, data, metrics, problems: list[Probl
             )
     if not tables:
         problems.append(Problem("comparisons", "no [[comparisons]]", "at least one comparison of two models on some data"))
+    _check_seed_spreads(comparisons, positions, problems)
     return comparisons
+
+
+def _check_seed_spreads(comparisons: list[ComparisonSpec], positions: dict[str, int], problems: list[Problem]) -> None:
+    """``seed_spread`` names other comparisons, on the same data, that share a metric with this one."""
+    by_name = {c.name: (index, c) for index, c in enumerate(comparisons)}
+    for comparison in comparisons:
+        key = f"comparisons[{positions.get(comparison.name, '?')}].seed_spread"
+        for name in comparison.seed_spread:
+            if not isinstance(name, str) or name not in by_name or name == comparison.name:
+                problems.append(Problem(key, repr(name), "the name of another comparison, of two fine-tunes that differ "
+                                        "only by seed (e.g. \"seed1_vs_seed2\")",
+                                        did_you_mean(str(name), [n for n in by_name if n != comparison.name])))
+                continue
+            other = by_name[name][1]
+            if other.data != comparison.data:
+                problems.append(Problem(key, f"{name!r}, measured on data {other.data!r}",
+                                        f"a comparison on the same data as this one ({comparison.data!r})"))
+            elif not set(other.metrics) & set(comparison.metrics):
+                problems.append(Problem(key, f"{name!r}, which runs {', '.join(other.metrics)}",
+                                        f"a comparison that runs a metric of this one ({', '.join(comparison.metrics)})"))

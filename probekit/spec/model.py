@@ -89,6 +89,7 @@ class ComparisonSpec:
     b: ModelRef
     data: str
     metrics: tuple[str, ...]
+    seed_spread: tuple[str, ...] = ()  # comparisons of models that differ only by seed: what chance alone moves
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,7 @@ def test_validation_names_every_problem_with_its_key(manager):
         "expect[1].layers: found '1-x'; expected \"all\", \"N\", \"A-B\", \"first N\", \"last N\", "
         "a list such as \"1-4, 7\", or an array of layer numbers",
         "expect[2].tolerence: found an unknown key; expected one of name, comparison, comparisons, metric, layers, "
-        "head, below, above, of, trend, tolerance, contrast, closer_than, farther_than, margin, baseline, learned "
+        "head, below, above, of, trend, tolerance, spearman, violations, confidence, contrast, closer_than, farther_than, margin, baseline, learned "
         "(did you mean 'tolerance'?)",
         "expect[2].head: found 0; expected no head: 'svcca' (svcca) has one value per layer, not per head",
         "expect[2].layers: found '3'; expected at least 2 layers for a trend (a trend over one layer always holds)",
