@@ -396,7 +396,7 @@ def _metric_entry(spec: Spec, metric: MetricSpec, manager: PluginManager) -> dic
     bootstrap = run.bootstrap and supports_bootstrap(cls)
     interval = {"method": "random-groups Poisson bootstrap, basic interval", "replicates": run.bootstrap,
                 "groups": run.bootstrap_groups, "confidence": run.confidence} if bootstrap else None
-    return {"metric": metric.metric, "unit": cls.unit_of(metric.options), "direction": cls.direction,
+    return {"metric": metric.metric, "unit": cls.unit_of(metric.options), "direction": cls.direction_of(metric.options),
             "layers": cls.layers, "per_head": cls.per_head, "estimator": cls.estimator, "interval": interval,
             "permutations": metric.permutations, "plugin": info.plugin,
             "distribution": info.distribution, "version": info.version}

@@ -54,6 +54,7 @@ class Resampled:
                  settings: Resampling) -> None:
         self.metric_cls = metric_cls
         self.details = metric_cls.details
+        self.direction = metric_cls.direction_of(options)
         self.settings = settings
         bootstrap = settings.replicates > 0 and supports_bootstrap(metric_cls)
         count = max(1, min(settings.groups, n_examples)) if bootstrap else 1
@@ -103,7 +104,7 @@ class Resampled:
                 if (key := (row.layer, row.head)) in bounds else row for row in rows]
 
     def _with_p_values(self, rows: list[Row], draws: dict) -> list[Row]:
-        similarity = self.metric_cls.direction == "similarity"
+        similarity = self.direction == "similarity"
         out = []
         for row in rows:
             null = np.asarray(draws.get((row.layer, row.head), []))

@@ -19,16 +19,17 @@ def with_seed_spread(records: Iterable[dict], spec: Spec) -> list[dict]:
     declared = {c.name: c.seed_spread for c in spec.comparisons if c.seed_spread}
     if not declared:
         return records
-    value_at = {(r["comparison"], r["metric"], r["layer"], r["head"]): r["value"] for r in records}
+    value_at = {(r["comparison"], r["metric"], r["layer"], r.get("layer_b"), r["head"]): r["value"] for r in records}
     marked = []
     for record in records:
         seeds = declared.get(record["comparison"], ())
-        spread = [v for name in seeds if (v := value_at.get((name, record["metric"], record["layer"], record["head"])))
-                  is not None]
+        cell = (record["metric"], record["layer"], record.get("layer_b"), record["head"])
+        spread = [v for name in seeds if (v := value_at.get((name, *cell))) is not None]
         if not spread:
             marked.append(record)
             continue
-        similarity = spec.metrics[record["metric"]].metric_class.direction == "similarity"
+        metric = spec.metrics[record["metric"]]
+        similarity = metric.metric_class.direction_of(metric.options) == "similarity"
         limit = min(spread) if similarity else max(spread)
         if similarity:
             beyond = (record.get("ci_high") if record.get("ci_high") is not None else record["value"]) < limit

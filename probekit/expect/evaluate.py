@@ -114,15 +114,6 @@ def _indent(text: str) -> list[str]:
     return [f"  {line}" if line else line for line in text.splitlines()]
 
 
-def _index(table: pa.Table) -> dict[tuple[str, str, int | None], dict[int, float]]:
-    """(comparison, metric, head) -> {layer: value}."""
-    index: dict[tuple[str, str, int | None], dict[int, float]] = {}
-    rows = table.select(["comparison", "metric", "layer", "head", "value"]).to_pylist()
-    for row in rows:
-        index.setdefault((row["comparison"], row["metric"], row["head"]), {})[row["layer"]] = row["value"]
-    return index
-
-
 def evaluate(expectations: Iterable[Expectation], table: pa.Table) -> list[Outcome]:
     """Check each expectation against a results table.
 

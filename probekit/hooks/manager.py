@@ -34,7 +34,8 @@ from probekit.results.schema import COLUMNS
 ENTRY_POINT_GROUP = "probekit"
 AUTOLOAD_SWITCH = "PROBEKIT_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PLUGINS = (
-    "attention_js", "svcca", "pwcca", "procrustes", "layer_replacement",
+    "attention_js", "attention_entropy", "attention_special", "svcca", "pwcca", "procrustes",
+    "linear_cka", "debiased_cka", "cross_layer", "layer_replacement",
     "source_task", "source_path", "source_glue", "source_hf",
     "figures", "report",  # pluggy calls the last registered first: the report, then the figures
 )

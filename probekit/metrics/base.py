@@ -56,6 +56,8 @@ class Row:
 
     ``details`` carries metric-specific values under the keys the metric declares
     in ``Metric.details`` (for SVCCA: ``k_x``, ``k_y``); each becomes a column.
+    ``layer_b`` is set by metrics that compare every layer of model a (``layer``)
+    with every layer of model b (a cross-layer matrix); None otherwise.
     ``ci_low``, ``ci_high`` (the bootstrap interval) and ``p_value`` (the
     permutation null's) are filled in by probekit, never by a metric.
     """
@@ -66,6 +68,7 @@ class Row:
     n_examples: int = 0
     n_tokens: int = 0
     details: Mapping[str, float | int | str | bool] = field(default_factory=dict)
+    layer_b: int | None = None
     ci_low: float | None = None
     ci_high: float | None = None
     p_value: float | None = None
@@ -127,6 +130,11 @@ class Metric:
     def unit_of(cls, options: Any) -> str:
         """The unit of the values under these options (``unit`` unless an option changes it)."""
         return cls.unit
+
+    @classmethod
+    def direction_of(cls, options: Any) -> Direction:
+        """The direction of the values under these options (``direction`` unless an option changes it)."""
+        return cls.direction
 
     def update(self, a: Capture, b: Capture, batch: Batch) -> None:
         raise NotImplementedError

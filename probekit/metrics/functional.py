@@ -233,22 +233,52 @@ class CrossMoments:
         pooled._n = sum(w * part.n for part, w in used)
         return pooled
 
+    def block(self, x_columns: slice, y_columns: slice) -> CrossMoments:
+        """The moments of X's ``x_columns`` against Y's ``y_columns`` (views of these sums, no copy).
+
+        A cross-layer metric streams every layer side by side, (datapoints, layers x hidden),
+        in one CrossMoments; the block of layer i of X and layer j of Y is that pair's moments.
+        """
+        block = CrossMoments()
+        block._n = self._n
+        block._dx = len(range(self._dx)[x_columns])
+        block._dy = len(range(self._dy)[y_columns])
+        if self._n == 0:
+            return block
+        sx, sxx, sy, syy, sxy, shift_y = self._y_sums()
+        block.identical = self.identical and x_columns == y_columns
+        block._shift_x, block._sx, block._sxx = self._shift_x[x_columns], sx[x_columns], sxx[x_columns, x_columns]
+        block._shift_y = block._shift_x if block.identical else shift_y[y_columns]
+        if not block.identical:
+            block._sy, block._syy, block._sxy = sy[y_columns], syy[y_columns, y_columns], sxy[x_columns, y_columns]
+        return block
+
+    def _y_sums(self):
+        """(sx, sxx, sy, syy, sxy, shift_y), with Y's sums spelled out while they equal X's."""
+        if self.identical:
+            return self._sx, self._sxx, self._sx, self._sxx, self._sxx, self._shift_x
+        return self._sx, self._sxx, self._sy, self._syy, self._sxy, self._shift_y
+
     def _rebase(self, shift_x: torch.Tensor, shift_y: torch.Tensor, keep_y: bool) -> None:
-        """Re-express the sums about new offsets; ``keep_y`` spells out Y's sums while they equal X's."""
+        """Re-express the sums about new offsets; ``keep_y`` spells out Y's sums while they equal X's.
+
+        Out of place: the sums may be inference tensors (a metric that updates under
+        torch.inference_mode), which refuse in-place updates outside it.
+        """
         if keep_y and self._sy is None:
             self._sy, self._syy, self._sxy = self._sx.clone(), self._sxx.clone(), self._sxx.clone()
         if shift_x is not self._shift_x:
             dx = self._shift_x - shift_x  # (dx,)
             if self._sxy is not None:
-                self._sxy += torch.outer(dx, self._sy)
-            self._sxx += torch.outer(dx, self._sx) + torch.outer(self._sx, dx) + self._n * torch.outer(dx, dx)
-            self._sx += self._n * dx
+                self._sxy = self._sxy + torch.outer(dx, self._sy)
+            self._sxx = self._sxx + torch.outer(dx, self._sx) + torch.outer(self._sx, dx) + self._n * torch.outer(dx, dx)
+            self._sx = self._sx + self._n * dx
             self._shift_x = shift_x
         if self._sy is not None and shift_y is not self._shift_y:
             dy = self._shift_y - shift_y  # (dy,)
-            self._sxy += torch.outer(self._sx, dy)
-            self._syy += torch.outer(dy, self._sy) + torch.outer(self._sy, dy) + self._n * torch.outer(dy, dy)
-            self._sy += self._n * dy
+            self._sxy = self._sxy + torch.outer(self._sx, dy)
+            self._syy = self._syy + torch.outer(dy, self._sy) + torch.outer(self._sy, dy) + self._n * torch.outer(dy, dy)
+            self._sy = self._sy + self._n * dy
         self._shift_y = shift_y
 
     def _allocate_y(self) -> None:
@@ -304,11 +334,12 @@ class HSICMoments:
 
     def __init__(self) -> None:
         self.identical = True
+        self._joint = False  # whether Y's side is stored (it is not while it equals X's)
         self._n = 0
         self._dx: int | None = None
         self._dy: int | None = None
-        self._shift: torch.Tensor | None = None  # (dx,) while identical, else (dx + dy,): [c_x, c_y]
-        self._m: torch.Tensor | None = None  # (D, D), D = len(shift) + 1
+        self._shift: torch.Tensor | None = None  # (D - 1,): c_x, then c_y when joint
+        self._m: torch.Tensor | None = None  # (D, D)
         self._v: torch.Tensor | None = None  # (D, sides)
         self._q: torch.Tensor | None = None  # (sides, sides)
 
@@ -328,12 +359,16 @@ class HSICMoments:
         y = y.to(torch.float64)
         same = self.identical and x.shape == y.shape and torch.equal(x, y)
         if self._n == 0:
-            self._shift = x[0].clone() if same else torch.cat([x[0], y[0]])
-            self._m, self._v, self._q = self._zeros(len(self._shift) + 1, 1 if same else 2)
-        elif self.identical and not same:
-            self._m, self._v, self._q, self._shift = self._sums(joint=True)
+            self._joint = not same
+            self._shift = torch.cat([x[0], y[0]]) if self._joint else x[0].clone()
+            width, sides = len(self._shift) + 1, len(self._slices())
+            self._m = x.new_zeros(width, width)
+            self._v = x.new_zeros(width, sides)
+            self._q = x.new_zeros(sides, sides)
+        elif not same and not self._joint:
+            self._spell_out_y()
         self.identical = same
-        shifted = (x if same else torch.cat([x, y], dim=1)) - self._shift  # (n_batch, D - 1)
+        shifted = (torch.cat([x, y], dim=1) if self._joint else x) - self._shift  # (n_batch, D - 1)
         z = torch.cat([shifted, shifted.new_ones(len(shifted), 1)], dim=1)  # (n_batch, D)
         q = torch.stack([shifted[:, rows].square().sum(dim=1) for rows in self._slices()], dim=1)  # (n_batch, sides)
         self._m.addmm_(z.T, z)
@@ -345,31 +380,27 @@ class HSICMoments:
     def pooled(cls, parts: list[HSICMoments], weights: list[int]) -> HSICMoments:
         """The sums of every part's datapoints, part i counted ``weights[i]`` times.
 
-        Each part's sums are re-expressed about the first used part's offsets before
-        adding, exactly (float64): with t the change of offsets, z becomes T z (T = [[I, t],
-        [0, 1]]) and q becomes q + W^T z (W: 2t and |t|^2 per side), so M -> T M T^T,
-        V -> T (V + M W), Q -> Q + W^T V + V^T W + W^T M W.
+        Parts are first re-expressed, in place, about the first part's offsets (exact
+        algebra in float64; what a part measures does not change), so pooling the same
+        parts again, as each bootstrap replicate does, is one weighted sum.
         """
-        used = [(part, w) for part, w in zip(parts, weights, strict=True) if w and part.n]
+        filled = [part for part in parts if part.n]
         pooled = cls()
-        if parts:
-            pooled._dx, pooled._dy = parts[0]._dx, parts[0]._dy
+        pooled._dx, pooled._dy = (parts[0]._dx, parts[0]._dy) if parts else (None, None)
+        used = [(part, w) for part, w in zip(parts, weights, strict=True) if w and part.n]
         if not used:
             return pooled
-        pooled.identical = all(part.identical for part, _ in used)
-        first = used[0][0]._sums(joint=not pooled.identical)
-        pooled._shift = first[3]
-        pooled._m, pooled._v, pooled._q = pooled._zeros(*first[1].shape)
-        for part, weight in used:
-            m, v, q, shift = part._sums(joint=not pooled.identical)
-            offset = shift - pooled._shift  # (D - 1,)
-            t = torch.eye(len(m), dtype=m.dtype, device=m.device)  # (D, D)
-            t[:-1, -1] = offset
-            w = torch.stack([pooled._shift_weights(offset, side) for side in range(q.shape[0])], dim=1)  # (D, sides)
-            pooled._m += weight * (t @ m @ t.T)
-            pooled._v += weight * (t @ (v + m @ w))
-            pooled._q += weight * (q + w.T @ v + v.T @ w + w.T @ m @ w)
-            pooled._n += weight * part.n
+        pooled.identical = all(part.identical for part in filled)
+        pooled._joint = not pooled.identical
+        for part in filled:
+            if pooled._joint and not part._joint:
+                part._spell_out_y()
+        for part in filled:
+            part._rebase(filled[0]._shift)
+        pooled._shift = filled[0]._shift
+        pooled._m, pooled._v, pooled._q = (sum(w * getattr(part, name) for part, w in used)
+                                           for name in ("_m", "_v", "_q"))
+        pooled._n = sum(w * part.n for part, w in used)
         return pooled
 
     def hsic(self) -> tuple[float, float, float]:
@@ -379,14 +410,14 @@ class HSICMoments:
         K~ = XX^T and L~ = YY^T with their diagonals zeroed, written in sums over datapoints:
         tr(K~L~) = ||X^T Y||^2 - sum_i |x_i|^2 |y_i|^2, 1'K~1 = |sum_i x_i|^2 - sum_i |x_i|^2, and
         1'K~L~1 = sum_i (x_i . Sx - |x_i|^2)(y_i . Sy - |y_i|^2) expanded into M, V and Q.
-        ValueError below 4 datapoints. While ``identical``, the three are the same number.
+        ValueError below 4 datapoints.
         """
         if self._n < 4:
             raise ValueError(
                 "debiased CKA needs at least 4 datapoints (the unbiased HSIC divides by n(n-3)); "
                 f"got n={self._n}"
             )
-        y = 0 if self.identical else 1
+        y = 1 if self._joint else 0
         return self._hsic(0, 0), self._hsic(y, y), self._hsic(0, y)
 
     def _hsic(self, a: int, b: int) -> float:
@@ -402,30 +433,40 @@ class HSICMoments:
         return float(trace + ones_k * ones_l / ((n - 1) * (n - 2)) - 2 * ones_kl / (n - 2)) / (n * (n - 3))
 
     def _slices(self) -> list[slice]:
-        """Where each side's shifted values sit in z."""
-        if self.identical:
+        """Where each stored side's shifted values sit in z."""
+        if not self._joint:
             return [slice(0, self._dx)]
         return [slice(0, self._dx), slice(self._dx, self._dx + self._dy)]
 
-    def _shift_weights(self, offset: torch.Tensor, side: int) -> torch.Tensor:
-        """W's column of ``side``: |x' + t|^2 = |x'|^2 + (2t, |t|^2) . (x', 1); shape (D,)."""
-        rows = self._slices()[side]
-        w = offset.new_zeros(len(offset) + 1)
-        w[rows] = 2 * offset[rows]
-        w[-1] = offset[rows].square().sum()
-        return w
-
-    def _sums(self, joint: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(M, V, Q, shift); with ``joint``, Y's side is spelled out while it equals X's."""
-        if not (joint and self.identical):
-            return self._m, self._v, self._q, self._shift
-        index = torch.cat([torch.arange(self._dx), torch.arange(self._dx + 1)]).to(self._m.device)  # z = [x', x', 1]
+    def _spell_out_y(self) -> None:
+        """Store Y's side, which equalled X's until now: z = [x', x', 1], q = [|x'|^2, |x'|^2]."""
+        index = torch.cat([torch.arange(self._dx), torch.arange(self._dx + 1)]).to(self._m.device)  # (D,)
         both = [0, 0]
-        return self._m[index][:, index], self._v[index][:, both], self._q[both][:, both], self._shift.repeat(2)
+        self._m, self._v, self._q = self._m[index][:, index], self._v[index][:, both], self._q[both][:, both]
+        self._shift = self._shift.repeat(2)
+        self._joint = True
 
-    def _zeros(self, width: int, sides: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return (self._shift.new_zeros(width, width), self._shift.new_zeros(width, sides),
-                self._shift.new_zeros(sides, sides))
+    def _rebase(self, shift: torch.Tensor) -> None:
+        """Re-express the sums about new offsets ``shift`` (D - 1,), in place.
+
+        With t = old - new offsets, z becomes T z (T = I + (t, 0) e_last^T) and q becomes
+        q + W^T z (W: 2t and |t|^2 per side), so M -> T M T^T, V -> T (V + M W) and
+        Q -> Q + W^T V + V^T W + W^T M W: rank-one updates, O(D^2).
+        """
+        if shift is self._shift:
+            return
+        offset = self._shift - shift  # (D - 1,)
+        w = offset.new_zeros(len(offset) + 1, len(self._slices()))  # (D, sides)
+        for side, rows in enumerate(self._slices()):
+            w[rows, side] = 2 * offset[rows]
+            w[-1, side] = offset[rows].square().sum()
+        # Q and V first: each reads the M and V from before the change.
+        self._q += w.T @ self._v + self._v.T @ w + w.T @ self._m @ w
+        self._v += self._m @ w
+        self._v[:-1] += torch.outer(offset, self._v[-1])
+        self._m[:-1] += torch.outer(offset, self._m[-1])
+        self._m[:, :-1] += torch.outer(self._m[:, -1], offset)
+        self._shift = shift
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,13 @@ class HiddenStateMoments(Metric):
     needs = frozenset({"hidden_states"})
     layers = "hidden_states"
     Options = TokenOptions
-    of_moments: ClassVar[Callable[[CrossMoments], float] | None] = None
+    of_moments: ClassVar[Callable[[Any], float] | None] = None
+    #: What each layer streams into: anything with ``update(x, y)`` and the classmethod ``pooled(parts, weights)``.
+    accumulator: ClassVar[type] = CrossMoments
 
     def __init__(self, options: Any, context: MetricContext) -> None:
         super().__init__(options, context)
-        self.moments = [CrossMoments() for _ in range(context.num_layers + 1)]
+        self.moments = [self.accumulator() for _ in range(context.num_layers + 1)]
         self.n_examples = 0
 
     def update(self, a: Capture, b: Capture, batch: Batch) -> None:
@@ -81,8 +83,8 @@ class HiddenStateMoments(Metric):
 
 
 def pooled_layer_moments(parts: Sequence[Metric], weights: Sequence[int]) -> Metric:
-    """:meth:`Metric.pooled` for a metric whose state is ``moments`` (a CrossMoments per layer) and ``n_examples``."""
+    """:meth:`Metric.pooled` for a metric whose state is ``moments`` (one accumulator per layer) and ``n_examples``."""
     metric = copy.copy(parts[0])
-    metric.moments = [CrossMoments.pooled(list(layer), list(weights)) for layer in zip(*(p.moments for p in parts))]
+    metric.moments = [type(layer[0]).pooled(list(layer), list(weights)) for layer in zip(*(p.moments for p in parts))]
     metric.n_examples = sum(w * p.n_examples for p, w in zip(parts, weights, strict=True))
     return metric

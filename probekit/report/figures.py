@@ -5,8 +5,13 @@ For every metric (the table's ``metric`` column, a spec's metric label):
 * ``<metric>.png``: the metric against the layer, one line per plain comparison
   (no training snapshot on either side), the layout of Hao et al. 2020,
   Figures 1-7;
+  with its bootstrap interval as a band where the run drew one;
 * ``<metric>_heads.png``: where the metric has per-head rows, a heat map of
   layers x heads, one panel per plain comparison, on one colour scale;
+* ``<metric>_matrix.png``: for a cross-layer metric, a heat map of model a's layer x
+  model b's layer, one panel per plain comparison;
+* ``overview.png``: with more than one metric, one panel per metric (a grid of
+  metric x layer, bands included): every view of the run on one page;
 * ``<metric>_snapshots_<a>_vs_<b>_on_<data>.png``: where comparisons are against a
   model's training snapshots, a heat map of layers x training progress (the final
   model at 1.0 when there is no 1.0 snapshot), one per group (see
@@ -29,6 +34,7 @@ import pyarrow as pa
 
 from probekit.report.terminal import comparison_sides, incomplete_note, layer_values, snapshot_groups
 from probekit.results.io import metadata
+from probekit.results.layers import series_rows
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -64,7 +70,10 @@ def iter_figures(table: pa.Table) -> Iterator[tuple[str, Figure]]:
     sides = comparison_sides(table)
     plain = [c for c, side in sides.items() if not side.is_snapshot]
     heads = head_values(table)
+    intervals = layer_intervals(table)
+    matrices = cross_layer_values(table)
     metrics = list(dict.fromkeys(table.column("metric").to_pylist()))
+    overview = []
     note = incomplete_note(meta, table)
 
     def labelled(stem: str, figure: Figure) -> tuple[str, Figure]:
@@ -76,19 +85,49 @@ def iter_figures(table: pa.Table) -> Iterator[tuple[str, Figure]]:
     for metric in metrics:
         axis = axis_label(metric, metric_info.get(metric, {}))
         shown = [c for c in plain if (c, metric) in series]
-        lines = [(label, series[(c, metric)]) for c, label in legend_labels([sides[c] for c in shown]).items()]
+        labels = legend_labels([sides[c] for c in shown])
+        lines = [(label, series[(c, metric)], intervals.get((c, metric), {})) for c, label in labels.items()]
         if lines:
+            overview.append((metric, axis, lines))
             yield labelled(metric, line_figure(lines, metric, axis, meta.get("spec_name")))
         shown = [c for c in plain if (c, metric) in heads]
         panels = [(label, heads[(c, metric)]) for c, label in legend_labels([sides[c] for c in shown]).items()]
         if panels:
             yield labelled(f"{metric}_heads", heads_figure(panels, metric, axis))
+        shown = [c for c in plain if (c, metric) in matrices]
+        panels = [(label, matrices[(c, metric)]) for c, label in legend_labels([sides[c] for c in shown]).items()]
+        if panels:
+            yield labelled(f"{metric}_matrix", heads_figure(panels, metric, axis, columns="layer_b"))
+    if len(overview) > 1:
+        yield labelled("overview", overview_figure(overview, meta.get("spec_name")))
     for group in snapshot_groups(table, series):
         axis = axis_label(group.metric, metric_info.get(group.metric, {}))
         yield labelled(f"{group.metric}_snapshots_{group.name}", snapshot_figure(group, axis, accuracies))
 
 
 # -- data ----------------------------------------------------------------------------
+
+
+def layer_intervals(table: pa.Table) -> dict[tuple[str, str], dict[int, tuple[float, float]]]:
+    """(comparison, metric) -> {layer: (ci_low, ci_high)} for the per-layer rows that have an interval."""
+    if "ci_low" not in table.column_names:
+        return {}
+    bands: dict[tuple[str, str], dict[int, tuple[float, float]]] = defaultdict(dict)
+    for row in series_rows(table, ["comparison", "metric", "layer", "head", "ci_low", "ci_high"]):
+        if row["head"] is None and row["ci_low"] is not None and row["ci_high"] is not None:
+            bands[(row["comparison"], row["metric"])][row["layer"]] = (row["ci_low"], row["ci_high"])
+    return bands
+
+
+def cross_layer_values(table: pa.Table) -> dict[tuple[str, str], dict[tuple[int, int], float]]:
+    """(comparison, metric) -> {(layer, layer_b): value} for a cross-layer metric's rows."""
+    if "layer_b" not in table.column_names:
+        return {}
+    values: dict[tuple[str, str], dict[tuple[int, int], float]] = defaultdict(dict)
+    for row in table.select(["comparison", "metric", "layer", "layer_b", "value"]).to_pylist():
+        if row["layer_b"] is not None:
+            values[(row["comparison"], row["metric"])][(row["layer"], row["layer_b"])] = row["value"]
+    return values
 
 
 def head_values(table: pa.Table) -> dict[tuple[str, str], dict[tuple[int, int], float]]:
@@ -180,40 +219,83 @@ def layer_ticks(axes, layers: list[int], axis: str = "x") -> None:
     (axes.set_xticks if axis == "x" else axes.set_yticks)(ticks)
 
 
-def line_figure(lines: list[tuple[str, dict[int, float]]], metric: str, axis: str, spec: str | None) -> Figure:
-    """One line per comparison: the metric against the layer (Hao et al. 2020, Figures 1-7)."""
+Line = tuple[str, dict[int, float], dict[int, tuple[float, float]]]  # (label, layer -> value, layer -> interval)
+
+
+def line_figure(lines: list[Line], metric: str, axis: str, spec: str | None) -> Figure:
+    """One line per comparison: the metric against the layer (Hao et al. 2020, Figures 1-7), intervals as bands."""
     from matplotlib.figure import Figure
 
     many = len(lines) > 5
     figure = Figure(figsize=(9.5 if many else 7, 4.5), dpi=DPI, layout="constrained")
     axes = figure.add_subplot()
-    all_layers: set[int] = set()
-    all_values: list[float] = []
-    for index, (label, values) in enumerate(lines):
-        layers = sorted(values)
-        ys = [finite(values[layer]) for layer in layers]
-        all_layers.update(layers)
-        all_values.extend(ys)
-        axes.plot(layers, ys, marker=MARKERS[index % len(MARKERS)], markersize=5, linewidth=1.6, label=label,
-                  color=f"C{index % 10}", clip_on=False, zorder=3)
+    layers, all_values = draw_lines(axes, lines)
     missing = [f"{label}: layer {', '.join(str(layer) for layer in sorted(values) if not math.isfinite(finite(values[layer])))}"
-               for label, values in lines if any(not math.isfinite(finite(v)) for v in values.values())]
+               for label, values, _ in lines if any(not math.isfinite(finite(v)) for v in values.values())]
     if missing:
         figure.text(0.01, 0.005, "not drawn (nan/inf): " + "; ".join(missing), fontsize="x-small", color="firebrick",
                     va="bottom")
-    layers = sorted(all_layers)
-    layer_ticks(axes, layers)
-    axes.set_xlim(min(layers) - 0.5, max(layers) + 0.5)
-    low, high = value_range(all_values)
-    axes.set_ylim(low, high + 0.06 * (high - low))
+    frame_layers(axes, layers, all_values)
     axes.set_xlabel(LAYER_LABEL)
     axes.set_ylabel(axis)
     axes.set_title(f"{metric} per layer" + (f" ({spec})" if spec else ""))
-    axes.grid(True, alpha=0.3)
     if many:
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     else:
         axes.legend(loc="best", fontsize="small")
+    return figure
+
+
+def draw_lines(axes, lines: list[Line]) -> tuple[list[int], list[float]]:
+    """Each comparison's line and, where it has intervals, its band; the layers and values drawn."""
+    all_layers: set[int] = set()
+    all_values: list[float] = []
+    for index, (label, values, bands) in enumerate(lines):
+        layers = sorted(values)
+        ys = [finite(values[layer]) for layer in layers]
+        all_layers.update(layers)
+        all_values.extend(ys)
+        colour = f"C{index % 10}"
+        axes.plot(layers, ys, marker=MARKERS[index % len(MARKERS)], markersize=5, linewidth=1.6, label=label,
+                  color=colour, clip_on=False, zorder=3)
+        banded = [layer for layer in layers if layer in bands]
+        if banded:
+            low = [bands[layer][0] for layer in banded]
+            high = [bands[layer][1] for layer in banded]
+            axes.fill_between(banded, low, high, color=colour, alpha=0.2, linewidth=0, zorder=2)
+            all_values.extend([*low, *high])
+    return sorted(all_layers), all_values
+
+
+def frame_layers(axes, layers: list[int], values: list[float]) -> None:
+    """Layer ticks, limits with a margin above, a light grid."""
+    layer_ticks(axes, layers)
+    axes.set_xlim(min(layers) - 0.5, max(layers) + 0.5)
+    low, high = value_range(values)
+    axes.set_ylim(low, high + 0.06 * (high - low))
+    axes.grid(True, alpha=0.3)
+
+
+def overview_figure(panels: list[tuple[str, str, list[Line]]], spec: str | None) -> Figure:
+    """Every metric of the run on one page, one panel each: the metric x layer grid, with bands."""
+    from matplotlib.figure import Figure
+
+    columns = min(len(panels), 3)
+    rows = math.ceil(len(panels) / columns)
+    figure = Figure(figsize=(4.6 * columns, 3.3 * rows + 0.5), dpi=DPI, layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for index, (metric, axis, lines) in enumerate(panels):
+        axes = grid[index // columns][index % columns]
+        layers, values = draw_lines(axes, lines)
+        frame_layers(axes, layers, values)
+        axes.set_title(metric, fontsize="medium")
+        axes.set_ylabel(axis, fontsize="small")
+        axes.set_xlabel("layer", fontsize="small")
+    for index in range(len(panels), rows * columns):
+        grid[index // columns][index % columns].set_axis_off()
+    handles, labels = grid[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize="small", frameon=False)
+    figure.suptitle("every metric per layer" + (f" ({spec})" if spec else ""))
     return figure
 
 
@@ -245,22 +327,25 @@ def _annotate(axes, matrix, low: float, high: float) -> None:
                       color="black" if light else "white")
 
 
-def heads_figure(panels: list[tuple[str, dict[tuple[int, int], float]]], metric: str, axis: str) -> Figure:
-    """Layers x heads, one panel per comparison, one colour scale."""
+def heads_figure(panels: list[tuple[str, dict[tuple[int, int], float]]], metric: str, axis: str,
+                 columns: str = "head") -> Figure:
+    """Layers x heads (or x model b's layers: ``columns = "layer_b"``), one panel per comparison, one colour scale."""
+    x_label = "head" if columns == "head" else "layer of model b"
+    title = f"{metric} per head" if columns == "head" else f"{metric}: every layer of model a x every layer of model b"
     from matplotlib.figure import Figure
 
-    columns = min(len(panels), 4)
-    rows = math.ceil(len(panels) / columns)
+    n_columns = min(len(panels), 4)
+    rows = math.ceil(len(panels) / n_columns)
     n_layers = max(len({layer for layer, _ in values}) for _, values in panels)
     n_heads = max(max(head for _, head in values) + 1 for _, values in panels)
     panel_height = min(max(2.6, 0.16 * n_layers + 1.0), 5.5)
     panel_width = min(max(3.2, 0.22 * n_heads + 1.2), 5.0)
-    figure = Figure(figsize=(panel_width * columns + 1.2, panel_height * rows + 0.6), dpi=DPI, layout="constrained")
-    grid = figure.subplots(rows, columns, squeeze=False)
+    figure = Figure(figsize=(panel_width * n_columns + 1.2, panel_height * rows + 0.6), dpi=DPI, layout="constrained")
+    grid = figure.subplots(rows, n_columns, squeeze=False)
     low, high = value_range(v for _, values in panels for v in values.values())
     image = None
     for index, (label, values) in enumerate(panels):
-        axes = grid[index // columns][index % columns]
+        axes = grid[index // n_columns][index % n_columns]
         layers = sorted({layer for layer, _ in values})
         n = max(head for _, head in values) + 1
         matrix = [[finite(values.get((layer, head))) for head in range(n)] for layer in layers]
@@ -270,16 +355,16 @@ def heads_figure(panels: list[tuple[str, dict[tuple[int, int], float]]], metric:
             step = math.ceil(len(layers) / 25)
             axes.set_yticks(range(0, len(layers), step), [str(layer) for layer in layers[::step]])
         axes.set_xticks(range(0, n, max(1, math.ceil(n / 16))))
-        axes.set_xlabel("head")
-        axes.set_ylabel("layer")
+        axes.set_xlabel(x_label)
+        axes.set_ylabel("layer" if columns == "head" else "layer of model a")
         axes.set_title(label, fontsize="small")
         if len(layers) * n <= ANNOTATE_CELLS // 2 and len(panels) == 1:
             _annotate(axes, matrix, low, high)
-    for index in range(len(panels), rows * columns):
-        grid[index // columns][index % columns].set_axis_off()
+    for index in range(len(panels), rows * n_columns):
+        grid[index // n_columns][index % n_columns].set_axis_off()
     bar = figure.colorbar(image, ax=grid.ravel().tolist(), shrink=min(0.9, 0.5 + 0.4 / rows), aspect=30)
     bar.set_label(axis)
-    figure.suptitle(f"{metric} per head")
+    figure.suptitle(title)
     return figure
 
 

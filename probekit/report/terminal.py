@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from probekit.results.io import metadata
+from probekit.results.layers import series_rows
 from probekit.spec.expectations import LEARNED_MARGIN
 
 BAR_WIDTH = 16
@@ -71,8 +72,7 @@ def bar(value: float, top: float, width: int = BAR_WIDTH) -> str:
 def layer_values(table: pa.Table) -> dict[tuple[str, str], dict[int, float]]:
     """(comparison, metric) -> {layer: value} for the per-layer rows (head is null)."""
     series: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
-    columns = table.select(["comparison", "metric", "layer", "head", "value"]).to_pylist()
-    for row in columns:
+    for row in series_rows(table, ["comparison", "metric", "layer", "head", "value"]):
         if row["head"] is None:
             series[(row["comparison"], row["metric"])][row["layer"]] = row["value"]
     return series
@@ -84,7 +84,7 @@ def layer_marks(table: pa.Table) -> dict[tuple[str, str, int], str]:
     if not wanted:
         return {}
     marks = {}
-    for row in table.select(["comparison", "metric", "layer", "head", *wanted]).to_pylist():
+    for row in series_rows(table, ["comparison", "metric", "layer", "head", *wanted]):
         parts = []
         if row.get("ci_low") is not None and row.get("ci_high") is not None:
             parts.append(f"[{format_value(row['ci_low'])}, {format_value(row['ci_high'])}]")
@@ -97,6 +97,8 @@ def layer_marks(table: pa.Table) -> dict[tuple[str, str, int], str]:
     return marks
 
 
+#: Metrics side by side in one table of a comparison (more go into tables below it, so lines stay readable).
+METRICS_PER_TABLE = 3
 #: After a value: beyond the seed spread (its interval too, when it has one), or within it.
 SEED_MARKS = {True: "▲", False: "≈"}
 
@@ -348,23 +350,26 @@ def render(table: pa.Table, console: Console) -> None:
         if comparison in hidden:
             continue
         info = described[comparison]
-        grid = Table(title=f"{comparison}: {info['model_a']} vs {info['model_b']} on {info['data']}",
-                     title_justify="left", show_edge=False, pad_edge=False)
-        grid.add_column("layer", justify="right")
         shown = [m for m in metrics if (comparison, m) in series]
-        for metric in shown:
-            grid.add_column(column_title(metric, metric_info.get(metric, {})), justify="right")
-            grid.add_column("", min_width=BAR_WIDTH, style="cyan")
-        layers = sorted({layer for m in shown for layer in series[(comparison, m)]})
-        for layer in layers:
-            cells = [str(layer)]
-            for metric in shown:
-                value = series[(comparison, metric)].get(layer)
-                mark = marks.get((comparison, metric, layer))
-                text = "" if value is None else format_value(value) + (f" {mark}" if mark else "")
-                cells += [text, "" if value is None else bar(moved[metric](value), tops[metric])]
-            grid.add_row(*cells)
-        console.print(Group(Text(""), grid))
+        title = f"{comparison}: {info['model_a']} vs {info['model_b']} on {info['data']}"
+        for start in range(0, len(shown), METRICS_PER_TABLE):
+            part = shown[start:start + METRICS_PER_TABLE]
+            grid = Table(title=title if start == 0 else f"{comparison} (continued)", title_justify="left",
+                         show_edge=False, pad_edge=False)
+            grid.add_column("layer", justify="right")
+            for metric in part:
+                grid.add_column(column_title(metric, metric_info.get(metric, {})), justify="right")
+                grid.add_column("", min_width=BAR_WIDTH, style="cyan")
+            layers = sorted({layer for m in part for layer in series[(comparison, m)]})
+            for layer in layers:
+                cells = [str(layer)]
+                for metric in part:
+                    value = series[(comparison, metric)].get(layer)
+                    mark = marks.get((comparison, metric, layer))
+                    text = "" if value is None else format_value(value) + (f" {mark}" if mark else "")
+                    cells += [text, "" if value is None else bar(moved[metric](value), tops[metric])]
+                grid.add_row(*cells)
+            console.print(Group(Text(""), grid))
     colour = console.color_system in ("256", "truecolor")
     for group in groups:
         unit = metric_info.get(group.metric, {}).get("unit", "")

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from probekit.errors import UserError
 from probekit.results.io import RESULTS_FILE, metadata
+from probekit.results.layers import series_rows
 
 SPEC_KEY = "spec_name"
 RUN_KEY = "run"
@@ -264,9 +265,9 @@ def diff_tables(a: pa.Table, b: pa.Table, *, tolerance: float = 1e-6, relative: 
 
 
 def _values(table: pa.Table, heads: bool) -> dict[tuple[str, str, int, int | None], float]:
-    columns = table.select(["comparison", "metric", "layer", "head", "value"]).to_pydict()
-    return {(c, m, int(layer), head): (math.nan if value is None else float(value))
-            for c, m, layer, head, value in zip(*columns.values(), strict=True) if heads or head is None}
+    rows = series_rows(table, ["comparison", "metric", "layer", "head", "value"])
+    return {(r["comparison"], r["metric"], int(r["layer"]), r["head"]): (math.nan if r["value"] is None else float(r["value"]))
+            for r in rows if heads or r["head"] is None}
 
 
 def _pairs(pairs: Iterable[tuple[str, str]]) -> str:

@@ -123,11 +123,21 @@ def layer_word(layers: Iterable[int]) -> str:
     return ("layer " if len(layers) == 1 else "layers ") + format_layers(layers)
 
 
+def series_rows(table: pa.Table, columns: list[str]) -> list[dict[str, Any]]:
+    """``columns`` of the rows that make layer series: all but a cross-layer matrix's off-diagonal cells.
+
+    A cross-layer metric's diagonal (layer i of a against layer i of b) is its layer
+    series, so reports, expectations and diffs read it like any layer-wise metric.
+    """
+    extra = ["layer_b"] if "layer_b" in table.column_names and "layer_b" not in columns else []
+    rows = table.select([*columns, *extra]).to_pylist()
+    return [row for row in rows if row.get("layer_b") is None or row["layer_b"] == row["layer"]]
+
+
 def series_index(table: pa.Table) -> dict[tuple[str, str, int | None], dict[int, float]]:
     """(comparison, metric, head) -> {layer: value}."""
     index: dict[tuple[str, str, int | None], dict[int, float]] = {}
-    rows = table.select(["comparison", "metric", "layer", "head", "value"]).to_pylist()
-    for row in rows:
+    for row in series_rows(table, ["comparison", "metric", "layer", "head", "value"]):
         index.setdefault((row["comparison"], row["metric"], row["head"]), {})[row["layer"]] = row["value"]
     return index
 
@@ -137,7 +147,7 @@ def interval_index(table: pa.Table) -> dict[tuple[str, str, int | None], dict[in
     if "ci_low" not in table.column_names:  # results written before intervals existed
         return {}
     index: dict[tuple[str, str, int | None], dict[int, tuple[float, float]]] = {}
-    for row in table.select(["comparison", "metric", "layer", "head", "ci_low", "ci_high"]).to_pylist():
+    for row in series_rows(table, ["comparison", "metric", "layer", "head", "ci_low", "ci_high"]):
         if row["ci_low"] is not None and row["ci_high"] is not None:
             index.setdefault((row["comparison"], row["metric"], row["head"]), {})[row["layer"]] = (row["ci_low"], row["ci_high"])
     return index

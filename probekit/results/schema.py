@@ -28,6 +28,7 @@ COLUMNS = pa.schema([
     ("data", pa.string()),
     ("metric", pa.string()),
     ("layer", pa.int32()),
+    ("layer_b", pa.int32()),  # a cross-layer matrix's layer of model b (null for layer-wise metrics)
     ("head", pa.int32()),
     ("value", pa.float64()),
     ("ci_low", pa.float64()),  # the bootstrap interval at [run] confidence (null without [run] bootstrap)
@@ -62,7 +63,7 @@ DETAIL_ARROW_TYPES = {int: pa.int64(), float: pa.float64(), str: pa.string(), bo
 def to_records(context: RowContext, rows: Iterable[Row]) -> list[dict[str, Any]]:
     base = {name: getattr(context, name) for name in RowContext.__dataclass_fields__}
     return [
-        {**base, "layer": row.layer, "head": row.head, "value": float(row.value),
+        {**base, "layer": row.layer, "layer_b": row.layer_b, "head": row.head, "value": float(row.value),
          "ci_low": row.ci_low, "ci_high": row.ci_high, "p_value": row.p_value,
          "n_examples": row.n_examples, "n_tokens": row.n_tokens, **row.details}
         for row in rows

@@ -20,7 +20,14 @@ downloaded) and checks the properties every metric must have:
 * identical inputs give the identical value: a model against itself gives 0
   for a distance, 1 for a similarity, on every row;
 * results do not depend on the batch size: the same examples in batches of
-  48, 16, 4 and 7 give the same rows.
+  48, 16, 4 and 7 give the same rows;
+* pooling adds up (for a metric that implements ``pooled``, so gets confidence
+  intervals): three groups of the examples pooled with weights 2, 0, 1 give the
+  rows of one instance fed the first group twice and the third once.
+
+A cross-layer metric (rows with ``layer_b``) is checked on its diagonal where a
+layer-wise metric is checked on its layers; its other cells must cover every
+pair of layers.
 
 A failure is an ``AssertionError`` naming the metric and the property.
 
@@ -38,7 +45,7 @@ import torch
 
 from probekit.data.batching import make_batches
 from probekit.engine.capture import forward
-from probekit.metrics.base import Metric, MetricContext, MetricError, Row, layer_numbers
+from probekit.metrics.base import Metric, MetricContext, MetricError, Row, layer_numbers, supports_bootstrap
 from probekit.metrics.checks import check_metric_class
 from probekit.metrics.options import SCALAR_TYPES, option_fields, parse_options
 from probekit.models.loading import LoadedModel
@@ -54,6 +61,7 @@ RUNS = "it measures two tiny models"
 ROWS = "rows are well formed"
 IDENTICAL = "identical inputs give the identical value"
 BATCH_SIZE = "results do not depend on the batch size"
+POOLING = "pooling adds up"
 
 #: Absolute tolerance of the identical-inputs check: the metric's own floating point.
 IDENTICAL_TOLERANCE = 1e-6
@@ -82,12 +90,14 @@ def check_metric(metric_cls: type[Metric], options: Any = None, *, tolerance: fl
     same = _tiny_model("a", 0, tokenizer)
     rows = _measure(metric_cls, parsed, same, same, examples, IDENTICAL_BATCH_SIZE)
     _check_rows(metric_cls, rows, same, len(examples), _run_label(same, same, IDENTICAL_BATCH_SIZE))
-    _check_identical(metric_cls, rows, max(IDENTICAL_TOLERANCE, tolerance))
+    _check_identical(metric_cls, parsed, rows, max(IDENTICAL_TOLERANCE, tolerance))
     a, b = _tiny_model("a", 0, tokenizer), _tiny_model("b", 1, tokenizer)
     runs = {size: _measure(metric_cls, parsed, a, b, examples, size) for size in BATCH_SIZES}
     for size, rows in runs.items():
         _check_rows(metric_cls, rows, a, len(examples), _run_label(a, b, size))
     _check_batch_sizes(metric_cls, runs, tolerance)
+    if supports_bootstrap(metric_cls):
+        _check_pooling(metric_cls, parsed, a, b, examples, runs[BATCH_SIZES[0]], tolerance)
 
 
 def _message(cls: Any, prop: str, problems: Sequence[str], note: str | None = None) -> str:
@@ -182,21 +192,35 @@ def _tiny_model(name: str, seed: int, tokenizer) -> LoadedModel:
 def _measure(cls: type[Metric], options: Any, a, b, examples: list, batch_size: int) -> list:
     """What the engine does for one comparison and one metric, on CPU."""
     __tracebackhide__ = True
+    return _guarded(cls, a, b, batch_size, lambda phase: _fed(cls, options, a, b, examples, batch_size, phase).finalize())
+
+
+def _fed(cls: type[Metric], options: Any, a, b, examples: list, batch_size: int, phase: list[str]) -> Metric:
+    """An instance of ``cls`` fed ``examples``; ``phase`` says how far it got."""
     needs = frozenset(cls.needs)
+    phase[0] = "__init__"
+    metric = cls(options, MetricContext(f"{a.name}_vs_{b.name}", a, b, a.num_layers, torch.device("cpu")))
+    phase[0] = "update"
+    for batch in make_batches(examples, a.tokenizer, batch_size=batch_size, max_length=MAX_LENGTH):
+        metric.update(forward(a.encoder, batch, needs, a.name), forward(b.encoder, batch, needs, b.name), batch)
+    phase[0] = "finalize"
+    return metric
+
+
+def _guarded(cls: type[Metric], a, b, batch_size: int, measure) -> list:
+    """``measure(phase)``'s rows, its exceptions turned into contract failures naming the phase."""
+    __tracebackhide__ = True
     where = _run_label(a, b, batch_size)
-    phase = "__init__"
+    phase = ["__init__"]
     try:
-        metric = cls(options, MetricContext(f"{a.name}_vs_{b.name}", a, b, a.num_layers, torch.device("cpu")))
-        phase = "update"
-        for batch in make_batches(examples, a.tokenizer, batch_size=batch_size, max_length=MAX_LENGTH):
-            metric.update(forward(a.encoder, batch, needs, a.name), forward(b.encoder, batch, needs, b.name), batch)
-        phase = "finalize"
-        return metric.finalize()
+        return measure(phase)
     except MetricError as error:
+        phase = phase[0]
         problem = (f"{phase} raised MetricError ({where}): {error}; check_metric needs a metric that can "
                    "measure two random BERT encoders")
         raise AssertionError(_message(cls, RUNS, [problem])) from error
     except Exception as error:  # noqa: BLE001 - any other exception is a plugin bug, reported as such
+        phase = phase[0]
         problem = (f"{phase} raised {type(error).__name__} ({where}): {error}; only MetricError may say "
                    "that a comparison cannot be measured")
         raise AssertionError(_message(cls, RUNS, [problem])) from error
@@ -212,7 +236,13 @@ def _run_label(a, b, size: int) -> str:
 
 
 def _where(row: Row) -> str:
-    return f"layer {row.layer}" if row.head is None else f"layer {row.layer} head {row.head}"
+    cell = f"layer {row.layer}" if row.layer_b is None else f"layer {row.layer} x layer_b {row.layer_b}"
+    return cell if row.head is None else f"{cell} head {row.head}"
+
+
+def _on_diagonal(row: Row) -> bool:
+    """A layer-wise row, or a cross-layer matrix's cell of a layer with itself."""
+    return row.layer_b is None or row.layer_b == row.layer
 
 
 def _is_int(value: Any) -> bool:
@@ -236,7 +266,13 @@ def _check_rows(cls: type[Metric], rows: Any, model, n_examples: int, run: str) 
 
 def _layer_problems(cls: type[Metric], rows: list[Row], num_layers: int) -> list[str]:
     expected = list(layer_numbers(cls, num_layers))
-    found = [row.layer for row in rows if row.head is None]
+    found = [row.layer for row in rows if row.head is None and _on_diagonal(row)]
+    cells = {(row.layer, row.layer_b) for row in rows if row.layer_b is not None}
+    if cells:
+        missing = [(i, j) for i in expected for j in expected if (i, j) not in cells]
+        if missing:
+            return [f"no cross-layer row for layer {i} x layer_b {j} (a matrix covers every pair of {expected})"
+                    for i, j in missing]
     problems = [f"no row for layer {layer} (layers = {cls.layers!r}: expected one row for each of {expected})"
                 for layer in expected if layer not in found]
     problems += [f"a row for layer {layer!r}, which is not one of {expected} (layers = {cls.layers!r})"
@@ -277,11 +313,12 @@ def _row_problems(cls: type[Metric], row: Row, n_examples: int) -> list[str]:
     return problems + detail_problems([row], dict(cls.details))
 
 
-def _check_identical(cls: type[Metric], rows: list[Row], tolerance: float) -> None:
+def _check_identical(cls: type[Metric], options: Any, rows: list[Row], tolerance: float) -> None:
     __tracebackhide__ = True
-    expected = 0.0 if cls.direction == "distance" else 1.0
-    problems = [f"{_where(row)}: {row.value!r}, expected {expected:g} for a {cls.direction} (within {tolerance:g})"
-                for row in rows if not abs(row.value - expected) <= tolerance]
+    direction = cls.direction_of(options)
+    expected = 0.0 if direction == "distance" else 1.0
+    problems = [f"{_where(row)}: {row.value!r}, expected {expected:g} for a {direction} (within {tolerance:g})"
+                for row in rows if _on_diagonal(row) and not abs(row.value - expected) <= tolerance]
     if problems:
         _fail(cls, IDENTICAL, problems, "(a model against itself)")
 
@@ -304,10 +341,10 @@ def _differences(reference: Row, row: Row, tolerance: float) -> list[tuple[str, 
 def _check_batch_sizes(cls: type[Metric], runs: dict[int, list[Row]], tolerance: float) -> None:
     __tracebackhide__ = True
     first, *others = runs
-    reference = {(row.layer, row.head): row for row in runs[first]}
+    reference = {(row.layer, row.layer_b, row.head): row for row in runs[first]}
     problems = []
     for size in others:
-        rows = {(row.layer, row.head): row for row in runs[size]}
+        rows = {(row.layer, row.layer_b, row.head): row for row in runs[size]}
         if rows.keys() != reference.keys():
             problems.append(f"{_batching(size)} the rows are for other layers/heads than {_batching(first)}")
             continue
@@ -317,3 +354,32 @@ def _check_batch_sizes(cls: type[Metric], runs: dict[int, list[Row]], tolerance:
     if problems:
         _fail(cls, BATCH_SIZE, problems, f"(tolerance {tolerance:g}, relative and absolute; models a and b "
                                          f"on the same {N_EXAMPLES} examples)")
+
+
+def _check_pooling(cls: type[Metric], options: Any, a, b, examples: list, whole: list[Row], tolerance: float) -> None:
+    """Three groups pooled with weights 1, 1, 1 give the whole run; with 2, 0, 1, the first group fed twice."""
+    __tracebackhide__ = True
+    third = len(examples) // 3
+    groups = [examples[:third], examples[third:2 * third], examples[2 * third:]]
+    size = BATCH_SIZES[2]
+
+    def pooled(weights: list[int]):
+        return lambda phase: cls.pooled([_fed(cls, options, a, b, g, size, phase) for g in groups], weights).finalize()
+
+    repeated = groups[0] + groups[0] + groups[2]
+    cases = {"1, 1, 1": (pooled([1, 1, 1]), whole),
+             "2, 0, 1": (pooled([2, 0, 1]), _guarded(cls, a, b, size, lambda phase: _fed(
+                 cls, options, a, b, repeated, size, phase).finalize()))}
+    problems = []
+    for weights, (measure, expected) in cases.items():
+        rows = {(row.layer, row.layer_b, row.head): row for row in _guarded(cls, a, b, size, measure)}
+        for reference in expected:
+            row = rows.get((reference.layer, reference.layer_b, reference.head))
+            if row is None:
+                problems.append(f"weights {weights}: no row for {_where(reference)}")
+                continue
+            problems += [f"{_where(row)}: weights {weights}: {what} = {y!r}, expected {x!r}"
+                         for what, x, y in _differences(reference, row, tolerance)]
+    if problems:
+        _fail(cls, POOLING, problems, f"(tolerance {tolerance:g}; three groups of the {len(examples)} examples, "
+                                      "each fed to its own instance, then pooled)")

@@ -340,12 +340,12 @@ def test_each_spec_is_validated_with_its_own_plugins(tmp_path, models):
 def test_the_example_cka_distribution_runs_through_its_entry_point(tmp_path, models):
     """examples/probekit-cka, installed by the README's set-up command, is a real third-party plugin."""
     assert importlib.metadata.distribution("probekit-cka").entry_points.select(group="probekit")
-    spec = write_spec(tmp_path, models, metrics="[metrics.linear_cka]\n")
+    spec = write_spec(tmp_path, models, metrics="[metrics.example_cka]\n")
     spec.write_text(spec.read_text() + '\n[[comparisons]]\nname = "same"\na = "a"\nb = "a"\ndata = "eval"\n'
-                    '\n[[expect]]\ncomparison = "same"\nmetric = "linear_cka"\ncloser_than = "a_vs_b"\n')
+                    '\n[[expect]]\ncomparison = "same"\nmetric = "example_cka"\ncloser_than = "a_vs_b"\n')
     result = cli("run", spec, "-o", tmp_path / "run", cwd=tmp_path, autoload=True)
     assert result.returncode == ExitCode.OK, result.stdout + result.stderr
     table = pq.read_table(tmp_path / "run" / "results.parquet")
     same = [r["value"] for r in table.to_pylist() if r["comparison"] == "same"]
     assert same == pytest.approx([1.0] * 3, abs=1e-9)
-    assert metadata(table)["metrics"]["linear_cka"]["direction"] == "similarity"
+    assert metadata(table)["metrics"]["example_cka"]["direction"] == "similarity"

@@ -1,4 +1,4 @@
-"""linear_cka keeps probekit's metric contract and computes Kornblith et al.'s linear CKA."""
+"""example_cka keeps probekit's metric contract and computes Kornblith et al.'s linear CKA."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -88,7 +88,7 @@ def test_a_constant_layer_is_a_metric_error(tokens, hint):
     metric.update(probekit.Capture(hidden, None), probekit.Capture(hidden, None), batch)
     with pytest.raises(probekit.MetricError) as raised:
         metric.finalize()
-    assert str(raised.value).startswith(f"linear_cka, layer 0: a side is constant over the datapoints: "
+    assert str(raised.value).startswith(f"example_cka, layer 0: a side is constant over the datapoints: "
                                         f"CKA is undefined{hint}")
 
 

@@ -1,4 +1,7 @@
-"""Linear CKA between two models' hidden states, per layer (Kornblith et al., 2019).
+"""Linear CKA between two models' hidden states, per layer (Kornblith et al., 2019), as the metric ``example_cka``.
+
+probekit has a built-in ``linear_cka``; this distribution exists to show a third-party
+plugin written only against probekit's public contract, so its metric has its own name.
 
 For each layer 0 (the embeddings) .. L, with X (n x dx) and Y (n x dy) the two
 models' datapoints over the same tokens, centred per neuron:
@@ -54,7 +57,7 @@ def linear_cka(x, y) -> float:
 
 
 class LinearCKA(probekit.Metric):
-    name = "linear_cka"
+    name = "example_cka"
     description = "Linear CKA of hidden states, per layer (0 = embeddings)"
     unit = "CKA"
     needs = frozenset({"hidden_states"})
@@ -72,7 +75,7 @@ class LinearCKA(probekit.Metric):
     def update(self, a, b, batch) -> None:
         if len(a.hidden_states) != len(b.hidden_states):
             raise probekit.MetricError(
-                f"linear_cka: the models have {len(a.hidden_states) - 1} and {len(b.hidden_states) - 1} "
+                f"example_cka: the models have {len(a.hidden_states) - 1} and {len(b.hidden_states) - 1} "
                 "layers; CKA compares layer l with layer l"
             )
         tokens = self.options.tokens
@@ -87,7 +90,7 @@ class LinearCKA(probekit.Metric):
             try:
                 value = cka_from_moments(moments)
             except ValueError as error:  # too few datapoints, a constant layer, NaN activations
-                raise probekit.MetricError(f"linear_cka, layer {layer}: {error}{self._hint(layer)}") from error
+                raise probekit.MetricError(f"example_cka, layer {layer}: {error}{self._hint(layer)}") from error
             rows.append(probekit.Row(layer, value, n_examples=self.n_examples, n_tokens=self.n_tokens,
                                      details={"n_datapoints": moments.n}))
         return rows
