@@ -37,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     run = command("run", "run specs: fine-tune, probe, write results and a report")
-    run.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
+    run.add_argument("specs", nargs="*", type=Path, metavar="SPEC")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="continue an interrupted run in its folder: keep its finished comparisons, probe the others "
+                          "(SPEC defaults to the spec file the run recorded)")
     run.add_argument("-o", "--output", type=Path, help="the run folder to write (default reports/spec_name=<spec>/run=<run id>)")
     run.add_argument("--reports", type=Path, default=Path("reports"), help="where run folders go (default ./reports)")
     run.add_argument("--device", help="override [run] device (auto, cpu, cuda, cuda:N)")
@@ -113,6 +116,10 @@ def cmd_cache(args, console: Console) -> ExitCode:
 
 
 def cmd_run(args, console: Console) -> ExitCode:
+    if args.resume:
+        return cmd_resume(args, console)
+    if not args.specs:
+        raise UserError("probekit run: give a SPEC to run (or --resume RUN_DIR to continue an interrupted run)")
     if args.output and len(args.specs) > 1:
         raise UserError("--output names one run folder: give it one spec")
     session = _session(args, console, overrides={"device": args.device} if args.device else None,
@@ -121,6 +128,13 @@ def cmd_run(args, console: Console) -> ExitCode:
     for spec in specs:  # and every output writable, nothing clobbered
         session.check_output(spec, args.output)
     return max((session.run(spec, output=args.output).exit_code for spec in specs), default=ExitCode.OK)
+
+
+def cmd_resume(args, console: Console) -> ExitCode:
+    if args.output or len(args.specs) > 1:
+        raise UserError(f"--resume {args.resume} writes into that run folder: give it at most one SPEC, and no -o")
+    session = _session(args, console, overrides={"device": args.device} if args.device else None, reports=args.reports)
+    return session.resume(args.resume, args.specs[0] if args.specs else None).exit_code
 
 
 def cmd_check(args, console: Console) -> ExitCode:

@@ -5,6 +5,7 @@ import torch
 
 from probekit.errors import ModelError
 from probekit.metrics.tensors import Batch, Capture
+from probekit.models.families import model_inputs
 
 
 class CaptureError(ModelError):
@@ -16,7 +17,7 @@ def forward(encoder: torch.nn.Module, batch: Batch, needs: frozenset[str], model
     want_hidden = "hidden_states" in needs
     want_attentions = "attentions" in needs
     output = encoder(
-        **batch.model_inputs(),
+        **model_inputs(encoder, batch),  # a decoder's position ids count real tokens: left padding works
         output_hidden_states=want_hidden,
         output_attentions=want_attentions,
         return_dict=True,

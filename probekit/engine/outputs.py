@@ -11,9 +11,13 @@
 * If writing fails anyway later (a full disk, a folder removed during the run), the results go
   to a fallback file, ``<cache>/unsaved/<spec>-<run id>/results.parquet`` (else under the
   current folder, else the temporary folder), and the run says where.
+* ``--resume DIR`` continues the run in DIR: it must hold a readable ``results.parquet`` of
+  the same spec, the same text (by sha256) included; a killed writer's temporary files there
+  are removed first.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -96,12 +100,59 @@ def clear_run_files(folder: Path) -> list[Path]:
         return removed
     for path in folder.iterdir():
         name = path.name
-        ours = name in RUN_FILES or name.lower().endswith(".png") or (
-            name.startswith(".") and name.endswith(".tmp") and any(f".{f}." in name for f in RUN_FILES))
+        ours = name in RUN_FILES or name.lower().endswith(".png") or _temporary(name)
         if ours and (path.is_file() or path.is_symlink()):
             path.unlink()
             removed.append(path)
     return removed
+
+
+def _temporary(name: str) -> bool:
+    """Whether ``name`` is a file a run writes before renaming it into place (``.results.parquet.<pid>.tmp``)."""
+    return name.startswith(".") and name.endswith(".tmp") and any(f".{f}." in name for f in RUN_FILES)
+
+
+# -- resuming ------------------------------------------------------------------------
+
+
+def resumable_run(folder: Path) -> pa.Table:
+    """The results table of the interrupted run in ``folder``; UserError (exit 2) when the folder holds no run."""
+    what = f"--resume {folder}"
+    if not folder.is_dir():
+        raise UserError(f"{what}: no such folder; give the folder of an interrupted run (it holds {RESULTS_FILE})")
+    if not (folder / RESULTS_FILE).is_file():
+        raise UserError(f"{what}: not a run folder: it holds no {RESULTS_FILE}. A run stopped before its first "
+                        f"comparison finished leaves none: run the spec again (-o {folder}), its finished fine-tunes "
+                        "come from the cache")
+    try:
+        table = read_table(folder / RESULTS_FILE)
+    except UserError as error:
+        raise UserError(f"{what}: not a run folder: {error}") from None
+    return table
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Remove what a writer killed mid-write left (``.results.parquet.<pid>.tmp``): results/io.py writes
+    atomically, so the run's results are the renamed file alone."""
+    for path in folder.iterdir():
+        if _temporary(path.name) and path.is_file():
+            path.unlink()
+
+
+def check_same_spec(folder: Path, earlier: dict, spec_name: str, spec_text: str) -> None:
+    """Refuse (UserError) to resume a run of another spec, or of another version of the spec (its text's sha256)."""
+    what = f"--resume {folder}"
+    if earlier.get("spec_name") != spec_name:
+        raise UserError(f"{what}: a run of spec {earlier.get('spec_name')!r}, not of {spec_name!r}; nothing was run")
+    before, now = _sha256(str(earlier.get("spec_text", ""))), _sha256(spec_text)
+    if before != now:
+        raise UserError(f"{what}: a run of another version of spec {spec_name!r} (the run's spec text has sha256 "
+                        f"{before[:12]}, the spec's now {now[:12]}); resuming would mix the results of two specs, "
+                        "nothing was run. Run the spec anew (-o a new folder)")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass

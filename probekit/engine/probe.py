@@ -25,11 +25,13 @@ from probekit.engine.examples import ExampleStore
 from probekit.engine.plan import ProbeGroup, last_use, plan
 from probekit.engine.progress import make_progress
 from probekit.engine.resampling import Resampled, Resampling
+from probekit.engine.sharing import SharedStates
 from probekit.errors import ModelError
 from probekit.hooks.manager import PluginManager
 from probekit.metrics.base import Metric, MetricContext, MetricError, Row, supports_bootstrap
 from probekit.metrics.tensors import Batch
 from probekit.models import loading
+from probekit.models.families import family_of
 from probekit.models.finetune import Checkpoint, FinetuneJob, cache_root, finetune, training_precision
 from probekit.results.schema import RowContext, detail_problems, to_records
 from probekit.spec.model import ComparisonSpec, MetricSpec, ModelRef, Spec
@@ -195,23 +197,29 @@ class Prober:
         guards = {comparison.name: _Guard(comparison.name, measured) for comparison in comparisons}
         # What the budget leaves for captures once the pass's weights are loaded.
         room = max(self.budget - sum(_parameter_bytes(m.encoder) for m in loaded.values()), 1)
+        shared = {comparison.name: SharedStates(metrics[comparison.name]) for comparison in comparisons}
+        failed: dict[str, dict[str, str]] = {comparison.name: {} for comparison in comparisons}
         for batch in self._batches(examples, tokenizer):
             for part, captures in self._captured(self._fitting(batch, loaded, group, room), loaded, group):
                 for comparison in comparisons:
-                    guard = guards[comparison.name]
+                    guard, feeds = guards[comparison.name], shared[comparison.name]
                     a, b = captures[str(comparison.a)], captures[str(comparison.b)]
                     for name, metric in list(metrics[comparison.name].items()):
-                        if not guard.call(name, lambda metric=metric: metric.update(a, b, part) or True):
+                        if not guard.call(name, lambda n=name, m=metric: feeds.update(n, m, a, b, part) or True):
                             del metrics[comparison.name][name]
+                            failed[comparison.name][name] = guard.last
                 del captures
             progress.advance(task, batch.size)
         for comparison in comparisons:
+            dropped = shared[comparison.name].settle(metrics[comparison.name], failed[comparison.name])
+            measured.errors.extend(f"{comparison.name} / {label}: {why}" for label, why in dropped)
             self._record(comparison, metrics[comparison.name], measured, progress)
 
     def _instantiate(self, comparison: ComparisonSpec, loaded: dict[str, loading.LoadedModel], n_examples: int,
                      measured: Measured) -> dict[str, Metric | Resampled]:
         model_a, model_b = loaded[str(comparison.a)], loaded[str(comparison.b)]
-        context = MetricContext(comparison.name, model_a, model_b, model_a.num_layers, self.device)
+        context = MetricContext(comparison.name, model_a, model_b, model_a.num_layers, self.device,
+                                causal=any(family_of(m.encoder).causal for m in (model_a, model_b)))
         guard = _Guard(comparison.name, measured)
 
         def make(m: MetricSpec) -> Metric | Resampled:
@@ -357,13 +365,16 @@ class _Guard:
     def __init__(self, comparison: str, measured: Measured) -> None:
         self.comparison = comparison
         self.measured = measured
+        self.last = ""  # why the last failed call failed
 
     def call(self, label: str, function: Callable):
         try:
             return function()
         except MetricError as error:
+            self.last = str(error)
             self.measured.errors.append(f"{self.comparison} / {label}: {error}")
         except Exception as error:  # noqa: BLE001 - a plugin bug must not lose the other metrics' rows
+            self.last = f"plugin bug: {type(error).__name__}: {error}"
             self.failed(label, f"{type(error).__name__}: {error}", traceback.format_exc())
         return None
 

@@ -18,6 +18,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 LOG_EVERY = 0.1
 
 
+#: What a task counts, by the start of its description.
+UNITS = {"fine-tune": "steps", "resample": "draws"}
+
+
 def make_progress(console: Console) -> Progress | LogProgress:
     """A rich live display on a terminal, plain timestamped lines otherwise."""
     if not console.is_terminal:
@@ -95,7 +99,7 @@ class LogProgress:
     @staticmethod
     def _rate(task: LogTask) -> str:
         elapsed = max(time.monotonic() - task.started, 1e-9)
-        unit = "steps" if task.description.startswith("fine-tune") else "examples"
+        unit = next((u for prefix, u in UNITS.items() if task.description.startswith(prefix)), "examples")
         return f"{task.completed / elapsed:.1f} {unit}/s"
 
     def _line(self, task: LogTask, what: str) -> None:

@@ -68,6 +68,7 @@ class Resampled:
         self.notes: list[str] = []  # why an interval could not be given; the rows stand
 
     def update(self, a, b, batch) -> None:
+        self.update_nulls(a, b, batch)
         groups = self.group_of[self.seen:self.seen + batch.size]  # (batch,)
         self.seen += batch.size
         if len(self.groups) == 1:
@@ -76,8 +77,19 @@ class Resampled:
             for group in groups.unique().tolist():
                 index = torch.nonzero(groups == group).flatten().to(batch.input_ids.device)
                 self.groups[group].update(a.select(index), b.select(index), batch.select(index))
+
+    def update_nulls(self, a, b, batch) -> None:
+        """Only the permutation null's instances (the groups' state is taken from another metric)."""
         for null in self.nulls:
             null.update_permuted(a, b, batch, self.generator)
+
+    def state_key(self) -> tuple | None:
+        key = self.groups[0].state_key()
+        return None if key is None else (key, len(self.groups), len(self.group_of), self.settings.seed)
+
+    def take_state(self, other: Resampled) -> None:
+        for mine, theirs in zip(self.groups, other.groups, strict=True):
+            mine.take_state(theirs)
 
     def finalize(self, on_draw: Callable[[], None] = lambda: None) -> list[Row]:
         """The point rows, with an interval and a p-value where drawn; ``on_draw`` is called after each draw."""

@@ -6,6 +6,7 @@ write the Parquet file, report, draw figures and judge expectations the same way
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib.metadata
 import platform
@@ -27,11 +28,12 @@ from rich.text import Text
 
 import probekit
 from probekit.engine.examples import ExampleStore
-from probekit.engine.outputs import RunOutput, check_output, check_writable, fallback_folders, run_of
+from probekit.engine.outputs import (RunOutput, check_output, check_same_spec, check_writable, fallback_folders,
+                                     remove_temporaries, resumable_run, run_of)
 from probekit.engine.probe import Measured, Prober, ResolvedModel, metric_metadata
 from probekit.engine.resultcache import cache_dir, read_cached, results_key, write_cached
 from probekit.engine.spread import with_seed_spread
-from probekit.errors import ExitCode, PluginError, Problem, SpecError
+from probekit.errors import ExitCode, PluginError, Problem, SpecError, UserError
 from probekit.expect.evaluate import Outcome, evaluate
 from probekit.expect.render import render_outcomes
 from probekit.hooks.manager import PluginManager, build_manager
@@ -154,6 +156,29 @@ class Session:
         self._finish(result, manager)
         return result
 
+    def resume(self, run_dir: str | Path, spec: str | Path | Spec | None = None) -> RunResult:
+        """Continue an interrupted run into its own folder: the comparisons it finished are kept (their rows
+        read back from its results file), the others probed; its fine-tunes come from the checkpoint cache.
+
+        ``spec`` defaults to the file the run recorded. A folder without a run, or a run of another
+        spec or of another text of it, is refused (UserError, exit 2) before anything runs.
+        """
+        folder = Path(run_dir)
+        table = resumable_run(folder)
+        earlier = metadata(table)
+        spec, manager = self.load(spec if spec is not None else _recorded_spec(folder, earlier))
+        check_same_spec(folder, earlier, spec.name, spec.text)
+        check_writable(folder, "--resume")
+        remove_temporaries(folder)
+        start = _Start.resumed(spec, table)
+        finished = len(spec.comparisons) - len(start.todo.comparisons)
+        self.stderr.print(f"probekit: resuming run {start.run_id} of {spec.name} in {folder}: {finished} of "
+                          f"{len(spec.comparisons)} comparisons finished, probing the others", markup=False,
+                          highlight=False, soft_wrap=True)
+        result = self._compute(spec, manager, folder, start=start)
+        self._finish(result, manager)
+        return result
+
     def check_output(self, spec: Spec, output: str | Path | None) -> bool:
         """Refuse (UserError, exit 2) an output the run could not write or would clobber, before anything runs.
 
@@ -187,16 +212,17 @@ class Session:
                            f"({path.parent}); --fresh recomputes", markup=False, highlight=False, soft_wrap=True)
         return RunResult(spec, table, path, cached=True, failures=failures)
 
-    def _compute(self, spec: Spec, manager: PluginManager, output: str | Path | None, replace: bool = False) -> RunResult:
-        run_id = new_run_id()
-        started = time.time()
+    def _compute(self, spec: Spec, manager: PluginManager, output: str | Path | None, replace: bool = False,
+                 start: _Start | None = None) -> RunResult:
+        start = start or _Start.new(spec)
+        run_id = start.run_id
         folder = Path(output) if output else run_folder(self.reports, spec.name, run_id)
         out = self._output(spec, folder, run_id, replace)
-        measured = Measured()
-        info = _RunInfo(spec, manager, run_id, started)
+        measured = start.measured
+        info = _RunInfo(spec, manager, run_id, start.started)
 
         def write(complete: bool, **extra: Any) -> pa.Table:
-            meta = info.metadata(measured, complete, **extra)
+            meta = info.metadata(measured, complete, **start.metadata, **extra)
             for warning in meta["warnings"]:
                 self._warn(warning)
             table = build_table(with_seed_spread(measured.records, spec), meta, info.detail_types())
@@ -204,7 +230,7 @@ class Session:
             return table
 
         try:
-            self._probe(Prober(spec, manager, self.stderr, run_id), measured, on_comparison=lambda _: write(False))
+            self._probe(Prober(start.todo, manager, self.stderr, run_id), measured, on_comparison=lambda _: write(False))
         except KeyboardInterrupt:
             write(False, interrupted=True)
             self.stderr.print(f"probekit: interrupted; the comparisons finished so far are in {out.path}", markup=False)
@@ -259,6 +285,49 @@ class Session:
         if message not in self._warned:
             self._warned.add(message)
             self.stderr.print(Text.assemble(("warning ", "yellow"), message), highlight=False, soft_wrap=True)
+
+
+@dataclass
+class _Start:
+    """Where a run starts: from nothing, or from what an interrupted run of the spec had finished."""
+
+    run_id: str
+    started: float
+    measured: Measured  # the rows (and models, notes) of the finished comparisons
+    todo: Spec  # the spec with only the comparisons left to probe
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, spec: Spec) -> _Start:
+        return cls(new_run_id(), time.time(), Measured(), spec)
+
+    @classmethod
+    def resumed(cls, spec: Spec, table: pa.Table) -> _Start:
+        """The interrupted run of ``table``: a comparison is finished when every metric it names has rows;
+        the others (interrupted, or with a metric that failed) are probed again whole."""
+        earlier = metadata(table)
+        rows = set(zip(table.column("comparison").to_pylist(), table.column("metric").to_pylist(), strict=True))
+        done = {c.name for c in spec.comparisons if all((c.name, m) in rows for m in c.metrics)}
+        measured = Measured(records=[r for r in table.to_pylist() if r["comparison"] in done])
+        # The finished comparisons' models and notes: the metadata lists them although they are not probed again.
+        measured.models = {name: ResolvedModel(m["source"], m["identity"], str(m["identity"]).startswith("finetune:"),
+                                               accuracy=m.get("accuracy"), majority=m.get("majority"),
+                                               chance=m.get("chance"))
+                           for name, m in earlier.get("models", {}).items()}
+        measured.notes = [w for w in earlier.get("warnings", []) if w.split(" / ", 1)[0] in done]
+        todo = dataclasses.replace(spec, comparisons=tuple(c for c in spec.comparisons if c.name not in done))
+        now = _iso(time.time())
+        started = datetime.datetime.fromisoformat(earlier.get("started_at") or now).timestamp()
+        return cls(str(earlier.get("run_id") or new_run_id()), started, measured, todo, {"resumed_at": now})
+
+
+def _recorded_spec(folder: Path, earlier: dict) -> Path:
+    """The spec file a run recorded, to resume it without naming the spec again."""
+    path = Path(str(earlier.get("spec_path", "")))
+    if not earlier.get("spec_path") or not path.is_file():
+        raise UserError(f"--resume {folder}: the run's spec {earlier.get('spec_path', '(not recorded)')} is not a file "
+                        f"here; name it: probekit run SPEC --resume {folder}")
+    return path
 
 
 @dataclass

@@ -12,7 +12,7 @@ Everything a plugin author must know is here, in the class attributes of
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -85,7 +85,8 @@ class MetricContext:
 
     ``model_a`` / ``model_b`` are :class:`probekit.models.loading.LoadedModel` (name,
     encoder, tokenizer, identity); ``num_layers`` is L, the number of transformer
-    layers; ``device`` is where the captures live.
+    layers; ``device`` is where the captures live; ``causal``: a model of the comparison is
+    a decoder (each token attends only to itself and the tokens before it).
     """
 
     comparison: str
@@ -93,6 +94,7 @@ class MetricContext:
     model_b: Any
     num_layers: int
     device: Any
+    causal: bool = False
 
 
 class Metric:
@@ -155,6 +157,19 @@ class Metric:
         """
         raise NotImplementedError
 
+
+    def state_key(self) -> Hashable | None:
+        """A key equal for two instances whose state would be equal after the same updates, or None.
+
+        Within a comparison probekit then feeds one instance and hands its state to the
+        others with :meth:`take_state` (SVCCA, PWCCA, Procrustes and CKA stream the same
+        moments: one accumulation serves them all).
+        """
+        return None
+
+    def take_state(self, other: Metric) -> None:
+        """Take ``other``'s accumulated state (``other.state_key() == self.state_key()``) before finalizing."""
+        raise NotImplementedError
 
     def update_permuted(self, a: Capture, b: Capture, batch: Batch, generator: torch.Generator) -> None:
         """:meth:`update` with the pairing of a's and b's datapoints shuffled within the batch.

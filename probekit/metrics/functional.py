@@ -913,9 +913,20 @@ def attention_js(
 
 
 def datapoints(hidden: torch.Tensor, attention_mask: torch.Tensor, tokens: str) -> torch.Tensor:
-    """(batch, tokens, hidden) -> (datapoints, hidden), padding excluded."""
-    if tokens == "cls":
-        return hidden[:, 0]
+    """(batch, tokens, hidden) -> (datapoints, hidden), padding excluded.
+
+    ``"all"``: every real token; ``"cls"``: each example's first real token (an
+    encoder's [CLS]); ``"last"``: its last real token (what a decoder has read the
+    whole text at); ``"mean"``: the mean of its real tokens. First and last are
+    found from the mask, so they hold under left padding as under right padding.
+    """
+    if tokens in ("cls", "last"):
+        real = attention_mask != 0  # (batch, tokens)
+        if tokens == "cls":
+            index = real.int().argmax(1)  # argmax returns the first maximum: the first real token
+        else:
+            index = (real * torch.arange(real.shape[1], device=real.device)).argmax(1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
     if tokens == "mean":
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1)

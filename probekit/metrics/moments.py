@@ -20,9 +20,16 @@ from probekit.metrics.tensors import Batch, Capture
 
 @dataclass(frozen=True)
 class TokenOptions:
-    """Which datapoints a layer contributes: every real token, [CLS] only, or the mean per example."""
+    """Which datapoints a layer contributes: every real token, [CLS] (the first) or the last
+    real token, or the mean per example (``functional.datapoints``)."""
 
-    tokens: Literal["all", "cls", "mean"] = "all"
+    tokens: Literal["all", "cls", "last", "mean"] = "all"
+
+    def check_model(self, context: MetricContext) -> None:
+        """MetricError for ``tokens = "cls"`` on a decoder: its first token has seen only itself."""
+        if self.tokens == "cls" and context.causal:
+            raise MetricError("tokens = 'cls': decoders have no [CLS] (their first token sees only itself); "
+                              "use tokens = 'last' or 'mean'")
 
 
 class HiddenStateMoments(Metric):
@@ -41,11 +48,19 @@ class HiddenStateMoments(Metric):
 
     def __init__(self, options: Any, context: MetricContext) -> None:
         super().__init__(options, context)
+        if isinstance(options, TokenOptions):
+            options.check_model(context)
         self.moments = [self.accumulator() for _ in range(context.num_layers + 1)]
         self.n_examples = 0
 
     def update(self, a: Capture, b: Capture, batch: Batch) -> None:
         self._update(a, b, batch, generator=None)
+
+    def state_key(self) -> tuple:
+        return (type(self).accumulator, type(self)._update, self.options.tokens, self.context.num_layers)
+
+    def take_state(self, other: HiddenStateMoments) -> None:
+        self.moments, self.n_examples = other.moments, other.n_examples
 
     def update_permuted(self, a: Capture, b: Capture, batch: Batch, generator: torch.Generator) -> None:
         self._update(a, b, batch, generator)

@@ -3,7 +3,9 @@
 The recipe is the paper's (Table 1): a sequence-classification head on the base,
 Adam(W), the slanted triangular learning-rate schedule (Howard & Ruder, 2018),
 dropout 0.1. A checkpoint is keyed by everything that determines it, so a second
-run (or another spec asking for the same fine-tune) reuses it.
+run (or another spec asking for the same fine-tune) reuses it. Processes sharing a
+cache train each fine-tune once: the one that trains holds its lock, the others wait
+for it and then take the checkpoint from the cache.
 """
 from __future__ import annotations
 
@@ -15,21 +17,26 @@ import os
 import shutil
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 
 from probekit.data.batching import make_batches
 from probekit.data.example import Example, label_names
-from probekit.errors import DataError, ModelError
+from probekit.errors import DataError, ModelError, RunFailure, UserError
 from probekit.models.loading import from_pretrained, load_tokenizer
-from probekit.models.manifest import (CacheWarning, entry_problem, move_aside, partial_name, remove_stale_partials,
-                                      touch_last_used, write_manifest)
+from probekit.models.manifest import (CacheWarning, entry_problem, move_aside, owner_id, partial_name,
+                                      remove_stale_partials, touch_last_used, write_manifest)
 
 #: Bump when a change to this module changes the weights it produces.
 TRAINER_VERSION = "1"
+#: How long a fine-tune waits for another process training the same one (seconds; $PROBEKIT_LOCK_TIMEOUT):
+#: longer than any fine-tune should take, short enough that a wedged owner does not hang a job forever.
+LOCK_TIMEOUT = 6 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,19 @@ def cached_checkpoint(job: FinetuneJob, root: Path) -> Checkpoint | None:
         warnings.warn(f"{job.description}: the cached fine-tune {folder} is corrupt ({problem}); moved it aside to "
                       f"{aside} and training it again", CacheWarning, stacklevel=2)
         return None
+    return _load(job, folder)
+
+
+def _sound_checkpoint(job: FinetuneJob, root: Path) -> Checkpoint | None:
+    """The cached fine-tune of ``job`` if it matches its manifest, else None. A corrupt entry is left for
+    :func:`cached_checkpoint` to move aside under the lock, so two processes never both move it."""
+    folder = root / "finetunes" / job.key()
+    if folder.is_dir() and entry_problem(folder) is None:
+        return _load(job, folder)
+    return None
+
+
+def _load(job: FinetuneJob, folder: Path) -> Checkpoint:
     touch_last_used(folder)
     meta = json.loads((folder / "meta.json").read_text())
     snapshots = {float(f): folder / "snapshots" / f for f in meta["snapshot_accuracy"]}
@@ -164,29 +184,94 @@ def finetune(
     device: torch.device,
     *,
     on_step: Callable[[int, int, float], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> Checkpoint:
-    """Train (or reuse) the checkpoint of ``job``. ``on_step(step, total, loss)`` reports progress.
+    """Train (or reuse) the checkpoint of ``job``. ``on_step(step, total, loss)`` reports progress;
+    ``on_wait(status)`` says that another process is training it ("waiting for <pid>@<host> to finish training").
 
-    The checkpoint is written under a temporary name (``<key>.partial-<pid>@<host>``),
-    with a manifest of its files, and renamed when complete, so an interrupted run never
-    leaves a half checkpoint that a later run would trust; the temporary folder is removed
-    on any exception or Ctrl-C, and those of dead processes at the next fine-tune.
+    The training holds the lock of the cache entry (:func:`training_lock`), so processes
+    sharing the cache train it once: the others wait, then reuse it. The checkpoint is
+    written under a temporary name (``<key>.partial-<pid>@<host>``), with a manifest of its
+    files, and renamed when complete, so an interrupted run never leaves a half checkpoint
+    that a later run would trust; the temporary folder is removed on any exception or
+    Ctrl-C, and those of dead processes at the next fine-tune.
     """
-    existing = cached_checkpoint(job, root)
+    existing = _sound_checkpoint(job, root)  # the common case takes no lock: reading needs none
     if existing is not None:
         return existing
-    remove_stale_partials(root / "finetunes")
-    staging = root / "finetunes" / partial_name(job.key())
-    try:
-        _train(job, root, device, staging, on_step)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    checkpoint = cached_checkpoint(job, root)
+    with training_lock(job, root / "finetunes", on_wait):
+        existing = cached_checkpoint(job, root)  # trained by the process we waited for, or corrupt: moved aside
+        if existing is not None:
+            return existing
+        remove_stale_partials(root / "finetunes")
+        staging = root / "finetunes" / partial_name(job.key())
+        try:
+            _train(job, root, device, staging, on_step)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        checkpoint = cached_checkpoint(job, root)
     if checkpoint is None:
         raise ModelError(f"{job.description}: the fine-tune just written to {root / 'finetunes' / job.key()} "
                          "does not match its manifest (is the disk full or failing?)")
     return checkpoint
+
+
+@contextmanager
+def training_lock(job: FinetuneJob, finetunes: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold ``<key>.lock`` in the cache while training ``job``; wait while another process holds it.
+
+    It is an OS lock (flock, or its Windows counterpart, through ``filelock``): the kernel
+    releases it when its process dies, even by SIGKILL, so a dead owner never blocks the
+    next process. The owner's ``<pid>@<host>`` is written beside it (``<key>.lock.owner``:
+    the lock file itself is the lock library's) for the waiters' messages. Waiting longer
+    than :func:`lock_timeout` is a RunFailure naming the lock and its owner.
+    """
+    timeout = lock_timeout()  # a bad setting is reported before any wait
+    finetunes.mkdir(parents=True, exist_ok=True)
+    path = finetunes / f"{job.key()}.lock"
+    owner_file = path.with_name(f"{path.name}.owner")
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait is not None:
+            on_wait(f"waiting for {_owner(owner_file)} to finish training")
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise RunFailure(f"{job.description}: waited {timeout:g} s for {_owner(owner_file)} to finish training "
+                             f"this fine-tune (lock {path}); it still holds the lock. Set PROBEKIT_LOCK_TIMEOUT "
+                             f"(seconds) to wait longer, or stop that process") from None
+    try:
+        owner_file.write_text(owner_id() + "\n")
+        yield
+    finally:
+        owner_file.unlink(missing_ok=True)
+        lock.release()
+
+
+def _owner(owner_file: Path) -> str:
+    """Who holds a training lock, as its owner file names them."""
+    try:
+        return owner_file.read_text().strip() or "another process"
+    except OSError:
+        return "another process"
+
+
+def lock_timeout() -> float:
+    """How long to wait for another process's fine-tune: $PROBEKIT_LOCK_TIMEOUT seconds, else :data:`LOCK_TIMEOUT`."""
+    text = os.environ.get("PROBEKIT_LOCK_TIMEOUT", "").strip()
+    if not text:
+        return LOCK_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise UserError(f"PROBEKIT_LOCK_TIMEOUT={text!r}: expected a number of seconds >= 0 (the default "
+                        f"{LOCK_TIMEOUT:g} is 6 hours)")
+    return seconds
 
 
 def _train(job: FinetuneJob, root: Path, device: torch.device, staging: Path,

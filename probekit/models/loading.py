@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from probekit.errors import ModelError
+from probekit.models.families import transformer_layers
 
 #: Names a spec may use for the embedded default model.
 EMBEDDED_ALIASES = ("minilm", "all-MiniLM-L6-v2")
@@ -103,9 +104,22 @@ def from_pretrained(auto_class, source: str, description: str, **kwargs):
 
 
 def load_tokenizer(source: str, description: str, revision: str | None = None):
+    """The model's tokenizer, with a pad token: batches are padded, and decoders' tokenizers often have none.
+
+    A missing pad token becomes the end-of-text token (or the unknown token): padding
+    is masked out, so which token it is does not matter. The padding side is the
+    tokenizer's own (decoders often pad on the left).
+    """
     from transformers import AutoTokenizer
 
-    return from_pretrained(AutoTokenizer, resolve(source), description, revision=revision)
+    tokenizer = from_pretrained(AutoTokenizer, resolve(source), description, revision=revision)
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is None:
+            raise ModelError(f"{description}: the tokenizer of {source!r} has no pad, end-of-text or unknown token "
+                             "to pad batches with; give it a pad_token (tokenizer.pad_token = ...; save_pretrained)")
+        tokenizer.pad_token = fallback
+    return tokenizer
 
 
 def load_encoder(
@@ -118,10 +132,11 @@ def load_encoder(
     dtype: torch.dtype,
     finetuned: bool = False,
 ) -> torch.nn.Module:
-    """The encoder of a model, in eval mode on ``device``.
+    """The transformer of a model (no task or LM head), in eval mode on ``device``: an encoder or a decoder.
 
     Attention metrics need eager attention: fused kernels (SDPA, flash) never
-    materialise the attention probabilities.
+    materialise the attention probabilities. A model of a family probekit does not
+    know (probekit/models/families.py) is a ModelError here.
     """
     from transformers import AutoModel, AutoModelForSequenceClassification
 
@@ -131,6 +146,10 @@ def load_encoder(
         kwargs["attn_implementation"] = "eager"
     model = from_pretrained(auto_class, resolve(source), description, **kwargs)
     encoder = model.base_model if finetuned else model
+    try:
+        transformer_layers(encoder)  # a family probekit knows, laid out as its table says
+    except ModelError as error:
+        raise ModelError(f"{description}: {error}") from error
     return encoder.to(device).eval()
 
 

@@ -8,9 +8,10 @@ never used. An entry written before manifests existed is checked by reading ever
 file it has (JSON parsed, every safetensors tensor read); when that works its manifest
 is written then.
 
-A fine-tune in progress writes into ``<key>.partial-<pid>@<host>``; one whose process
-is gone (an interrupt that could not clean up, a killed job) is removed by the next
-fine-tune in that cache (:func:`remove_stale_partials`).
+A fine-tune in progress holds the lock ``<key>.lock`` (its owner's ``<pid>@<host>`` in
+``<key>.lock.owner``) and writes into ``<key>.partial-<pid>@<host>``; a partial folder whose
+process is gone (an interrupt that could not clean up, a killed job) is removed by the
+next fine-tune in that cache (:func:`remove_stale_partials`).
 """
 from __future__ import annotations
 
@@ -213,9 +214,14 @@ def folder_size(folder: Path) -> int:
 # -- leftovers -----------------------------------------------------------------------
 
 
+def owner_id() -> str:
+    """This process as the cache names it (a partial folder, a training lock's owner): ``<pid>@<host>``."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
 def partial_name(key: str) -> str:
     """The folder a fine-tune in progress writes into: ``<key>.partial-<pid>@<host>``."""
-    return f"{key}.partial-{os.getpid()}@{socket.gethostname()}"
+    return f"{key}.partial-{owner_id()}"
 
 
 @dataclass(frozen=True)

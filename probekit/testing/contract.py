@@ -48,6 +48,7 @@ from probekit.engine.capture import forward
 from probekit.metrics.base import Metric, MetricContext, MetricError, Row, layer_numbers, supports_bootstrap
 from probekit.metrics.checks import check_metric_class
 from probekit.metrics.options import SCALAR_TYPES, option_fields, parse_options
+from probekit.models.families import family_of
 from probekit.models.loading import LoadedModel
 from probekit.hooks.manager import RESERVED_COLUMNS
 from probekit.results.schema import detail_problems
@@ -199,7 +200,8 @@ def _fed(cls: type[Metric], options: Any, a, b, examples: list, batch_size: int,
     """An instance of ``cls`` fed ``examples``; ``phase`` says how far it got."""
     needs = frozenset(cls.needs)
     phase[0] = "__init__"
-    metric = cls(options, MetricContext(f"{a.name}_vs_{b.name}", a, b, a.num_layers, torch.device("cpu")))
+    metric = cls(options, MetricContext(f"{a.name}_vs_{b.name}", a, b, a.num_layers, torch.device("cpu"),
+                                        causal=any(family_of(m.encoder).causal for m in (a, b))))
     phase[0] = "update"
     for batch in make_batches(examples, a.tokenizer, batch_size=batch_size, max_length=MAX_LENGTH):
         metric.update(forward(a.encoder, batch, needs, a.name), forward(b.encoder, batch, needs, b.name), batch)

@@ -35,6 +35,7 @@ from probekit.metrics.base import Metric, MetricContext, Row
 from probekit.metrics.checks import check_metric_class
 from probekit.metrics.options import parse_options
 from probekit.metrics.tensors import Batch
+from probekit.models.families import family_of
 from probekit.models.loading import LoadedModel, quiet_transformers
 from probekit.results.schema import RowContext, build_table, to_records
 
@@ -139,7 +140,8 @@ def run_metric(metric_cls: type[Metric], model_a: LoadedModel, model_b: LoadedMo
     if option_problems:
         raise ValueError("; ".join(f"{key or 'options'}: found {found}; expected {expected}"
                                    for key, found, expected in option_problems))
-    context = MetricContext(comparison, model_a, model_b, model_a.num_layers, torch.device(device))
+    context = MetricContext(comparison, model_a, model_b, model_a.num_layers, torch.device(device),
+                            causal=any(family_of(m.encoder).causal for m in (model_a, model_b)))
     metric = metric_cls(parsed, context)
     needs = frozenset(metric_cls.needs)
     for batch in batches:
