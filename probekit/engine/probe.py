@@ -133,7 +133,11 @@ class Prober:
         def on_step(step: int, total: int, loss: float) -> None:
             progress.update(task, completed=step, total=total, status=f"loss {loss:.3f}")
 
-        checkpoint = finetune(job, self.cache, self.device, on_step=on_step)
+        def on_wait(status: str) -> None:  # another process trains this fine-tune into the shared cache
+            progress.update(task, status=status)
+            self.console.print(f"probekit: models.{name}: {status}", markup=False, highlight=False)
+
+        checkpoint = finetune(job, self.cache, self.device, on_step=on_step, on_wait=on_wait)
         status = "cached" if progress.tasks[task].total is None else "trained"
         accuracy = "n/a" if checkpoint.accuracy is None else f"{checkpoint.accuracy:.1%}"
         steps = progress.tasks[task].total or 1

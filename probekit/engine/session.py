@@ -230,7 +230,8 @@ class Session:
             return table
 
         try:
-            self._probe(Prober(start.todo, manager, self.stderr, run_id), measured, on_comparison=lambda _: write(False))
+            prober = Prober(start.todo, manager, self.stderr, run_id)  # a resumed run: only what it had not finished
+            self._probe(prober, measured, on_comparison=lambda _: write(False))
         except KeyboardInterrupt:
             write(False, interrupted=True)
             self.stderr.print(f"probekit: interrupted; the comparisons finished so far are in {out.path}", markup=False)

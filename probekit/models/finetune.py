@@ -34,6 +34,8 @@ from probekit.models.manifest import (CacheWarning, entry_problem, move_aside, o
 
 #: Bump when a change to this module changes the weights it produces.
 TRAINER_VERSION = "1"
+#: The cache's folder of training locks, one file per fine-tune key (apart from finetunes/, which holds entries).
+LOCKS = "locks"
 #: How long a fine-tune waits for another process training the same one (seconds; $PROBEKIT_LOCK_TIMEOUT):
 #: longer than any fine-tune should take, short enough that a wedged owner does not hang a job forever.
 LOCK_TIMEOUT = 6 * 3600.0
@@ -199,7 +201,7 @@ def finetune(
     existing = _sound_checkpoint(job, root)  # the common case takes no lock: reading needs none
     if existing is not None:
         return existing
-    with training_lock(job, root / "finetunes", on_wait):
+    with training_lock(job, root / LOCKS, on_wait):
         existing = cached_checkpoint(job, root)  # trained by the process we waited for, or corrupt: moved aside
         if existing is not None:
             return existing
@@ -218,19 +220,19 @@ def finetune(
 
 
 @contextmanager
-def training_lock(job: FinetuneJob, finetunes: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Hold ``<key>.lock`` in the cache while training ``job``; wait while another process holds it.
+def training_lock(job: FinetuneJob, locks: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold ``<cache>/locks/<key>.lock`` while training ``job``; wait while another process holds it.
 
     It is an OS lock (flock, or its Windows counterpart, through ``filelock``): the kernel
     releases it when its process dies, even by SIGKILL, so a dead owner never blocks the
-    next process. The owner's ``<pid>@<host>`` is written beside it (``<key>.lock.owner``:
-    the lock file itself is the lock library's) for the waiters' messages. Waiting longer
-    than :func:`lock_timeout` is a RunFailure naming the lock and its owner.
+    next process. The owner's ``<pid>@<host>`` is written beside it (``<key>.owner``: the
+    lock file itself is the lock library's) for the waiters' messages. Waiting longer than
+    :func:`lock_timeout` is a RunFailure naming the lock and its owner.
     """
     timeout = lock_timeout()  # a bad setting is reported before any wait
-    finetunes.mkdir(parents=True, exist_ok=True)
-    path = finetunes / f"{job.key()}.lock"
-    owner_file = path.with_name(f"{path.name}.owner")
+    locks.mkdir(parents=True, exist_ok=True)
+    path = locks / f"{job.key()}.lock"
+    owner_file = path.with_suffix(".owner")
     lock = FileLock(path)
     try:
         lock.acquire(timeout=0)

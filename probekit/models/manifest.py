@@ -8,10 +8,10 @@ never used. An entry written before manifests existed is checked by reading ever
 file it has (JSON parsed, every safetensors tensor read); when that works its manifest
 is written then.
 
-A fine-tune in progress holds the lock ``<key>.lock`` (its owner's ``<pid>@<host>`` in
-``<key>.lock.owner``) and writes into ``<key>.partial-<pid>@<host>``; a partial folder whose
-process is gone (an interrupt that could not clean up, a killed job) is removed by the
-next fine-tune in that cache (:func:`remove_stale_partials`).
+A fine-tune in progress holds the lock ``<cache>/locks/<key>.lock`` (its owner's
+``<pid>@<host>`` in ``<key>.owner`` beside it) and writes into ``<key>.partial-<pid>@<host>``;
+a partial folder whose process is gone (an interrupt that could not clean up, a killed
+job) is removed by the next fine-tune in that cache (:func:`remove_stale_partials`).
 """
 from __future__ import annotations
 

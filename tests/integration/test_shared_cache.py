@@ -130,8 +130,8 @@ def test_two_processes_needing_one_fine_tune_train_it_once(tmp_path, holder, tin
         return [line for line in out.splitlines() if line.startswith("step ")]
 
     assert steps(first_out) == [f"step {n}" for n in range(1, 7)] and steps(second_out) == []  # exactly one trained
-    checkpoints = {line for out in (first_out, second_out) for line in out.splitlines() if line.startswith("checkpoint")}
-    assert len(checkpoints) == 1  # both use the same checkpoint
+    lines = [line for out in (first_out, second_out) for line in out.splitlines()]
+    assert len({line for line in lines if line.startswith("checkpoint")}) == 1  # both use the same checkpoint
     [key] = {line.split()[1] for line in first_out.splitlines() if line.startswith("key")}
     assert key == job(tiny_models[0]).key()
     assert cache_folders() == [key]  # no partial folder, nothing moved aside
@@ -152,13 +152,13 @@ def test_a_sigkilled_owner_does_not_block_the_next_process(tmp_path, holder, tin
         finetune(me, cache(), torch.device("cpu"), on_wait=statuses.append)
     owner_id = f"{owner.pid}@{socket.gethostname()}"
     assert statuses == [f"waiting for {owner_id} to finish training"]
-    lock = cache() / "finetunes" / f"{me.key()}.lock"
+    lock = cache() / "locks" / f"{me.key()}.lock"
     assert f"waited 0.5 s for {owner_id}" in str(failure.value) and f"(lock {lock})" in str(failure.value)
     assert "PROBEKIT_LOCK_TIMEOUT" in str(failure.value)
 
     owner.send_signal(signal.SIGKILL)  # no cleanup runs: the lock file, its owner file and the partial folder stay
     owner.wait(timeout=30)
-    assert lock.exists()
+    assert lock.exists() and lock.with_suffix(".owner").read_text().strip() == owner_id
     monkeypatch.setenv("PROBEKIT_LOCK_TIMEOUT", "30")
     steps: list[int] = []
     started = time.monotonic()
