@@ -23,12 +23,12 @@ one by one (not DeBERTa-v2 with a convolution after layer 1).
 """
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-import transformers
 
 import probekit
 from probekit.errors import ModelError
@@ -36,9 +36,6 @@ from probekit.metrics.functional import CrossMoments, datapoints
 from probekit.metrics.moments import pooled_layer_moments
 from probekit.models.families import base_model, embedding_modules, family_of, model_inputs, transformer_layers
 from probekit.plugins.svcca import Options, svcca_rows
-
-#: transformers 4 layers return tuples, whatever the family; 5's return the hidden state (DeBERTa-v2 excepted).
-TUPLE_LAYERS = int(transformers.__version__.split(".")[0]) < 5
 
 #: One recorded layer call: the positional arguments after the hidden state, and the keyword arguments.
 Arguments = tuple[tuple, dict]
@@ -64,7 +61,9 @@ def _stack(loaded) -> _Stack:
     problem = family.replacement_problem(encoder.config)
     if problem:
         raise probekit.MetricError(f"layer_replacement cannot run on {loaded.name}, a {family.name} model: {problem}")
-    return _Stack(base_model(encoder), layers, embedding_modules(encoder), family.tuple_layers or TUPLE_LAYERS)
+    # transformers 4 layers return tuples, whatever the family; 5's return the hidden state (DeBERTa-v2's excepted).
+    tuple_layers = family.tuple_layers or int(importlib.metadata.version("transformers").split(".")[0]) < 5
+    return _Stack(base_model(encoder), layers, embedding_modules(encoder), tuple_layers)
 
 
 def _same_parameters(a: list[torch.nn.Module], b: list[torch.nn.Module]) -> bool:
@@ -98,7 +97,7 @@ def _forwards(swaps: dict[torch.nn.Module, Callable]) -> Iterator[None]:
 
 
 def _given(output: torch.Tensor, as_tuple: bool) -> Callable:
-    """A layer's stand-in that computes nothing: it returns the layer's output (batch, tokens, hidden) from the capture."""
+    """A layer's stand-in that computes nothing: its output (batch, tokens, hidden), from the capture."""
     result = (output, None) if as_tuple else output
     return lambda *args, **kwargs: result
 

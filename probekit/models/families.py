@@ -34,7 +34,9 @@ class Family:
     """How one family of models is laid out."""
 
     name: str
-    layers: str  # the ModuleList of transformer layers: hidden_states[l] is the output of layers[l - 1]
+    #: The ModuleList of transformer layers: hidden_states[l] is the output of layers[l - 1]
+    #: (hidden_states[L] after the model's final norm, where it has one: transformers returns it so).
+    layers: str
     #: The modules computing the input of layer 1 (hidden_states[0]). The first always exists;
     #: the others only under some configs (a projection when the embedding width differs).
     embeddings: tuple[str, ...]

@@ -219,12 +219,13 @@ def test_cls_and_mean_tokens_match_direct():
 
 
 def test_unsupported_architecture_is_named():
-    from transformers import DistilBertConfig, DistilBertModel
+    from transformers import AlbertConfig, AlbertModel
 
-    config = DistilBertConfig(vocab_size=VOCAB, dim=HIDDEN, n_layers=2, n_heads=2, hidden_dim=2 * HIDDEN,
-                              max_position_embeddings=64)
-    model = DistilBertModel(config).eval()
-    with pytest.raises(MetricError, match=r"DistilBertModel.*\.embeddings.*\.encoder\.layer"):
+    config = AlbertConfig(vocab_size=VOCAB, embedding_size=16, hidden_size=HIDDEN, num_hidden_layers=2,
+                          num_attention_heads=2, intermediate_size=2 * HIDDEN, max_position_embeddings=64)
+    model = AlbertModel(config).eval()
+    with pytest.raises(MetricError, match=r"layer_replacement: pre: probekit does not know the model family of "
+                                          r"AlbertModel \(config.model_type 'albert'\)"):
         run_metric(model, copy.deepcopy(model), make_batches(1))
 
 
