@@ -229,7 +229,10 @@ class CrossMoments:
         pooled._shift_x, pooled._shift_y = common._shift_x, common._shift_y
         sums = ("_sx", "_sxx") if pooled.identical else ("_sx", "_sxx", "_sy", "_syy", "_sxy")
         for name in sums:
-            setattr(pooled, name, sum(w * getattr(part, name) for part, w in used))
+            total = torch.zeros_like(getattr(common, name))
+            for part, weight in used:  # add_ with alpha: one pass over memory per part, no temporary
+                total.add_(getattr(part, name), alpha=weight)
+            setattr(pooled, name, total)
         pooled._n = sum(w * part.n for part, w in used)
         return pooled
 
