@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reports", type=Path, default=Path("reports"), help="where run folders go (default ./reports)")
     run.add_argument("--device", help="override [run] device (auto, cpu, cuda, cuda:N)")
     run.add_argument("--fresh", action="store_true", help="recompute even when identical earlier results exist")
+    run.add_argument("--executor", choices=("local", "ray"),
+                     help="who runs the fine-tunes and probes: this process (local, the default) or a Ray cluster "
+                          "(ray: pip install 'probekit[ray]'; docs/scale-out.md); overrides [run] executor")
+    run.add_argument("--ray-address", metavar="ADDRESS",
+                     help="the Ray cluster to run on (host:port, ray://host:10001, auto); implies --executor ray; "
+                          "default [run] ray_address, else $RAY_ADDRESS, else a local Ray started for the run")
     run.add_argument("--overwrite", action="store_true",
                      help="write into a non-empty -o folder that is not an earlier run of the spec "
                           "(replaces results.parquet, verdict.json and *.png there, nothing else)")
@@ -123,7 +129,7 @@ def cmd_run(args, console: Console) -> ExitCode:
     if args.output and len(args.specs) > 1:
         raise UserError("--output names one run folder: give it one spec")
     session = _session(args, console, overrides={"device": args.device} if args.device else None,
-                       reports=args.reports, use_cache=not args.fresh, overwrite=args.overwrite)
+                       reports=args.reports, use_cache=not args.fresh, overwrite=args.overwrite, **_executor(args))
     specs = [session.load(path)[0] for path in args.specs]  # every spec valid before any runs
     for spec in specs:  # and every output writable, nothing clobbered
         session.check_output(spec, args.output)
@@ -133,8 +139,14 @@ def cmd_run(args, console: Console) -> ExitCode:
 def cmd_resume(args, console: Console) -> ExitCode:
     if args.output or len(args.specs) > 1:
         raise UserError(f"--resume {args.resume} writes into that run folder: give it at most one SPEC, and no -o")
-    session = _session(args, console, overrides={"device": args.device} if args.device else None, reports=args.reports)
+    session = _session(args, console, overrides={"device": args.device} if args.device else None, reports=args.reports,
+                       **_executor(args))
     return session.resume(args.resume, args.specs[0] if args.specs else None).exit_code
+
+
+def _executor(args) -> dict:
+    """--executor and --ray-address as Session arguments: an address alone means Ray."""
+    return {"executor": args.executor or ("ray" if args.ray_address else None), "ray_address": args.ray_address}
 
 
 def cmd_check(args, console: Console) -> ExitCode:

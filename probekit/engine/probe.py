@@ -32,7 +32,7 @@ from probekit.metrics.base import Metric, MetricContext, MetricError, Row, suppo
 from probekit.metrics.tensors import Batch
 from probekit.models import loading
 from probekit.models.families import family_of
-from probekit.models.finetune import Checkpoint, FinetuneJob, cache_root, finetune, training_precision
+from probekit.models.finetune import AdapterJob, Checkpoint, FinetuneJob, cache_root, finetune, training_precision
 from probekit.results.schema import RowContext, detail_problems, to_records
 from probekit.spec.model import ComparisonSpec, MetricSpec, ModelRef, Spec
 
@@ -48,6 +48,7 @@ class ResolvedModel:
     accuracy: float | None = None
     majority: float | None = None  # a fine-tune's validation data: the majority-class rate (what one guess scores)
     chance: float | None = None  # 1 / the number of classes
+    warnings: tuple[str, ...] = ()  # what the checkpoint says of itself (a LoRA that changed nothing)
 
 
 @dataclass
@@ -81,13 +82,10 @@ class Prober:
 
     def run(self, measured: Measured, on_comparison: Callable[[Measured], None]) -> Measured:
         """Resolve every model (fine-tuning as needed), then probe group by group, reporting after each."""
-        if self.device.type == "cpu":
-            torch.set_num_threads(self.threads)
+        self._use_threads()
         groups = plan(self.spec)
         with make_progress(self.console) as progress:
-            for comparison in self.spec.comparisons:
-                for ref in (comparison.a, comparison.b):
-                    measured.models[str(ref)] = self.resolve(ref, progress)
+            self.resolve_all(measured, progress)
             pool = _ModelPool(self, measured.models)
             ends = last_use(groups)
             for index, group in enumerate(groups):
@@ -113,7 +111,27 @@ class Prober:
                            f"do not fit [run] memory = {_gb(self.budget)} together: two at a time", highlight=False)
         return [((str(c.a), str(c.b)), (c,)) for c in group.comparisons]
 
+    def _use_threads(self) -> None:
+        if self.device.type == "cpu":
+            torch.set_num_threads(self.threads)
+
     # -- models ------------------------------------------------------------------------
+
+    def resolve_all(self, measured: Measured, progress: Progress) -> None:
+        """Where every comparison side's weights come from, fine-tuning what is not cached yet."""
+        for comparison in self.spec.comparisons:
+            for ref in (comparison.a, comparison.b):
+                measured.models[str(ref)] = self.resolve(ref, progress)
+
+    def finetune_alone(self, name: str) -> Checkpoint:
+        """The fine-tune of ``models.<name>`` (and of its fine-tuned bases) as one task of an executor."""
+        self._use_threads()
+        with make_progress(self.console) as progress:
+            return self.checkpoint(name, progress)
+
+    def adopt(self, name: str, checkpoint: Checkpoint) -> None:
+        """Use ``checkpoint``, trained by another process (an executor's task), as the fine-tune of ``models.<name>``."""
+        self._checkpoints[name] = checkpoint
 
     def checkpoint(self, name: str, progress: Progress) -> Checkpoint:
         """The fine-tune of ``models.<name>``, trained now or taken from the cache."""
@@ -147,15 +165,25 @@ class Prober:
 
     def resolve(self, ref: ModelRef, progress: Progress) -> ResolvedModel:
         model = self.spec.models[ref.model]
+        if model.adapter is not None:
+            return self.merged(ref.model)
         if not model.is_finetuned:
             return ResolvedModel(loading.resolve(model.id), loading.model_identity(model.id, model.revision),
                                  finetuned=False, revision=model.revision)
         checkpoint = self.checkpoint(ref.model, progress)
-        rates = {"majority": checkpoint.majority, "chance": checkpoint.chance}
+        rates = {"majority": checkpoint.majority, "chance": checkpoint.chance, "warnings": checkpoint.warnings}
         if ref.snapshot is None:
             return ResolvedModel(str(checkpoint.folder), checkpoint.identity, True, accuracy=checkpoint.accuracy, **rates)
         return ResolvedModel(str(checkpoint.snapshots[ref.snapshot]), f"{checkpoint.identity}@{ref.snapshot:g}", True,
                              accuracy=checkpoint.snapshot_accuracy[ref.snapshot], **rates)
+
+    def merged(self, name: str) -> ResolvedModel:
+        """``models.<name>``: its ``id`` with its LoRA ``adapter`` merged in, through the checkpoint cache."""
+        model = self.spec.models[name]
+        job = AdapterJob(f"{self.spec.path}: models.{name}", loading.resolve(model.id),
+                         loading.model_identity(model.id, model.revision), model.adapter, model.revision)
+        checkpoint = finetune(job, self.cache, self.device)
+        return ResolvedModel(str(checkpoint.folder), checkpoint.identity, False, warnings=checkpoint.warnings)
 
     def load(self, ref: ModelRef, resolved: ResolvedModel, eager: bool) -> loading.LoadedModel:
         description = f"{self.spec.path}: models.{ref.model}"

@@ -28,6 +28,7 @@ from rich.text import Text
 
 import probekit
 from probekit.engine.examples import ExampleStore
+from probekit.engine.executors import Executor, executor_for
 from probekit.engine.outputs import (RunOutput, check_output, check_same_spec, check_writable, fallback_folders,
                                      remove_temporaries, resumable_run, run_of)
 from probekit.engine.probe import Measured, Prober, ResolvedModel, metric_metadata
@@ -82,8 +83,13 @@ class Session:
 
     def __init__(self, *, plugins: Iterable[str] = (), overrides: Mapping[str, Any] | None = None,
                  reports: str | Path = "reports", console: Console | None = None, use_cache: bool = True,
-                 verbose: bool = False, autoload: bool | None = None, overwrite: bool = False) -> None:
+                 verbose: bool = False, autoload: bool | None = None, overwrite: bool = False,
+                 executor: str | None = None, ray_address: str | None = None) -> None:
         self.plugins = tuple(plugins)
+        # who runs the fine-tunes and probes (--executor, --ray-address; else the spec's [run]): outside the
+        # overrides, so the results cache reuses a run whatever executor made it
+        self.executor = executor
+        self.ray_address = ray_address
         self.overwrite = overwrite  # write into a non-empty -o folder that is not an earlier run of the spec
         self.overrides = dict(overrides or {})
         self.reports = Path(reports)
@@ -259,7 +265,12 @@ class Session:
                     show(message, category, filename, lineno, file, line)
 
             warnings.showwarning = shown
-            prober.run(measured, on_comparison=on_comparison)
+            self._executor(prober.spec).run(prober, measured, on_comparison)
+
+    def _executor(self, spec: Spec) -> Executor:
+        """This process (the default) or a Ray cluster, which rebuilds the spec with this session's plugins."""
+        return executor_for(self.executor or spec.run.executor, address=self.ray_address or spec.run.ray_address,
+                            plugins=self.plugins, overrides=self.overrides, autoload=self.autoload)
 
     def _finish(self, result: RunResult, manager: PluginManager) -> None:
         """The run-finished hook (report, figures, third-party outputs), then the expectations' verdict."""
@@ -352,13 +363,18 @@ class _RunInfo:
         return {
             "run_id": self.run_id, "spec_name": spec.name, "spec_path": str(spec.path), "spec_text": spec.text,
             "models": models, "metrics": metric_metadata(spec, self.manager),
-            "comparisons": [c.name for c in spec.comparisons], "warnings": [*weak_models(measured.models), *measured.notes],
+            "comparisons": [c.name for c in spec.comparisons], "warnings": [*weak_models(measured.models), *checkpoint_warnings(measured.models), *measured.notes],
             "errors": [*measured.errors, *measured.failures], "failures": measured.failures, "complete": complete,
             "probekit_version": probekit.__version__, "torch_version": torch.__version__,
             "transformers_version": _version("transformers"), "python_version": platform.python_version(),
             "device": _device_name(device), "dtype": str(pick_dtype(spec.run.dtype, device)).removeprefix("torch."),
             "started_at": _iso(self.started), "finished_at": _iso(time.time()), **extra,
         }
+
+
+def checkpoint_warnings(models: Mapping[str, ResolvedModel]) -> list[str]:
+    """What the whole models' checkpoints say of themselves (a LoRA that changed nothing), once per model."""
+    return [f"models.{name}: {warning}" for name, m in models.items() if "@" not in name for warning in m.warnings]
 
 
 def weak_models(models: Mapping[str, ResolvedModel], margin: float = LEARNED_MARGIN) -> list[str]:

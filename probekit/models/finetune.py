@@ -2,8 +2,10 @@
 
 The recipe is the paper's (Table 1): a sequence-classification head on the base,
 Adam(W), the slanted triangular learning-rate schedule (Howard & Ruder, 2018),
-dropout 0.1. A checkpoint is keyed by everything that determines it, so a second
-run (or another spec asking for the same fine-tune) reuses it. Processes sharing a
+dropout 0.1; every weight trains, or (``method = "lora"``) LoRA adapters and the head
+do, merged into the checkpoint. A checkpoint is keyed by everything that determines it,
+so a second run (or another spec asking for the same fine-tune) reuses it. A declared
+base + adapter is merged into a cache entry the same way. Processes sharing a
 cache train each fine-tune once: the one that trains holds its lock, the others wait
 for it and then take the checkpoint from the cache.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import math
 import os
@@ -28,6 +31,8 @@ from filelock import FileLock, Timeout
 from probekit.data.batching import make_batches
 from probekit.data.example import Example, label_names
 from probekit.errors import DataError, ModelError, RunFailure, UserError
+from probekit.models.adapters import (UNCHANGED, adapter_identity, load_merged, merge, merged_copy, warn_unchanged,
+                                      with_lora)
 from probekit.models.loading import from_pretrained, load_tokenizer
 from probekit.models.manifest import (CacheWarning, entry_problem, move_aside, owner_id, partial_name,
                                       remove_stale_partials, touch_last_used, write_manifest)
@@ -39,6 +44,11 @@ LOCKS = "locks"
 #: How long a fine-tune waits for another process training the same one (seconds; $PROBEKIT_LOCK_TIMEOUT):
 #: longer than any fine-tune should take, short enough that a wedged owner does not hang a job forever.
 LOCK_TIMEOUT = 6 * 3600.0
+#: How a fine-tune trains: every weight, or LoRA adapters on target_modules (and the head), merged afterwards.
+METHODS = ("full", "lora")
+#: The settings only LoRA reads. A full fine-tune's cache key leaves them (and ``method``) out, so full
+#: fine-tunes keep the keys they had before LoRA existed.
+LORA_KEYS = ("rank", "alpha", "target_modules", "lora_dropout")
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,11 @@ class FinetuneSettings:
     weight_decay: float = 0.0
     limit: int | None = None  # at most this many training examples
     snapshots: tuple[float, ...] = ()  # fractions of training at which to keep a checkpoint
+    method: str = "full"  # one of METHODS
+    rank: int = 8  # LoRA: the rank r of each adapter B·A
+    alpha: float = 16.0  # LoRA: B·A is scaled by alpha / rank
+    target_modules: tuple[str, ...] | None = None  # LoRA: module names; None: the family's query and value projections
+    lora_dropout: float = 0.0  # LoRA: dropout on each adapter's input
 
 
 @dataclass(frozen=True)
@@ -73,15 +88,42 @@ class FinetuneJob:
         return label_names(self.train)
 
     def key(self) -> str:
+        settings = dataclasses.asdict(self.settings)
+        lora = self.settings.method == "lora"
+        if not lora:
+            for name in ("method", *LORA_KEYS):
+                del settings[name]
         identity = {
             "trainer": TRAINER_VERSION,
             "base": self.base_identity,
             "train": examples_digest(self.train),
             "validation": examples_digest(self.validation),
-            "settings": dataclasses.asdict(self.settings),
+            "settings": settings,
             "torch": torch.__version__.split("+")[0],
             # Only GPUs with bf16 train in autocast; float32 training keeps the keys it always had.
             **({"precision": self.precision} if self.precision != "float32" else {}),
+            **({"peft": importlib.metadata.version("peft")} if lora else {}),  # it initialises the adapters
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class AdapterJob:
+    """A declared base + LoRA adapter (``[models.x] id`` + ``adapter``), merged once into a cache entry."""
+
+    description: str  # e.g. "models.lora", for messages
+    base_source: str  # what from_pretrained takes: a hub id or a folder
+    base_identity: str
+    adapter: str  # a peft adapter folder or hub id
+    revision: str | None = None  # of a hub base
+
+    def key(self) -> str:
+        identity = {
+            "trainer": TRAINER_VERSION,
+            "base": self.base_identity,
+            "adapter": adapter_identity(self.adapter),
+            "peft": importlib.metadata.version("peft"),
+            "torch": torch.__version__.split("+")[0],
         }
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -97,6 +139,8 @@ class Checkpoint:
     identity: str
     majority: float | None = None  # the majority-class rate of the validation data: what always guessing it scores
     chance: float | None = None  # 1 / the number of classes
+    #: What its comparisons should be read with, e.g. a LoRA that left every weight as it was (adapters.UNCHANGED).
+    warnings: tuple[str, ...] = ()
 
 
 def majority_rate(examples: Sequence[Example]) -> float | None:
@@ -133,7 +177,7 @@ def slanted_triangular(step: int, total_steps: int, cut_frac: float, ratio: floa
     return (1 + progress * (ratio - 1)) / ratio
 
 
-def cached_checkpoint(job: FinetuneJob, root: Path) -> Checkpoint | None:
+def cached_checkpoint(job: FinetuneJob | AdapterJob, root: Path) -> Checkpoint | None:
     """The cached fine-tune of ``job``, checked against its manifest; None when there is none.
 
     An entry that does not match its manifest (or, written before manifests, does not
@@ -156,7 +200,7 @@ def cached_checkpoint(job: FinetuneJob, root: Path) -> Checkpoint | None:
     return _load(job, folder)
 
 
-def _sound_checkpoint(job: FinetuneJob, root: Path) -> Checkpoint | None:
+def _sound_checkpoint(job: FinetuneJob | AdapterJob, root: Path) -> Checkpoint | None:
     """The cached fine-tune of ``job`` if it matches its manifest, else None. A corrupt entry is left for
     :func:`cached_checkpoint` to move aside under the lock, so two processes never both move it."""
     folder = root / "finetunes" / job.key()
@@ -165,31 +209,36 @@ def _sound_checkpoint(job: FinetuneJob, root: Path) -> Checkpoint | None:
     return None
 
 
-def _load(job: FinetuneJob, folder: Path) -> Checkpoint:
+def _load(job: FinetuneJob | AdapterJob, folder: Path) -> Checkpoint:
     touch_last_used(folder)
     meta = json.loads((folder / "meta.json").read_text())
     snapshots = {float(f): folder / "snapshots" / f for f in meta["snapshot_accuracy"]}
+    if meta.get("unchanged"):  # on every run that uses it, cached or not: its comparisons will all be 0
+        warn_unchanged(job.description)
+    trained = isinstance(job, FinetuneJob)  # a merged adapter has no validation data
     return Checkpoint(
         folder=folder / "final",
         accuracy=meta["accuracy"],
         snapshots=snapshots,
         snapshot_accuracy={float(f): a for f, a in meta["snapshot_accuracy"].items()},
-        identity=f"finetune:{job.key()}",
-        majority=majority_rate(job.validation),
-        chance=1 / len(job.labels) if job.labels else None,
+        identity=f"{'finetune' if trained else 'adapter'}:{job.key()}",
+        majority=majority_rate(job.validation) if trained else None,
+        chance=1 / len(job.labels) if trained and job.labels else None,
+        warnings=(UNCHANGED,) if meta.get("unchanged") else (),
     )
 
 
 def finetune(
-    job: FinetuneJob,
+    job: FinetuneJob | AdapterJob,
     root: Path,
     device: torch.device,
     *,
     on_step: Callable[[int, int, float], None] | None = None,
     on_wait: Callable[[str], None] | None = None,
 ) -> Checkpoint:
-    """Train (or reuse) the checkpoint of ``job``. ``on_step(step, total, loss)`` reports progress;
-    ``on_wait(status)`` says that another process is training it ("waiting for <pid>@<host> to finish training").
+    """Train (or reuse) the checkpoint of ``job`` (an AdapterJob: merge it). ``on_step(step, total, loss)``
+    reports progress; ``on_wait(status)`` says that another process is training it ("waiting for <pid>@<host>
+    to finish training").
 
     The training holds the lock of the cache entry (:func:`training_lock`), so processes
     sharing the cache train it once: the others wait, then reuse it. The checkpoint is
@@ -208,7 +257,10 @@ def finetune(
         remove_stale_partials(root / "finetunes")
         staging = root / "finetunes" / partial_name(job.key())
         try:
-            _train(job, root, device, staging, on_step)
+            if isinstance(job, AdapterJob):
+                _merge(job, root, staging)
+            else:
+                _train(job, root, device, staging, on_step)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -220,7 +272,8 @@ def finetune(
 
 
 @contextmanager
-def training_lock(job: FinetuneJob, locks: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+def training_lock(job: FinetuneJob | AdapterJob, locks: Path,
+                  on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold ``<cache>/locks/<key>.lock`` while training ``job``; wait while another process holds it.
 
     It is an OS lock (flock, or its Windows counterpart, through ``filelock``): the kernel
@@ -281,7 +334,6 @@ def _train(job: FinetuneJob, root: Path, device: torch.device, staging: Path,
     """Train ``job`` into ``staging``, then rename it to its cache folder."""
     from transformers import AutoModelForSequenceClassification
 
-
     settings = job.settings
     labels = job.labels
     if len(labels) < 2:
@@ -307,12 +359,16 @@ def _train(job: FinetuneJob, root: Path, device: torch.device, staging: Path,
         # A fine-tune of a fine-tune may have another number of classes: a fresh head then.
         ignore_mismatched_sizes=True,
     ).to(device)
+    lora = settings.method == "lora"
+    if lora:  # wrapped after the head is initialised: a seed starts either method from the same head
+        model = with_lora(model, settings, job.description)
 
     train = list(job.train)
     steps_per_epoch = math.ceil(len(train) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
     snapshot_steps = {max(1, round(f * total_steps)): f for f in settings.snapshots}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # under LoRA: the adapters and the head
+    optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: slanted_triangular(step, total_steps, settings.warmup, settings.ratio)
     )
@@ -339,9 +395,14 @@ def _train(job: FinetuneJob, root: Path, device: torch.device, staging: Path,
                 on_step(step, total_steps, loss.item())
             if step in snapshot_steps and snapshot_steps[step] < 1.0:
                 fraction = snapshot_steps[step]
-                _save(model, tokenizer, staging / "snapshots" / f"{fraction:g}")
+                snapshot = merged_copy(model) if lora else model
+                _save(snapshot, tokenizer, staging / "snapshots" / f"{fraction:g}")
                 snapshot_accuracy[f"{fraction:g}"] = accuracy(model, tokenizer, job.validation, labels, settings, device)
 
+    unchanged = False
+    if lora:  # the checkpoint is the merged model, like a full fine-tune's; the adapter is kept for users
+        model.save_pretrained(staging / "adapter")
+        model, unchanged = merge(model)
     final_accuracy = accuracy(model, tokenizer, job.validation, labels, settings, device)
     _save(model, tokenizer, staging / "final")
     if 1.0 in settings.snapshots:  # the end of training is the final model itself
@@ -362,10 +423,32 @@ def _train(job: FinetuneJob, root: Path, device: torch.device, staging: Path,
         "validation_digest": examples_digest(job.validation),
         "snapshot_accuracy": snapshot_accuracy,
         "trainer_version": TRAINER_VERSION,
+        **({"unchanged": unchanged} if lora else {}),
     }
+    _commit(staging, root / "finetunes" / job.key(), meta)
+
+
+def _merge(job: AdapterJob, root: Path, staging: Path) -> None:
+    """Merge ``job``'s adapter into its base, into ``staging``, then rename it to its cache folder."""
+    encoder, unchanged = load_merged(job.base_source, job.adapter, job.description, job.revision)
+    shutil.rmtree(staging, ignore_errors=True)
+    _save(encoder, load_tokenizer(job.base_source, job.description, job.revision), staging / "final")
+    meta = {
+        "description": job.description,
+        "base": job.base_identity,
+        "adapter": adapter_identity(job.adapter),
+        "accuracy": None,
+        "snapshot_accuracy": {},
+        "trainer_version": TRAINER_VERSION,
+        "unchanged": unchanged,
+    }
+    _commit(staging, root / "finetunes" / job.key(), meta)
+
+
+def _commit(staging: Path, target: Path, meta: dict) -> None:
+    """Write ``meta.json`` and the manifest into ``staging``, then rename it to ``target``."""
     (staging / "meta.json").write_text(json.dumps(meta, indent=2))
     write_manifest(staging)
-    target = root / "finetunes" / job.key()
     try:
         os.replace(staging, target)
     except OSError:  # another process finished the same fine-tune first: keep theirs

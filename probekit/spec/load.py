@@ -8,6 +8,7 @@ including the spec's own ``plugins = [...]``). docs/specs.md documents the forma
 from __future__ import annotations
 
 import codecs
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import fields, replace
@@ -18,12 +19,14 @@ from probekit.data.source import DataSource, resolve_path
 from probekit.errors import Problem, SpecError, did_you_mean, type_name
 from probekit.metrics.base import Metric, supports_permutation_null
 from probekit.metrics.options import option_fields, parse_options
-from probekit.models.finetune import FinetuneSettings
+from probekit.models.adapters import ADAPTER_CONFIG
+from probekit.models.finetune import LORA_KEYS, METHODS, FinetuneSettings
 from probekit.models.loading import WEIGHT_SUFFIXES
 from probekit.spec.expectations import parse_expectations
 from probekit.spec.model import (
     DEVICES,
     DTYPES,
+    EXECUTORS,
     ComparisonSpec,
     DataSpec,
     MetricSpec,
@@ -161,9 +164,31 @@ def _parse_run(table: Any, problems: list[Problem]) -> RunSettings:
         bootstrap=_parse_bootstrap(reader),
         confidence=_parse_confidence(reader),
         bootstrap_groups=_count(reader, "bootstrap_groups", 32, 2, "a number of groups from 2 to 10000 (e.g. 32)"),
+        executor=reader.get("executor", str, "local", choices=EXECUTORS),
+        ray_address=_parse_ray_address(reader),
+        gpus_per_task=_parse_gpus(reader),
     )
     reader.finish()
     return settings
+
+
+def _parse_ray_address(reader: _Table) -> str | None:
+    address = reader.get("ray_address", str, None)
+    if address is not None and not address.strip():
+        reader.problem("ray_address", "an empty string", 'a Ray address such as "10.0.0.1:6379", "ray://head:10001" '
+                       'or "auto"; leave it out for $RAY_ADDRESS or a local Ray')
+        return None
+    return address
+
+
+def _parse_gpus(reader: _Table) -> float | None:
+    """``gpus_per_task``: Ray shares a GPU among tasks that ask for a fraction of one; above one, whole GPUs."""
+    gpus = reader.get("gpus_per_task", float, None)
+    if gpus is not None and not (math.isfinite(gpus) and gpus >= 0 and (gpus <= 1 or gpus.is_integer())):
+        reader.problem("gpus_per_task", repr(gpus), "a number of GPUs per task >= 0: a share of one up to 1 "
+                       "(0.5: two tasks per GPU), else a whole number")
+        return None
+    return gpus
 
 
 #: Draws per bootstrap or permutation null: below 10 a percentile is meaningless, above this a typo.
@@ -236,7 +261,11 @@ def _parse_finetune(table: Any, key: str, defaults: FinetuneSettings, problems: 
                 else:
                     reader.problem("snapshots", repr(fraction), "fractions of training in (0, 1], e.g. [0.25, 0.5, 1.0]")
             values["snapshots"] = tuple(sorted(set(good)))
-        elif f.name in ("lr", "warmup", "ratio", "dropout", "weight_decay"):
+        elif f.name == "method":
+            values[f.name] = reader.get(f.name, str, default, choices=METHODS)
+        elif f.name == "target_modules":
+            values[f.name] = _parse_targets(reader, default)
+        elif f.name in ("lr", "warmup", "ratio", "dropout", "weight_decay", "alpha", "lora_dropout"):
             values[f.name] = reader.get(f.name, float, default)
         elif f.name == "limit":
             values[f.name] = reader.get(f.name, int, default, positive=True)
@@ -248,6 +277,8 @@ def _parse_finetune(table: Any, key: str, defaults: FinetuneSettings, problems: 
         "warmup": (lambda v: 0 <= v < 1, "a fraction of steps in [0, 1)"),
         "ratio": (lambda v: v >= 1, "a number >= 1 (peak / lowest learning rate)"),
         "dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+        "alpha": (lambda v: v > 0, "a positive LoRA scale, e.g. 16 (each B·A is scaled by alpha / rank)"),
+        "lora_dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
     }
     for name, (good, expected) in ranges.items():
         if not good(values[name]):
@@ -255,6 +286,19 @@ def _parse_finetune(table: Any, key: str, defaults: FinetuneSettings, problems: 
             values[name] = getattr(defaults, name)  # models inheriting it are not blamed again
     reader.finish()
     return FinetuneSettings(**values)
+
+
+def _parse_targets(reader: _Table, default: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """``target_modules``: the modules LoRA adapts, by name (as peft matches them: "query" is every
+    module whose name ends in .query). Whether they exist is known when the model loads."""
+    names = reader.get("target_modules", list, None)
+    if names is None:
+        return default
+    if not names or not all(isinstance(name, str) and name.strip() for name in names):
+        reader.problem("target_modules", repr(names), 'module names, e.g. ["query", "value"] (leave it out for '
+                       "the family's query and value projections)")
+        return default
+    return tuple(names)
 
 
 def looks_like_path(model_id: str) -> bool:
@@ -297,16 +341,41 @@ def _parse_model(key: str, table: Any, base_dir: Path, defaults: FinetuneSetting
         elif (why := model_folder_problem(folder)) is not None:
             reader.problem("id", repr(model_id), f"a model folder holding config.json and weights ({why})")
         model_id = str(folder)
+    adapter = _parse_adapter(reader, base_dir, on_finetune=base is not None)
     hyper_keys = [f.name for f in fields(FinetuneSettings)]
     finetune = None
     if base is not None:
         hyper = {k: v for k, v in reader.data.items() if k in hyper_keys}
         finetune = _parse_finetune(hyper, f"models.{key}", defaults, problems)
+        stray = [k for k in LORA_KEYS if k in hyper]
+        if stray and finetune.method == "full":
+            reader.problem(stray[0], "a LoRA setting on a full fine-tune",
+                           'LoRA settings beside method = "lora" (here or under [finetune])')
     elif any(k in reader.data for k in hyper_keys):
         reader.problem(next(k for k in reader.data if k in hyper_keys), "a fine-tuning setting on a pre-trained model",
                        "fine-tuning settings only beside `base` and `train`")
-    reader.finish(["id", "revision", "base", "train", "validation", *hyper_keys])
-    return ModelSpec(key, id=model_id, revision=revision, base=base, train=train, validation=validation, finetune=finetune)
+    reader.finish(["id", "revision", "adapter", "base", "train", "validation", *hyper_keys])
+    return ModelSpec(key, id=model_id, revision=revision, base=base, train=train, validation=validation,
+                     finetune=finetune, adapter=adapter)
+
+
+def _parse_adapter(reader: _Table, base_dir: Path, *, on_finetune: bool) -> str | None:
+    """``adapter``: a peft LoRA adapter (a folder or a hub id), merged into the pre-trained ``id`` beside it."""
+    adapter = reader.get("adapter", str)
+    if adapter is None:
+        return None
+    if on_finetune:
+        reader.problem("adapter", repr(adapter), 'an adapter beside `id`, the pre-trained model it was trained on '
+                       '(a fine-tune trains an adapter of its own with method = "lora")')
+        return None
+    if not looks_like_path(adapter):
+        return adapter  # a hub id: read when it loads
+    folder = resolve_path(adapter, base_dir)
+    if not folder.is_dir():
+        reader.problem("adapter", repr(adapter), f"an existing adapter folder ({folder} does not exist)")
+    elif not (folder / ADAPTER_CONFIG).is_file():
+        reader.problem("adapter", repr(adapter), f"a peft adapter folder holding {ADAPTER_CONFIG} ({folder} has none)")
+    return str(folder)
 
 
 def _check_model_references(models: dict[str, ModelSpec], data: dict[str, DataSpec], problems: list[Problem]) -> None:

@@ -11,6 +11,7 @@ from probekit.models.finetune import FinetuneSettings
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float64", "bfloat16", "float16")
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,15 @@ class RunSettings:
     bootstrap: int = 0  # bootstrap replicates per metric for confidence intervals; 0: none
     confidence: float = 0.95  # the intervals' level
     bootstrap_groups: int = 32  # the groups examples are dealt into (memory: one metric state per group)
+    executor: str = "local"  # who runs the fine-tunes and probe groups: this process, or a Ray cluster ("ray")
+    ray_address: str | None = None  # the Ray cluster; None: $RAY_ADDRESS, else a local Ray started for the run
+    gpus_per_task: float | None = None  # GPUs Ray reserves per task; None: 1 when the device is cuda, else 0
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A pre-trained model (``id``) or a fine-tune of another declared model (``base`` + ``train``)."""
+    """A pre-trained model (``id``, with a LoRA ``adapter`` merged in or not) or a fine-tune of another
+    declared model (``base`` + ``train``)."""
 
     name: str
     id: str | None = None
@@ -42,6 +47,7 @@ class ModelSpec:
     train: str | None = None
     validation: str | None = None
     finetune: FinetuneSettings | None = None
+    adapter: str | None = None  # a peft LoRA adapter folder or hub id, merged into ``id`` before probing
 
     @property
     def is_finetuned(self) -> bool:
