@@ -113,19 +113,19 @@ class Resampled:
         quantiles = ((1 - level) / 2, (1 + level) / 2)
         bounds = {key: np.quantile(values, quantiles) for key, values in draws.items()}
         return [replace(row, ci_low=2 * row.value - float(bounds[key][1]), ci_high=2 * row.value - float(bounds[key][0]))
-                if (key := (row.layer, row.head)) in bounds else row for row in rows]
+                if (key := _cell(row)) in bounds else row for row in rows]
 
     def _with_p_values(self, rows: list[Row], draws: dict) -> list[Row]:
         similarity = self.direction == "similarity"
         out = []
         for row in rows:
-            null = np.asarray(draws.get((row.layer, row.head), []))
+            null = np.asarray(draws.get(_cell(row), []))
             as_close = (null >= row.value) if similarity else (null <= row.value)
             out.append(replace(row, p_value=float((1 + as_close.sum()) / (1 + len(null)))) if len(null) else row)
         return out
 
-    def _draws(self, finalizations, on_draw: Callable[[], None], what: str) -> dict[tuple[int, int | None], list[float]]:
-        """(layer, head) -> its value in every draw; empty, with a note, when a draw cannot be measured.
+    def _draws(self, finalizations, on_draw: Callable[[], None], what: str) -> dict[tuple, list[float]]:
+        """Each row's cell (:func:`_cell`) -> its value in every draw; empty, with a note, when a draw cannot be measured.
 
         Warnings are silenced: the point value already gave every warning a draw would repeat.
         """
@@ -135,10 +135,15 @@ class Resampled:
             try:
                 for finalize in finalizations:
                     for row in finalize():
-                        values[(row.layer, row.head)].append(row.value)
+                        values[_cell(row)].append(row.value)
                     on_draw()
             except MetricError as error:
                 self.notes.append(f"no {'p-value' if what == 'a permutation' else 'confidence interval'}: "
                                   f"{what} could not be measured ({error})")
                 return {}
         return values
+
+
+def _cell(row: Row) -> tuple[int, int | None, int | None]:
+    """What identifies a row among a metric's rows: its layer, model b's layer (a cross-layer cell) and head."""
+    return row.layer, row.layer_b, row.head

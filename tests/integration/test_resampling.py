@@ -15,6 +15,7 @@ from probekit.engine.resampling import Resampled, Resampling
 from probekit.metrics.base import MetricContext
 from probekit.metrics.options import parse_options
 from probekit.plugins.attention_js import AttentionJS
+from probekit.plugins.cross_layer import CrossLayer
 from probekit.plugins.linear_cka import LinearCKA
 from probekit.plugins.svcca import SVCCA
 from probekit.results.io import metadata, read_table
@@ -47,10 +48,10 @@ def options(metric_cls, **given):
 
 
 def layer_values(rows) -> dict:
-    return {(row.layer, row.head): row.value for row in rows}
+    return {(row.layer, row.layer_b, row.head): row.value for row in rows}
 
 
-@pytest.mark.parametrize("metric_cls", [SVCCA, LinearCKA, AttentionJS])
+@pytest.mark.parametrize("metric_cls", [SVCCA, LinearCKA, AttentionJS, CrossLayer])
 def test_intervals_equal_a_direct_resampling_of_the_examples(models, metric_cls):
     """Replicate r is the metric of the examples of group g repeated w_rg times, fed to a fresh instance."""
     a, b = models
@@ -67,7 +68,7 @@ def test_intervals_equal_a_direct_resampling_of_the_examples(models, metric_cls)
                         for e, group in zip(EXAMPLES, groups, strict=True) if group == g]
             draws.append(layer_values(feed(metric_cls(options(metric_cls), context(a, b)), a, b, repeated).finalize()))
     for row in rows:
-        key = (row.layer, row.head)
+        key = (row.layer, row.layer_b, row.head)
         assert row.value == pytest.approx(plain[key], rel=1e-9, abs=1e-12)
         low_q, high_q = np.quantile([d[key] for d in draws], [0.05, 0.95])
         assert row.ci_low == pytest.approx(2 * row.value - high_q, rel=1e-8, abs=1e-12)
