@@ -9,6 +9,7 @@ failure (with its traceback); either way the other metrics go on.
 """
 from __future__ import annotations
 
+import contextlib
 import traceback
 import warnings
 from collections.abc import Callable
@@ -82,9 +83,8 @@ class Prober:
 
     def run(self, measured: Measured, on_comparison: Callable[[Measured], None]) -> Measured:
         """Resolve every model (fine-tuning as needed), then probe group by group, reporting after each."""
-        self._use_threads()
         groups = plan(self.spec)
-        with make_progress(self.console) as progress:
+        with self._threads(), make_progress(self.console) as progress:
             self.resolve_all(measured, progress)
             pool = _ModelPool(self, measured.models)
             ends = last_use(groups)
@@ -111,9 +111,16 @@ class Prober:
                            f"do not fit [run] memory = {_gb(self.budget)} together: two at a time", highlight=False)
         return [((str(c.a), str(c.b)), (c,)) for c in group.comparisons]
 
-    def _use_threads(self) -> None:
+    @contextlib.contextmanager
+    def _threads(self):
+        """The run's CPU threads, given back afterwards: a notebook or test process keeps its own setting."""
+        before = torch.get_num_threads()
         if self.device.type == "cpu":
             torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     # -- models ------------------------------------------------------------------------
 
@@ -125,8 +132,7 @@ class Prober:
 
     def finetune_alone(self, name: str) -> Checkpoint:
         """The fine-tune of ``models.<name>`` (and of its fine-tuned bases) as one task of an executor."""
-        self._use_threads()
-        with make_progress(self.console) as progress:
+        with self._threads(), make_progress(self.console) as progress:
             return self.checkpoint(name, progress)
 
     def adopt(self, name: str, checkpoint: Checkpoint) -> None:

@@ -297,3 +297,11 @@ def test_builtin_metrics_on_the_tiny_pair():
     assert all(0 < row.value <= 1 and not math.isnan(row.value) for row in js)
     assert torch.equal(tiny_model_pair()[0].encoder.embeddings.word_embeddings.weight,
                        model_a.encoder.embeddings.word_embeddings.weight)  # seeded: the same model every time
+
+
+def test_a_run_gives_the_process_its_thread_count_back(workspace, tmp_path):
+    before = torch.get_num_threads()
+    spec = tiny_spec(workspace)
+    spec["run"]["threads"] = 1 if before != 1 else 2
+    api.run(spec, reports=tmp_path / "reports", use_cache=False)
+    assert torch.get_num_threads() == before
