@@ -167,7 +167,7 @@ def test_every_figure_of_a_run(tmp_path):
         warnings.simplefilter("error")  # no matplotlib warnings (deprecations, empty ranges, tight layout)
         paths = write_figures(table, tmp_path / "run")
     assert [p.name for p in paths] == [
-        "attention_js.png", "attention_js_heads.png", "svcca.png", "replacement.png",
+        "attention_js.png", "attention_js_heads.png", "svcca.png", "replacement.png", "overview.png",
         "attention_js_snapshots_pre_vs_rte_on_dev.png", "svcca_snapshots_pre_vs_rte_on_dev.png",
     ]
     assert all(p.parent == tmp_path / "run" for p in paths)
@@ -189,7 +189,7 @@ def test_single_layer_all_zero_and_non_finite_metrics(tmp_path):
         warnings.simplefilter("error")
         paths = write_figures(table, tmp_path)
     assert [p.name for p in paths] == ["one_layer.png", "zeros.png", "zeros_heads.png", "odd_name_nan.png",
-                                       "heads_only_heads.png", "zeros_snapshots_pre_vs_ft_on_dev.png"]
+                                       "heads_only_heads.png", "overview.png", "zeros_snapshots_pre_vs_ft_on_dev.png"]
     check_pngs(paths, min_bytes=4_000)
 
 
@@ -198,7 +198,7 @@ def test_file_names_are_sanitised_and_unique(tmp_path):
     add(records, "c", "pre", "ft", "dev", "a/b", js(1.0, layers=2))
     add(records, "c", "pre", "ft", "dev", "a:b", js(1.0, layers=2))
     paths = write_figures(build_table(records, {}), tmp_path)
-    assert [p.name for p in paths] == ["a_b.png", "a_b_2.png"]
+    assert [p.name for p in paths] == ["a_b.png", "a_b_2.png", "overview.png"]
     assert sanitise("../x y@0.5") == "x_y_0.5" and sanitise("///") == "metric"
 
 

@@ -77,7 +77,7 @@ def test_repr_html_lists_errors():
 def test_plot_returns_the_figures_a_run_writes(two_metrics, tmp_path):
     figures = two_metrics.plot()
     assert isinstance(figures, Figures) and all(isinstance(f, Figure) for f in figures)
-    assert [f.get_label() for f in figures] == ["svcca", "attention_js", "attention_js_heads"]
+    assert [f.get_label() for f in figures] == ["svcca", "attention_js", "attention_js_heads", "overview"]
     written = write_figures(two_metrics.table, tmp_path)
     assert [path.stem for path in written] == [f.get_label() for f in figures]
     titles = [f.axes[0].get_title() for f in figures[:2]]
@@ -101,6 +101,6 @@ def test_figures_render_as_png_images_in_a_notebook(two_metrics):
 
 def test_iter_figures_builds_without_saving(two_metrics, tmp_path):
     stems = [stem for stem, _ in iter_figures(two_metrics.table)]
-    assert stems == ["svcca", "attention_js", "attention_js_heads"]
+    assert stems == ["svcca", "attention_js", "attention_js_heads", "overview"]
     assert list(tmp_path.iterdir()) == []
     assert list(iter_figures(two_metrics.table.slice(0, 0))) == []
