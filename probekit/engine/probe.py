@@ -36,6 +36,7 @@ from probekit.models.families import family_of
 from probekit.models.finetune import AdapterJob, Checkpoint, FinetuneJob, cache_root, finetune, training_precision
 from probekit.results.schema import RowContext, detail_problems, to_records
 from probekit.spec.model import ComparisonSpec, MetricSpec, ModelRef, Spec
+from probekit.spec.series import point_identity
 
 
 @dataclass(frozen=True)
@@ -171,8 +172,10 @@ class Prober:
 
     def resolve(self, ref: ModelRef, progress: Progress) -> ResolvedModel:
         model = self.spec.models[ref.model]
+        if model.is_series:
+            return self.series_point(ref)
         if model.adapter is not None:
-            return self.merged(ref.model)
+            return self.merged(ref.model, model.adapter)
         if not model.is_finetuned:
             return ResolvedModel(loading.resolve(model.id), loading.model_identity(model.id, model.revision),
                                  finetuned=False, revision=model.revision)
@@ -183,11 +186,21 @@ class Prober:
         return ResolvedModel(str(checkpoint.snapshots[ref.snapshot]), f"{checkpoint.identity}@{ref.snapshot:g}", True,
                              accuracy=checkpoint.snapshot_accuracy[ref.snapshot], **rates)
 
-    def merged(self, name: str) -> ResolvedModel:
-        """``models.<name>``: its ``id`` with its LoRA ``adapter`` merged in, through the checkpoint cache."""
+    def series_point(self, ref: ModelRef) -> ResolvedModel:
+        """A checkpoint of a series (the last one for a plain reference): a folder, an adapter of ``id``, a revision."""
+        model = self.spec.models[ref.model]
+        point = model.point(ref.snapshot)
+        if point.revision is not None:
+            return ResolvedModel(loading.resolve(model.id), point_identity(model, point), False, revision=point.revision)
+        if model.id is not None:
+            return self.merged(ref.model, point.folder)
+        return ResolvedModel(point.folder, point_identity(model, point), False)
+
+    def merged(self, name: str, adapter: str) -> ResolvedModel:
+        """``models.<name>``'s ``id`` with a LoRA ``adapter`` merged in, through the checkpoint cache."""
         model = self.spec.models[name]
         job = AdapterJob(f"{self.spec.path}: models.{name}", loading.resolve(model.id),
-                         loading.model_identity(model.id, model.revision), model.adapter, model.revision)
+                         loading.model_identity(model.id, model.revision), adapter, model.revision)
         checkpoint = finetune(job, self.cache, self.device)
         return ResolvedModel(str(checkpoint.folder), checkpoint.identity, False, warnings=checkpoint.warnings)
 
@@ -320,10 +333,22 @@ class Prober:
         for label, metric in metrics.items():
             rows = self._finalize(label, metric, guard, progress)
             if rows is not None:
-                context = RowContext(self.run_id, self.spec.name, comparison.name, str(comparison.a),
-                                     str(comparison.b), comparison.a.snapshot, comparison.b.snapshot,
-                                     comparison.data, label)
+                (snapshot_a, step_a), (snapshot_b, step_b) = self.position(comparison.a), self.position(comparison.b)
+                context = RowContext(self.run_id, self.spec.name, comparison.name, str(comparison.a), str(comparison.b),
+                                     snapshot_a, snapshot_b, comparison.data, label, step_a, step_b)
                 measured.records.extend(to_records(context, rows))
+
+    def position(self, ref: ModelRef) -> tuple[float | None, int | None]:
+        """Where in training a side is: the fraction of training (None at its end) and the step (None if unknown).
+
+        A checkpoint's fraction is its step over the series' last, so trajectories and probekit's own
+        snapshots draw on one training-progress axis.
+        """
+        model = self.spec.models[ref.model]
+        if not model.is_series:
+            return ref.snapshot, None
+        step, last = model.point(ref.snapshot).step, model.series[-1].step
+        return (None if ref.snapshot is None else step / last if last else 0.0), step
 
     def _finalize(self, label: str, metric: Metric | Resampled, guard: _Guard, progress: Progress) -> list[Row] | None:
         finalize = metric.finalize

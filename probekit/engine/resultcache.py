@@ -23,10 +23,10 @@ import probekit
 from probekit.engine.examples import ExampleStore
 from probekit.hooks.manager import PluginManager
 from probekit.models.finetune import cache_root
-from probekit.models.adapters import adapter_identity
-from probekit.models.loading import model_identity, pick_device
+from probekit.models.loading import pick_device
 from probekit.results.io import RESULTS_FILE, read_table, write_table
 from probekit.spec.model import Spec
+from probekit.spec.series import declared_identity
 
 #: Bump when a change to how results are keyed or stored makes old cache entries wrong.
 RESULTS_CACHE_VERSION = "2"
@@ -41,8 +41,7 @@ def results_key(spec: Spec, manager: PluginManager, examples: ExampleStore) -> s
         "spec": spec.text,
         "spec_dir": str(spec.path.parent.resolve()),
         "overrides": {k: str(v) for k, v in dict(spec.overrides).items()},
-        "models": {name: model_identity(m.id, m.revision) + (f"+{adapter_identity(m.adapter)}" if m.adapter else "")
-                   for name, m in spec.models.items() if not m.is_finetuned},
+        "models": {name: declared_identity(m) for name, m in spec.models.items() if not m.is_finetuned},
         "data": {name: examples.fingerprint(name) for name in spec.data},
         "metrics": {name: [info.plugin, info.distribution, info.version, plugin_code_digest(manager, info.plugin),
                            code_digest(inspect.getfile(info.metric))]

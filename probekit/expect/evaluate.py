@@ -422,6 +422,52 @@ def _check_ordering(expectation: Expectation, selected, index, run: _Run) -> Out
     return _concluded(outcome, failures, summaries)
 
 
+def _check_share(expectation: Expectation, selected, index, run: _Run) -> Outcome:
+    """Each layer's change (or the layers' mean change) as a fraction of the other comparison's."""
+    other_name = expectation.other
+    change = (lambda v: 1.0 - v) if run.is_similarity(expectation.metric) else (lambda v: v)
+    low, high = expectation.at_least, expectation.at_most
+    other_series = _series(index, run.errors, other_name, expectation)
+    outcome = Outcome(expectation, True, "", values=dict(selected))
+    failures, summaries = [], []
+    for comparison, values in selected.items():
+        missing = [layer for layer in values if layer not in other_series]
+        if missing:
+            raise _Missing(f"{other_name}: {layer_word(missing)} not in the results "
+                           f"({expectation.metric} has layers {format_layers(other_series)})")
+        whole = {layer: other_series[layer] for layer in values}
+        outcome.values[other_name] = {**outcome.values.get(other_name, {}), **whole}
+        if expectation.of == "mean":
+            parts = {"mean": (math.fsum(map(change, values.values())), math.fsum(map(change, whole.values())))}
+        else:
+            parts = {layer: (change(values[layer]), change(whole[layer])) for layer in values}
+        shares = {part: mine / theirs if theirs > 0 else math.nan for part, (mine, theirs) in parts.items()}
+        wanted = " and ".join(([f">= {low:.0%}"] if low is not None else []) + ([f"<= {high:.0%}"] if high is not None else []))
+        bad = [part for part, share in shares.items()
+               if not (math.isfinite(share) and (low is None or share >= low) and (high is None or share <= high))]
+        for part, share in shares.items():
+            text = f"{share:.0%} of {other_name}'s change" if math.isfinite(share) else f"{other_name} did not change"
+            if part == "mean":
+                outcome.notes.append(f"{comparison}: the mean change of {layer_word(values)} is {text} (expected {wanted})")
+            else:
+                outcome.expected[(comparison, part)] = f"{wanted} of {_fmt(whole[part])} (now {text})"
+        if bad and expectation.of == "mean":
+            outcome.offending.update((comparison, layer) for layer in values)
+            failures.append(f"{comparison}: mean change {_share_text(shares['mean'], other_name)}, expected {wanted}")
+        elif bad:
+            outcome.offending.update((comparison, layer) for layer in bad)
+            shown = ", ".join(f"layer {layer}: {_share_text(shares[layer], other_name)}" for layer in bad[:3])
+            failures.append(f"{comparison}: {len(bad)} of {len(values)} layers outside {wanted} of {other_name}'s "
+                            f"change ({shown}{', ...' if len(bad) > 3 else ''})")
+        else:
+            summaries.append(f"{comparison} {layer_word(values)} at {wanted} of {other_name}'s change")
+    return _concluded(outcome, failures, summaries)
+
+
+def _share_text(share: float, other: str) -> str:
+    return f"{share:.0%}" if math.isfinite(share) else f"undefined ({other} has no change there)"
+
+
 def _check_baseline(expectation: Expectation, selected, index, run: _Run) -> Outcome:
     tolerance = expectation.tolerance
     reference = expectation.baseline_values
@@ -488,6 +534,6 @@ def _check_learned(expectation: Expectation, selected, index, run: _Run) -> Outc
 
 
 CHECKS = {"bounds": _check_bounds, "trend": _check_trend, "contrast": _check_contrast,
-          "ordering": _check_ordering, "baseline": _check_baseline, "learned": _check_learned}
+          "ordering": _check_ordering, "share": _check_share, "baseline": _check_baseline, "learned": _check_learned}
 
 

@@ -383,13 +383,13 @@ def snapshot_figure(group, axis: str, accuracies: dict[str, float | None]) -> Fi
     image = _heat(axes, matrix, low, high)
     labels = []
     for column in columns:
-        label = f"{column.progress:g}" + (" (final)" if column.final else "")
+        label = column.label if group.by_step else f"{column.progress:g}" + (" (final)" if column.final else "")
         accuracy = accuracies.get(column.model)
         labels.append(label + (f"\nacc {accuracy:.0%}" if accuracy is not None else ""))
     axes.set_xticks(range(len(columns)), labels, fontsize="small")
     step = max(1, math.ceil(len(layers) / 25))
     axes.set_yticks(range(0, len(layers), step), [str(layer) for layer in layers[::step]])
-    axes.set_xlabel("training progress (fraction of fine-tuning steps)")
+    axes.set_xlabel("training step" if group.by_step else "training progress (fraction of fine-tuning steps)")
     axes.set_ylabel(LAYER_LABEL)
     axes.set_title(f"{group.metric} over training: {group.title}", fontsize="medium")
     if len(layers) * len(columns) <= ANNOTATE_CELLS:

@@ -121,6 +121,11 @@ class Side:
     snapshot_a: float | None
     snapshot_b: float | None
     data: str
+    step_a: int | None = None  # a checkpoint's training step (results files of schema 3 on)
+    step_b: int | None = None
+
+    def step(self, moving: str) -> int | None:
+        return self.step_b if moving == "b" else self.step_a
 
     @property
     def is_snapshot(self) -> bool:
@@ -136,9 +141,12 @@ class SnapshotColumn:
     model: str  # the moving side's name in the table: "seed1@0.25", or "seed1" for the final model
     final: bool
     values: dict[int, float]  # layer -> value
+    step: int | None = None  # a checkpoint's training step
 
     @property
     def label(self) -> str:
+        if self.step is not None:
+            return str(self.step)
         return "final" if self.final else f"{self.progress:g}"
 
 
@@ -169,11 +177,17 @@ class SnapshotGroup:
     def layers(self) -> list[int]:
         return sorted({layer for column in self.columns for layer in column.values})
 
+    @property
+    def by_step(self) -> bool:
+        """Whether the columns are checkpoints with known steps (else fractions of a fine-tune's steps)."""
+        return all(column.step is not None for column in self.columns)
+
 
 def comparison_sides(table: pa.Table) -> dict[str, Side]:
     """comparison -> who it compares (from its first row)."""
     sides: dict[str, Side] = {}
     names = ["comparison", "model_a", "model_b", "snapshot_a", "snapshot_b", "data"]
+    names += [name for name in ("step_a", "step_b") if name in table.column_names]
     for row in table.select(names).to_pylist():
         if row["comparison"] not in sides:
             sides[row["comparison"]] = Side(**row)
@@ -211,13 +225,13 @@ def snapshot_groups(table: pa.Table, series: dict[tuple[str, str], dict[int, flo
                 values = series.get((side.comparison, metric))
                 if values and progress not in columns:
                     model = side.model_b if key[3] == "b" else side.model_a
-                    columns[progress] = SnapshotColumn(progress, side.comparison, model, False, values)
+                    columns[progress] = SnapshotColumn(progress, side.comparison, model, False, values, side.step(key[3]))
             if not columns:
                 continue
             if not any(math.isclose(progress, 1.0) for progress in columns):
                 for side in finals.get(key, []):
                     if values := series.get((side.comparison, metric)):
-                        columns[1.0] = SnapshotColumn(1.0, side.comparison, key[1], True, values)
+                        columns[1.0] = SnapshotColumn(1.0, side.comparison, key[1], True, values, side.step(key[3]))
                         break
             fixed, model, data, moving = key
             ordered = tuple(columns[p] for p in sorted(columns))
@@ -273,8 +287,9 @@ def snapshot_table(group: SnapshotGroup, unit: str, top: float, accuracies: dict
         grid.add_row("accuracy", *("" if accuracies.get(column.model) is None else f"{accuracies[column.model]:.1%}"
                                    for column in group.columns), style="dim")
     title = Text(f"{heading} over training: {group.title}", style="table.title")
-    scale = Text(f"scale 0 {''.join(SHADES)} {top:.4g} (the run's largest {group.metric}); "
-                 "columns: fraction of fine-tuning steps done", style="dim")
+    columns = "training step of each checkpoint" if group.by_step else "fraction of fine-tuning steps done"
+    scale = Text(f"scale 0 {''.join(SHADES)} {top:.4g} (the run's largest {group.metric}); columns: {columns}",
+                 style="dim")
     return Group(title, grid, scale)
 
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from probekit.metrics.base import Row
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 #: Columns every results file has, in order; metric details follow as extra columns.
 COLUMNS = pa.schema([
@@ -25,6 +25,8 @@ COLUMNS = pa.schema([
     ("model_b", pa.string()),
     ("snapshot_a", pa.float64()),
     ("snapshot_b", pa.float64()),
+    ("step_a", pa.int64()),  # the training step of a checkpoint series' (or a training snapshot's) side
+    ("step_b", pa.int64()),
     ("data", pa.string()),
     ("metric", pa.string()),
     ("layer", pa.int32()),
@@ -54,6 +56,8 @@ class RowContext:
     snapshot_b: float | None
     data: str
     metric: str
+    step_a: int | None = None
+    step_b: int | None = None
 
 
 #: The Arrow type of a ``details`` column, by the Python type a metric declares for it.

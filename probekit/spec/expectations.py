@@ -11,6 +11,10 @@ asserts exactly one thing about the selected values:
   of the selected layers at least ``factor`` times (or ``margin`` above) the mean of ``low``;
 * an ordering: ``closer_than = "other_comparison"`` (or ``farther_than``) on each
   selected layer, or on their mean;
+* a share: ``share_of = "other_comparison"`` with ``at_least`` (and/or ``at_most``): each
+  selected layer's change (a distance's value, a similarity's 1 - value), or their mean's,
+  is at least that fraction of the other comparison's, e.g. "by step 2000 the lower
+  layers have made 90% of their final move";
 * a baseline: ``baseline = "path/to/results.parquet"`` (or a run folder), every
   selected value within ``tolerance`` of the earlier run's;
 * learned: ``learned = ["seed1", "seed2"]`` (no metric, no layers): each fine-tuned
@@ -40,7 +44,7 @@ from probekit.results.layers import LAYERS_SYNTAX, LayerSelection, parse_layers,
 if TYPE_CHECKING:
     from probekit.spec.model import Spec
 
-KINDS = ("bounds", "trend", "contrast", "ordering", "baseline", "learned")
+KINDS = ("bounds", "trend", "contrast", "ordering", "share", "baseline", "learned")
 #: How far (a fraction: 0.02 = 2 points) a fine-tune's validation accuracy must beat the majority-class
 #: rate of its validation data: the default margin of ``learned``, and where a run warns.
 LEARNED_MARGIN = 0.02
@@ -51,11 +55,12 @@ DEFAULT_BASELINE_TOLERANCE = 1e-6
 #: Keys an ``[[expect]]`` table may have, and the kinds each belongs to (None: every kind).
 KEYS: dict[str, tuple[str, ...] | None] = {
     "name": None, "comparison": None, "comparisons": None, "metric": None, "layers": None, "head": None,
-    "below": ("bounds",), "above": ("bounds",), "of": ("bounds", "ordering"),
+    "below": ("bounds",), "above": ("bounds",), "of": ("bounds", "ordering", "share"),
     "trend": ("trend",), "tolerance": ("trend", "baseline"), "spearman": ("trend",), "violations": ("trend",),
     "confidence": ("bounds", "contrast", "ordering"),
     "contrast": ("contrast",),
     "closer_than": ("ordering",), "farther_than": ("ordering",), "margin": ("ordering", "learned"),
+    "share_of": ("share",), "at_least": ("share",), "at_most": ("share",),
     "baseline": ("baseline",), "learned": ("learned",),
 }
 #: The keys a ``learned`` expectation takes (it reads the models' accuracies, no metric or layers).
@@ -92,9 +97,12 @@ class Expectation:
     low: LayerSelection | None = None
     factor: float | None = None
     margin: float | None = None
-    # ordering
+    # ordering, share: the other comparison
     other: str | None = None
     relation: str = "closer"  # "closer": value below the other's; "farther": above
+    # share: the least and most fraction of the other comparison's change
+    at_least: float | None = None
+    at_most: float | None = None
     # baseline
     baseline: Path | None = None
     baseline_values: Mapping[tuple[str, int], float] = field(default_factory=dict, compare=False, repr=False)
@@ -121,6 +129,10 @@ class Expectation:
         if self.kind == "ordering":
             return f"{self.relation} than {self.other}" + (" on the mean" if self.of == "mean" else "") + (
                 f" by {self.margin:g}" if self.margin else "")
+        if self.kind == "share":
+            parts = ([f"at least {self.at_least:.0%}"] if self.at_least is not None else []) + (
+                [f"at most {self.at_most:.0%}"] if self.at_most is not None else [])
+            return ("mean " if self.of == "mean" else "each ") + " and ".join(parts) + f" of {self.other}'s change"
         if self.kind == "learned":
             margin = LEARNED_MARGIN if self.margin is None else self.margin
             return f"validation accuracy above the majority-class rate + {margin * 100:g} points"
@@ -233,13 +245,14 @@ def _parse_one(index: int, table: dict, spec: Spec, problems: list[Problem]) -> 
         "trend": "trend" in table,
         "contrast": "contrast" in table,
         "ordering": "closer_than" in table or "farther_than" in table,
+        "share": "share_of" in table,
         "baseline": "baseline" in table,
     }
     kinds = [kind for kind, there in present.items() if there]
     kind = kinds[0] if len(kinds) == 1 else None
     if not kinds:
         problem("", "no assertion", "exactly one of: below / above (bounds), trend, contrast, closer_than / farther_than, "
-                "baseline, learned")
+                "share_of, baseline, learned")
     elif len(kinds) > 1:
         problem("", "several assertions: " + ", ".join(kinds), "exactly one assertion per [[expect]] (split it into several)")
     for other_key, belongs in KEYS.items():
@@ -365,6 +378,8 @@ def _parse_one(index: int, table: dict, spec: Spec, problems: list[Problem]) -> 
                 problem(f"{relation}_than", repr(other), f"a comparison that runs {metric!r}")
         settings.update(other=other, relation=relation, of=_of(table, problem))
         settings["margin"] = _nonnegative(get("margin", (int, float), "a number >= 0"), "margin", problem, 0.0)
+    elif kind == "share":
+        settings.update(_parse_share(table, spec, comparisons, metric, problem, get))
     elif kind == "baseline":
         settings["tolerance"] = _nonnegative(get("tolerance", (int, float), "a number >= 0"), "tolerance", problem,
                                              DEFAULT_BASELINE_TOLERANCE)
@@ -470,6 +485,29 @@ def _confidence(level, spec: Spec, metric_class, problem) -> float | None:
     else:
         return float(level)
     return None
+
+
+def _parse_share(table: dict, spec: Spec, comparisons: list[str], metric: str | None, problem, get) -> dict:
+    """``share_of = "<comparison>"`` and ``at_least`` / ``at_most``: fractions of that comparison's change."""
+    known = [c.name for c in spec.comparisons]
+    other = get("share_of", (str,), "the name of the comparison whose change is the whole (e.g. the final checkpoint's)")
+    if other is not None:
+        if other not in known:
+            problem("share_of", repr(other), "a comparison of this spec: " + ", ".join(known), did_you_mean(other, known))
+        elif other in comparisons:
+            problem("share_of", repr(other), "a comparison other than the one(s) whose share it measures")
+        elif metric is not None and metric not in next(c for c in spec.comparisons if c.name == other).metrics:
+            problem("share_of", repr(other), f"a comparison that runs {metric!r}")
+    bounds = {}
+    for name in ("at_least", "at_most"):
+        value = get(name, (int, float), "a fraction of the other comparison's change, e.g. 0.9")
+        if value is not None and value < 0:
+            problem(name, repr(value), "a fraction >= 0, e.g. 0.9")
+        elif value is not None:
+            bounds[name] = float(value)
+    if not bounds and "at_least" not in table and "at_most" not in table:
+        problem("share_of", repr(other), "beside at_least = F and/or at_most = F (fractions of its change)")
+    return {"other": other, "of": _of(table, problem), **bounds}
 
 
 def _of(table: dict, problem) -> str:

@@ -21,7 +21,6 @@ from probekit.metrics.base import Metric, supports_permutation_null
 from probekit.metrics.options import option_fields, parse_options
 from probekit.models.adapters import ADAPTER_CONFIG
 from probekit.models.finetune import LORA_KEYS, METHODS, FinetuneSettings
-from probekit.models.loading import WEIGHT_SUFFIXES
 from probekit.spec.expectations import parse_expectations
 from probekit.spec.model import (
     DEVICES,
@@ -32,9 +31,11 @@ from probekit.spec.model import (
     MetricSpec,
     ModelRef,
     ModelSpec,
+    point_text,
     RunSettings,
     Spec,
 )
+from probekit.spec.series import SERIES_KEYS, model_folder_problem, parse_series
 from probekit.spec.tables import _Table
 
 TOP_LEVEL_KEYS = ("name", "description", "plugins", "markers", "run", "finetune", "models", "data", "metrics",
@@ -305,22 +306,6 @@ def looks_like_path(model_id: str) -> bool:
     return model_id.startswith((".", "/", "~")) or model_id.endswith(("/", "\\"))
 
 
-def model_folder_problem(folder: Path) -> str | None:
-    """What keeps an existing path from being a model folder (as ``save_pretrained`` writes one), or None."""
-    if not folder.is_dir():
-        parent = f"; the folder holding it is {folder.parent}" if folder.name == "config.json" or \
-            folder.suffix in WEIGHT_SUFFIXES else ""
-        return f"{folder} is a file, not a folder{parent}"
-    names = {file.name for file in folder.iterdir()}
-    if not names:
-        return f"{folder} is an empty folder"
-    if "config.json" not in names:
-        return f"{folder} has no config.json"
-    if not any(Path(name).suffix in WEIGHT_SUFFIXES for name in names):
-        return f"{folder} has config.json but no weights: no {' or '.join('*' + s for s in WEIGHT_SUFFIXES)} file"
-    return None
-
-
 def _parse_model(key: str, table: Any, base_dir: Path, defaults: FinetuneSettings, problems: list[Problem]) -> ModelSpec:
     reader = _Table(table, f"models.{key}", problems)
     model_id = reader.get("id", str)
@@ -330,8 +315,9 @@ def _parse_model(key: str, table: Any, base_dir: Path, defaults: FinetuneSetting
     validation = reader.get("validation", str)
     if model_id is not None and base is not None:
         reader.problem("", "both `id` and `base`", "`id` for a pre-trained model or `base` + `train` for a fine-tune")
-    if model_id is None and base is None and isinstance(table, dict):
-        reader.problem("", "neither `id` nor `base`", "`id = \"minilm\"` (or a hub id / local folder), or `base` + `train`")
+    if model_id is None and base is None and "checkpoints" not in reader.data and isinstance(table, dict):
+        reader.problem("", "neither `id` nor `base`", "`id = \"minilm\"` (or a hub id / local folder), `base` + `train`, "
+                       "or `checkpoints = \"<folder glob>\"`")
     if base is not None and train is None:
         reader.problem("train", "nothing", "the name of the [data.*] entry to fine-tune on")
     if model_id is not None and looks_like_path(model_id):
@@ -342,6 +328,11 @@ def _parse_model(key: str, table: Any, base_dir: Path, defaults: FinetuneSetting
             reader.problem("id", repr(model_id), f"a model folder holding config.json and weights ({why})")
         model_id = str(folder)
     adapter = _parse_adapter(reader, base_dir, on_finetune=base is not None)
+    series = parse_series(reader, base_dir, model_id)
+    if series and (base is not None or adapter is not None or revision is not None):
+        clash = "base" if base is not None else "adapter" if adapter is not None else "revision"
+        reader.problem(clash, f"`{clash}` beside a checkpoint series", "a series of its own checkpoints "
+                       "(`checkpoints` or `revisions`) without `base`, `adapter` or `revision`")
     hyper_keys = [f.name for f in fields(FinetuneSettings)]
     finetune = None
     if base is not None:
@@ -354,9 +345,9 @@ def _parse_model(key: str, table: Any, base_dir: Path, defaults: FinetuneSetting
     elif any(k in reader.data for k in hyper_keys):
         reader.problem(next(k for k in reader.data if k in hyper_keys), "a fine-tuning setting on a pre-trained model",
                        "fine-tuning settings only beside `base` and `train`")
-    reader.finish(["id", "revision", "adapter", "base", "train", "validation", *hyper_keys])
+    reader.finish(["id", "revision", "adapter", "base", "train", "validation", *SERIES_KEYS, *hyper_keys])
     return ModelSpec(key, id=model_id, revision=revision, base=base, train=train, validation=validation,
-                     finetune=finetune, adapter=adapter)
+                     finetune=finetune, adapter=adapter, series=series)
 
 
 def _parse_adapter(reader: _Table, base_dir: Path, *, on_finetune: bool) -> str | None:
@@ -525,6 +516,11 @@ def _parse_comparisons(tables: list, models, data, metrics, problems: list[Probl
             model, snapshot = parsed
             if model not in models:
                 reader.problem(side, repr(model), "a declared model name", did_you_mean(model, models))
+            elif snapshot is not None and models[model].is_series:
+                steps = [point.step for point in models[model].series]
+                if snapshot not in steps:
+                    reader.problem(side, repr(value), f"a step of models.{model}'s checkpoints: "
+                                   + ", ".join(f"{model}@{step}" for step in steps))
             elif snapshot is not None:
                 finetune = models[model].finetune
                 kept = finetune.snapshots if finetune else ()
@@ -547,13 +543,17 @@ def _parse_comparisons(tables: list, models, data, metrics, problems: list[Probl
         name = reader.get("name", str, default_name)
         if any(c.name == name for c in comparisons):
             reader.problem("name", repr(name), "a name no other comparison uses")
-        every_snapshot = reader.get("every_snapshot", bool, False)
+        moving = _series_side(reader, sides, models)
+        every_snapshot = reader.get("every_snapshot", bool, moving is not None)
         kept = ()
-        if every_snapshot and sides[1] is not None and sides[1].model in models:
+        if moving is not None:
+            kept = tuple(float(point.step) for point in models[sides[moving].model].series[:-1]) if every_snapshot else ()
+        elif every_snapshot and sides[1] is not None and sides[1].model in models:
             finetune = models[sides[1].model].finetune
             kept = finetune.snapshots if finetune else ()
             if not kept or sides[1].snapshot is not None:
-                reader.problem("every_snapshot", "true", f"a plain fine-tuned model `b` that keeps snapshots = [...] (models.{sides[1].model})")
+                reader.problem("every_snapshot", "true", f"a plain fine-tuned model `b` that keeps snapshots = [...] "
+                               f"(models.{sides[1].model}), or a checkpoint series")
         spread = reader.get("seed_spread", (str, list), [])
         spread = [spread] if isinstance(spread, str) else spread
         reader.finish(["name", "a", "b", "data", "metrics", "every_snapshot", "seed_spread"])
@@ -561,15 +561,30 @@ def _parse_comparisons(tables: list, models, data, metrics, problems: list[Probl
             chosen = tuple(n for n in names if n in metrics)
             comparisons.append(ComparisonSpec(name, sides[0], sides[1], data_name, chosen, tuple(spread)))
             positions[name] = index
-            # One comparison per training snapshot shows when in training each layer moves.
-            comparisons.extend(
-                ComparisonSpec(f"{name}@{fraction:g}", sides[0], ModelRef(sides[1].model, fraction), data_name, chosen)
-                for fraction in kept if fraction < 1.0 and sides[1].snapshot is None
-            )
+            # One comparison per training snapshot (or earlier checkpoint) shows when in training each layer moves;
+            # the plain comparison is the end of training.
+            moved = 1 if moving is None else moving
+            for point in kept:
+                if moving is None and (point >= 1.0 or sides[1].snapshot is not None):
+                    continue
+                pair = list(sides)
+                pair[moved] = ModelRef(sides[moved].model, point)
+                comparisons.append(ComparisonSpec(f"{name}@{point_text(point)}", pair[0], pair[1], data_name, chosen))
     if not tables:
         problems.append(Problem("comparisons", "no [[comparisons]]", "at least one comparison of two models on some data"))
     _check_seed_spreads(comparisons, positions, problems)
     return comparisons
+
+
+def _series_side(reader: _Table, sides: list[ModelRef | None], models: dict[str, ModelSpec]) -> int | None:
+    """Which side (0: a, 1: b) is a checkpoint series not pinned to a step; None when neither is."""
+    unpinned = [index for index, side in enumerate(sides)
+                if side is not None and side.model in models and models[side.model].is_series and side.snapshot is None]
+    if len(unpinned) > 1:
+        reader.problem("b", "two checkpoint series", "at most one side moving along its checkpoints: pin the other "
+                       f"to a step (e.g. {sides[0].model}@{models[sides[0].model].series[-1].step})")
+        return None
+    return unpinned[0] if unpinned else None
 
 
 def _check_seed_spreads(comparisons: list[ComparisonSpec], positions: dict[str, int], problems: list[Problem]) -> None:

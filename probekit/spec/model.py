@@ -36,9 +36,18 @@ class RunSettings:
 
 
 @dataclass(frozen=True)
+class SeriesPoint:
+    """One checkpoint of a training trajectory: its training step and where its weights are."""
+
+    step: int
+    folder: str | None = None  # a checkpoint folder (a model, or a peft adapter of the model's ``id``)
+    revision: str | None = None  # else a hub revision of the model's ``id``
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """A pre-trained model (``id``, with a LoRA ``adapter`` merged in or not) or a fine-tune of another
-    declared model (``base`` + ``train``)."""
+    """A pre-trained model (``id``, with a LoRA ``adapter`` merged in or not), a fine-tune of another
+    declared model (``base`` + ``train``), or a training trajectory (``checkpoints`` or ``revisions``)."""
 
     name: str
     id: str | None = None
@@ -48,10 +57,19 @@ class ModelSpec:
     validation: str | None = None
     finetune: FinetuneSettings | None = None
     adapter: str | None = None  # a peft LoRA adapter folder or hub id, merged into ``id`` before probing
+    series: tuple[SeriesPoint, ...] = ()  # a trajectory's checkpoints, by step
 
     @property
     def is_finetuned(self) -> bool:
         return self.base is not None
+
+    @property
+    def is_series(self) -> bool:
+        return bool(self.series)
+
+    def point(self, step: float | None) -> SeriesPoint:
+        """The checkpoint at ``step``; the last one for None (a series stands for where its training ended)."""
+        return self.series[-1] if step is None else next(p for p in self.series if p.step == step)
 
 
 @dataclass(frozen=True)
@@ -77,15 +95,21 @@ class MetricSpec:
     permutations: int = 0  # draws of the permutation null (a p-value per row); 0: none
 
 
+def point_text(point: float) -> str:
+    """A snapshot fraction or a checkpoint step as a name suffix: 0.25 -> "0.25", 12000.0 -> "12000"."""
+    return str(int(point)) if float(point).is_integer() else f"{point:g}"
+
+
 @dataclass(frozen=True)
 class ModelRef:
-    """A comparison side: a declared model, optionally one of its training snapshots."""
+    """A comparison side: a declared model, optionally a point of its training: for a fine-tune probekit
+    trains, a snapshot (a fraction of training); for a checkpoint series, a step."""
 
     model: str
     snapshot: float | None = None
 
     def __str__(self) -> str:
-        return self.model if self.snapshot is None else f"{self.model}@{self.snapshot:g}"
+        return self.model if self.snapshot is None else f"{self.model}@{point_text(self.snapshot)}"
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,7 @@ def test_validation_names_every_problem_with_its_key(manager):
         "expect[1].layers: found '1-x'; expected \"all\", \"N\", \"A-B\", \"first N\", \"last N\", "
         "a list such as \"1-4, 7\", or an array of layer numbers",
         "expect[2].tolerence: found an unknown key; expected one of name, comparison, comparisons, metric, layers, "
-        "head, below, above, of, trend, tolerance, spearman, violations, confidence, contrast, closer_than, farther_than, margin, baseline, learned "
+        "head, below, above, of, trend, tolerance, spearman, violations, confidence, contrast, closer_than, farther_than, margin, share_of, at_least, at_most, baseline, learned "
         "(did you mean 'tolerance'?)",
         "expect[2].head: found 0; expected no head: 'svcca' (svcca) has one value per layer, not per head",
         "expect[2].layers: found '3'; expected at least 2 layers for a trend (a trend over one layer always holds)",
@@ -190,7 +190,7 @@ def test_validation_names_every_problem_with_its_key(manager):
 @pytest.mark.parametrize(("toml", "expected"), [
     ('comparison = "ab"\nmetric = "svcca"',
      "expect[0]: found no assertion; expected exactly one of: below / above (bounds), trend, contrast, "
-     "closer_than / farther_than, baseline, learned"),
+     "closer_than / farther_than, share_of, baseline, learned"),
     ('comparison = "ab"\nmetric = "svcca"\nbelow = 1\ntrend = "increasing"',
      "expect[0]: found several assertions: bounds, trend; expected exactly one assertion per [[expect]] (split it into several)"),
     ('comparison = "ab"\nmetric = "svcca"\nbelow = 1\ntolerance = 0.1',
