@@ -36,7 +36,7 @@ from probekit.models.families import family_of
 from probekit.models.finetune import AdapterJob, Checkpoint, FinetuneJob, cache_root, finetune, training_precision
 from probekit.results.schema import RowContext, detail_problems, to_records
 from probekit.spec.model import ComparisonSpec, MetricSpec, ModelRef, Spec
-from probekit.spec.series import point_identity
+from probekit.spec.series import declared_identity, point_identity
 
 
 @dataclass(frozen=True)
@@ -177,8 +177,8 @@ class Prober:
         if model.adapter is not None:
             return self.merged(ref.model, model.adapter)
         if not model.is_finetuned:
-            return ResolvedModel(loading.resolve(model.id), loading.model_identity(model.id, model.revision),
-                                 finetuned=False, revision=model.revision)
+            return ResolvedModel(loading.resolve(model.id), declared_identity(model), finetuned=False,
+                                 revision=model.revision)
         checkpoint = self.checkpoint(ref.model, progress)
         rates = {"majority": checkpoint.majority, "chance": checkpoint.chance, "warnings": checkpoint.warnings}
         if ref.snapshot is None:

