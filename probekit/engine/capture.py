@@ -29,4 +29,7 @@ def forward(encoder: torch.nn.Module, batch: Batch, needs: frozenset[str], model
             f"{model_name}: the model returned no attention maps (attention implementation "
             f"{implementation!r}); attention metrics need attn_implementation='eager'"
         )
-    return Capture(hidden_states=output.hidden_states if want_hidden else None, attentions=attentions)
+    # A model spread over devices ([run] device_map) leaves each layer's output on its own device: gathered onto
+    # the batch's, where the metric states live (a no-op for a model on one device).
+    gather = lambda tensors: None if tensors is None else tuple(t.to(batch.input_ids.device) for t in tensors)  # noqa: E731
+    return Capture(hidden_states=gather(output.hidden_states if want_hidden else None), attentions=gather(attentions))

@@ -103,7 +103,7 @@ class Prober:
         """The group in one pass, or one pass per comparison when its models do not fit the memory budget together."""
         sizes = {model: loading.weights_size(resolved[model].source) or 0 for model in group.models}
         for model, size in sizes.items():
-            if size > self.budget:
+            if size > self.budget and self.spec.run.device_map is None:  # a device map spreads it over the devices
                 raise ModelError(f"{self.spec.path}: [run] memory: {_gb(self.budget)} cannot hold models.{model} "
                                  f"({_gb(size)} of weights); raise memory or use a smaller dtype")
         if sum(sizes.values()) <= self.budget or len(group.comparisons) == 1:
@@ -208,7 +208,7 @@ class Prober:
         description = f"{self.spec.path}: models.{ref.model}"
         encoder = loading.load_encoder(
             resolved.source, description, revision=resolved.revision, eager=eager,
-            device=self.device, dtype=self.dtype, finetuned=resolved.finetuned,
+            device=self.device, dtype=self.dtype, finetuned=resolved.finetuned, device_map=self.spec.run.device_map,
         )
         tokenizer = loading.load_tokenizer(resolved.source, description, resolved.revision)
         return loading.LoadedModel(str(ref), encoder, tokenizer, resolved.identity, resolved.accuracy)

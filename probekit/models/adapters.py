@@ -53,8 +53,10 @@ class UnchangedModelWarning(UserWarning):
 
 
 def with_lora(model: torch.nn.Module, settings: FinetuneSettings, description: str) -> torch.nn.Module:
-    """``model`` (with a sequence-classification head) wrapped by peft for a LoRA fine-tune of ``settings``:
-    only the adapters and the head train. ModelError naming ``target_modules`` when a name matches no module."""
+    """``model`` (with a sequence-classification head, or under objective "lm" a causal LM head) wrapped by peft for
+    a LoRA fine-tune of ``settings``: only the adapters and a classification head train; a language model's head is
+    pre-trained (and often tied to the embeddings), so it stays as it is. ModelError naming ``target_modules`` when a
+    name matches no module."""
     from peft import LoraConfig, get_peft_model
 
     targets = list(settings.target_modules or _default_targets(model, description))
@@ -65,8 +67,10 @@ def with_lora(model: torch.nn.Module, settings: FinetuneSettings, description: s
     if unmatched:
         raise ModelError(f"{description}.target_modules: {unmatched} match no module of {type(model).__name__}; "
                          f"its attention projections are named {attention_projections(model)}")
-    config = LoraConfig(task_type="SEQ_CLS", r=settings.rank, lora_alpha=settings.alpha,
-                        lora_dropout=settings.lora_dropout, target_modules=targets, modules_to_save=head_modules(model))
+    classify = settings.objective == "classification"
+    config = LoraConfig(task_type="SEQ_CLS" if classify else "CAUSAL_LM", r=settings.rank, lora_alpha=settings.alpha,
+                        lora_dropout=settings.lora_dropout, target_modules=targets,
+                        modules_to_save=head_modules(model) if classify else None)
     try:
         with _quiet_peft():
             return get_peft_model(model, config)

@@ -3,8 +3,10 @@
 The recipe is the paper's (Table 1): a sequence-classification head on the base,
 Adam(W), the slanted triangular learning-rate schedule (Howard & Ruder, 2018),
 dropout 0.1; every weight trains, or (``method = "lora"``) LoRA adapters and the head
-do, merged into the checkpoint. A checkpoint is keyed by everything that determines it,
-so a second run (or another spec asking for the same fine-tune) reuses it. A declared
+do, merged into the checkpoint. ``objective = "lm"`` trains a decoder on its own task
+instead: next-token prediction on the training texts, with its pre-trained LM head. A
+checkpoint is keyed by everything that determines it, so a second run (or another spec
+asking for the same fine-tune) reuses it. A declared
 base + adapter is merged into a cache entry the same way. Processes sharing a
 cache train each fine-tune once: the one that trains holds its lock, the others wait
 for it and then take the checkpoint from the cache.
@@ -31,8 +33,10 @@ from filelock import FileLock, Timeout
 from probekit.data.batching import make_batches
 from probekit.data.example import Example, label_names
 from probekit.errors import DataError, ModelError, RunFailure, UserError
+from probekit.metrics.tensors import Batch
 from probekit.models.adapters import (UNCHANGED, adapter_identity, load_merged, merge, merged_copy, warn_unchanged,
                                       with_lora)
+from probekit.models.families import FAMILIES, Family, model_inputs
 from probekit.models.loading import from_pretrained, load_tokenizer
 from probekit.models.manifest import (CacheWarning, entry_problem, move_aside, owner_id, partial_name,
                                       remove_stale_partials, touch_last_used, write_manifest)
@@ -49,6 +53,11 @@ METHODS = ("full", "lora")
 #: The settings only LoRA reads. A full fine-tune's cache key leaves them (and ``method``) out, so full
 #: fine-tunes keep the keys they had before LoRA existed.
 LORA_KEYS = ("rank", "alpha", "target_modules", "lora_dropout")
+#: What a fine-tune trains for: the labels (a classification head), or the next token of the texts (a decoder's LM
+#: head). A classification fine-tune's cache key leaves ``objective`` out: it keeps the key it had before "lm" existed.
+OBJECTIVES = ("classification", "lm")
+#: The config attributes ``dropout`` sets: BERT's (and RoBERTa's, ELECTRA's, DeBERTa's) hidden and attention dropout.
+DROPOUT_NAMES = ("hidden_dropout_prob", "attention_probs_dropout_prob")
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,7 @@ class FinetuneSettings:
     alpha: float = 16.0  # LoRA: B·A is scaled by alpha / rank
     target_modules: tuple[str, ...] | None = None  # LoRA: module names; None: the family's query and value projections
     lora_dropout: float = 0.0  # LoRA: dropout on each adapter's input
+    objective: str = "classification"  # one of OBJECTIVES
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,8 @@ class FinetuneJob:
         if not lora:
             for name in ("method", *LORA_KEYS):
                 del settings[name]
+        if self.settings.objective == "classification":
+            del settings["objective"]
         identity = {
             "trainer": TRAINER_VERSION,
             "base": self.base_identity,
@@ -216,14 +228,16 @@ def _load(job: FinetuneJob | AdapterJob, folder: Path) -> Checkpoint:
     if meta.get("unchanged"):  # on every run that uses it, cached or not: its comparisons will all be 0
         warn_unchanged(job.description)
     trained = isinstance(job, FinetuneJob)  # a merged adapter has no validation data
+    # Class rates mean nothing for next-token accuracy: a language model guesses among its whole vocabulary.
+    classifier = trained and job.settings.objective == "classification"
     return Checkpoint(
         folder=folder / "final",
         accuracy=meta["accuracy"],
         snapshots=snapshots,
         snapshot_accuracy={float(f): a for f, a in meta["snapshot_accuracy"].items()},
         identity=f"{'finetune' if trained else 'adapter'}:{job.key()}",
-        majority=majority_rate(job.validation) if trained else None,
-        chance=1 / len(job.labels) if trained and job.labels else None,
+        majority=majority_rate(job.validation) if classifier else None,
+        chance=1 / len(job.labels) if classifier and job.labels else None,
         warnings=(UNCHANGED,) if meta.get("unchanged") else (),
     )
 
@@ -332,42 +346,37 @@ def lock_timeout() -> float:
 def _train(job: FinetuneJob, root: Path, device: torch.device, staging: Path,
            on_step: Callable[[int, int, float], None] | None) -> None:
     """Train ``job`` into ``staging``, then rename it to its cache folder."""
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoConfig
 
     settings = job.settings
-    labels = job.labels
-    if len(labels) < 2:
-        raise DataError(f"{job.description}: the training data has {len(labels)} label value(s); a classifier needs at least 2")
-    unseen = {e.label for e in job.validation} - set(labels)
-    if unseen:
-        raise DataError(f"{job.description}: validation labels {sorted(map(str, unseen))} never occur in the training data")
+    classify = settings.objective == "classification"
+    labels = job.labels if classify else None  # a language model's targets are the texts' own tokens
+    if classify:
+        _check_labels(job)
+    config = from_pretrained(AutoConfig, job.base_source, job.description)
+    family = _family(job, config.model_type)
 
     torch.manual_seed(settings.seed)
     tokenizer = load_tokenizer(job.base_source, job.description)
-    model = from_pretrained(
-        AutoModelForSequenceClassification,
-        job.base_source,
-        job.description,
-        num_labels=len(labels),
-        id2label={i: str(label) for i, label in enumerate(labels)},
-        label2id={str(label): i for i, label in enumerate(labels)},
-        hidden_dropout_prob=settings.dropout,
-        attention_probs_dropout_prob=settings.dropout,
-        # Train in float32 whatever the checkpoint's dtype: transformers 5 loads a half-precision
-        # checkpoint as half by default, and Adam on half weights diverges to NaN.
-        dtype=torch.float32,
-        # A fine-tune of a fine-tune may have another number of classes: a fresh head then.
-        ignore_mismatched_sizes=True,
-    ).to(device)
+    model = _training_model(job, labels, config).to(device)
+    if family.causal:  # a decoder's classifier pools its last token that is not padding: it must know the padding token
+        model.config.pad_token_id = tokenizer.pad_token_id
     lora = settings.method == "lora"
     if lora:  # wrapped after the head is initialised: a seed starts either method from the same head
         model = with_lora(model, settings, job.description)
 
-    train = list(job.train)
+    train = list(job.train) if classify else lm_texts(job.train)
+    validation = job.validation if classify else lm_texts(job.validation)
+
+    def validate(model) -> float | None:
+        if classify:
+            return accuracy(model, tokenizer, validation, labels, settings, device)
+        return next_token_accuracy(model, tokenizer, validation, settings, device)
+
     steps_per_epoch = math.ceil(len(train) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
     snapshot_steps = {max(1, round(f * total_steps)): f for f in settings.snapshots}
-    trainable = [p for p in model.parameters() if p.requires_grad]  # under LoRA: the adapters and the head
+    trainable = [p for p in model.parameters() if p.requires_grad]  # under LoRA: the adapters (and a classifier's head)
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: slanted_triangular(step, total_steps, settings.warmup, settings.ratio)
@@ -385,7 +394,10 @@ def _train(job: FinetuneJob, root: Path, device: torch.device, staging: Path,
             batch = batch.to(device)
             # On a GPU with bfloat16, forwards run in bf16 autocast; the weights and Adam stay float32.
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=_bf16_autocast(device)):
-                loss = model(**batch.model_inputs(), labels=batch.labels).loss
+                if classify:
+                    loss = model(**model_inputs(model, batch), labels=batch.labels).loss
+                else:
+                    loss = next_token_loss(model(**model_inputs(model, batch)).logits, batch)
             loss.backward()
             optimizer.step()
             schedule.step()
@@ -397,13 +409,13 @@ def _train(job: FinetuneJob, root: Path, device: torch.device, staging: Path,
                 fraction = snapshot_steps[step]
                 snapshot = merged_copy(model) if lora else model
                 _save(snapshot, tokenizer, staging / "snapshots" / f"{fraction:g}")
-                snapshot_accuracy[f"{fraction:g}"] = accuracy(model, tokenizer, job.validation, labels, settings, device)
+                snapshot_accuracy[f"{fraction:g}"] = validate(model)
 
     unchanged = False
     if lora:  # the checkpoint is the merged model, like a full fine-tune's; the adapter is kept for users
         model.save_pretrained(staging / "adapter")
         model, unchanged = merge(model)
-    final_accuracy = accuracy(model, tokenizer, job.validation, labels, settings, device)
+    final_accuracy = validate(model)
     _save(model, tokenizer, staging / "final")
     if 1.0 in settings.snapshots:  # the end of training is the final model itself
         snapshot_accuracy["1"] = final_accuracy
@@ -412,13 +424,14 @@ def _train(job: FinetuneJob, root: Path, device: torch.device, staging: Path,
     meta = {
         "description": job.description,
         "base": job.base_identity,
+        "objective": settings.objective,
         "settings": dataclasses.asdict(settings),
-        "labels": [str(label) for label in labels],
+        "labels": [str(label) for label in labels or ()],
         "n_train": len(train),
         "n_validation": len(job.validation),
-        "accuracy": final_accuracy,
-        "majority": majority_rate(job.validation),
-        "chance": 1 / len(labels),
+        "accuracy": final_accuracy,  # under objective "lm": next-token accuracy (next_token_accuracy)
+        "majority": majority_rate(job.validation) if classify else None,
+        "chance": 1 / len(labels) if classify else None,
         "train_digest": examples_digest(job.train),
         "validation_digest": examples_digest(job.validation),
         "snapshot_accuracy": snapshot_accuracy,
@@ -426,6 +439,82 @@ def _train(job: FinetuneJob, root: Path, device: torch.device, staging: Path,
         **({"unchanged": unchanged} if lora else {}),
     }
     _commit(staging, root / "finetunes" / job.key(), meta)
+
+
+def _check_labels(job: FinetuneJob) -> None:
+    """A classifier needs two classes, and validation data of the classes it learns."""
+    labels = job.labels
+    if len(labels) < 2:
+        raise DataError(f"{job.description}: the training data has {len(labels)} label value(s); a classifier needs at least 2")
+    unseen = {e.label for e in job.validation} - set(labels)
+    if unseen:
+        raise DataError(f"{job.description}: validation labels {sorted(map(str, unseen))} never occur in the training data")
+
+
+def _family(job: FinetuneJob, model_type: str) -> Family:
+    """The family of ``job``'s base, known before it loads: a ModelError (before any training) when probekit does not
+    know it, or when objective "lm" meets an encoder, whose tokens see the tokens after them: it has no next token
+    to learn to predict."""
+    family = FAMILIES.get(model_type)
+    if family is None:
+        raise ModelError(f"{job.description}: probekit does not know the model family of the base {job.base_source!r} "
+                         f"(config.model_type {model_type!r}), so it can neither fine-tune nor probe it; it knows "
+                         f"{', '.join(sorted(FAMILIES))}. To add it, add an entry to FAMILIES in "
+                         "probekit/models/families.py")
+    if job.settings.objective == "lm" and not family.causal:
+        raise ModelError(f"{job.description}.objective: \"lm\" (set there or under [finetune]) trains next-token "
+                         f"prediction, which needs a decoder; the base {job.base_source!r} is a {family.name} encoder: "
+                         "each token attends to the tokens after it, so there is no next token to predict. Fine-tune "
+                         "a decoder (GPT-2, Llama, ...) or use objective = \"classification\"")
+    return family
+
+
+def _training_model(job: FinetuneJob, labels: tuple | None, config) -> torch.nn.Module:
+    """The base with a fresh classification head for ``labels``, or (``labels`` None) with its own LM head."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    # The paper's dropout, under BERT's names; transformers passes a name its config lacks to the model's
+    # constructor, which fails, so another family (a decoder's are named otherwise) keeps its config's own dropout.
+    dropout = {name: job.settings.dropout for name in DROPOUT_NAMES if hasattr(config, name)}
+    recipe = dict(
+        **dropout,
+        # Train in float32 whatever the checkpoint's dtype: transformers 5 loads a half-precision
+        # checkpoint as half by default, and Adam on half weights diverges to NaN.
+        dtype=torch.float32,
+        # A fine-tune of a fine-tune may have another number of classes: a fresh head then.
+        ignore_mismatched_sizes=True,
+    )
+    if labels is None:
+        return from_pretrained(AutoModelForCausalLM, job.base_source, job.description, **recipe)
+    return from_pretrained(
+        AutoModelForSequenceClassification,
+        job.base_source,
+        job.description,
+        num_labels=len(labels),
+        id2label={i: str(label) for i, label in enumerate(labels)},
+        label2id={str(label): i for i, label in enumerate(labels)},
+        **recipe,
+    )
+
+
+def lm_texts(examples: Sequence[Example]) -> list[Example]:
+    """What a language model trains on: each example's text, a pair's two texts on two lines (labels unused)."""
+    return [Example(e.text if e.text_pair is None else f"{e.text}\n{e.text_pair}", None, e.label) for e in examples]
+
+
+def next_token_targets(batch: Batch) -> torch.Tensor:
+    """(batch, tokens - 1): the id of the token after each position, what it is trained to predict; -100 (none)
+    where that is padding or an example's first real token (under left padding a padding position precedes it)."""
+    first = batch.attention_mask.long().cumsum(-1) == 1
+    return batch.input_ids.masked_fill((batch.attention_mask == 0) | first, -100)[:, 1:]
+
+
+def next_token_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """The mean cross-entropy of the real tokens' next-token predictions (0 for a batch with none: one-token texts)."""
+    targets = next_token_targets(batch)
+    total = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=-100,
+                                              reduction="sum")
+    return total / max(1, int((targets != -100).sum()))
 
 
 def _merge(job: AdapterJob, root: Path, staging: Path) -> None:
@@ -479,6 +568,22 @@ def accuracy(model, tokenizer, examples, labels, settings: FinetuneSettings, dev
     correct = 0
     for batch in make_batches(examples, tokenizer, batch_size=64, max_length=settings.max_length, labels=labels):
         batch = batch.to(device)
-        predictions = model(**batch.model_inputs()).logits.argmax(-1)
+        predictions = model(**model_inputs(model, batch)).logits.argmax(-1)
         correct += int((predictions == batch.labels).sum())
     return correct / len(examples)
+
+
+@torch.inference_mode()
+def next_token_accuracy(model, tokenizer, examples, settings: FinetuneSettings, device) -> float | None:
+    """Fraction of the real tokens of ``examples`` (each after an example's first) that a language model predicts
+    (its most likely next token) from the tokens before them; None when there are none."""
+    model.eval()
+    correct = predicted = 0
+    for batch in make_batches(examples, tokenizer, batch_size=64, max_length=settings.max_length):
+        batch = batch.to(device)
+        targets = next_token_targets(batch)
+        guesses = model(**model_inputs(model, batch)).logits[:, :-1].argmax(-1)
+        scored = targets != -100
+        correct += int((guesses == targets)[scored].sum())
+        predicted += int(scored.sum())
+    return correct / predicted if predicted else None

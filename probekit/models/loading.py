@@ -164,26 +164,43 @@ def load_encoder(
     device: torch.device,
     dtype: torch.dtype,
     finetuned: bool = False,
+    device_map: str | None = None,
 ) -> torch.nn.Module:
     """The transformer of a model (no task or LM head), in eval mode on ``device``: an encoder or a decoder.
+    With a ``device_map`` ("auto": accelerate's) its layers are spread over the devices there are instead,
+    for a model larger than one device.
 
     Attention metrics need eager attention: fused kernels (SDPA, flash) never
     materialise the attention probabilities. A model of a family probekit does not
     know (probekit/models/families.py) is a ModelError here.
-    """
-    from transformers import AutoModel, AutoModelForSequenceClassification
 
-    auto_class = AutoModelForSequenceClassification if finetuned else AutoModel
+    A fine-tune (``finetuned``) loads as the class it was saved as (a classifier, or a causal LM
+    under objective "lm") and gives its transformer: ``AutoModel`` would build at random what the
+    checkpoint lacks, e.g. the pooler that RobertaModel has and a RoBERTa classifier drops.
+    """
+    from transformers import AutoModel
+
+    model_class = _saved_class(source, description, revision) if finetuned else AutoModel
     kwargs = {"revision": revision, "dtype": dtype}
     if eager:
         kwargs["attn_implementation"] = "eager"
-    model = from_pretrained(auto_class, resolve(source), description, **kwargs)
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    model = from_pretrained(model_class, resolve(source), description, **kwargs)
     encoder = model.base_model if finetuned else model
     try:
         transformer_layers(encoder)  # a family probekit knows, laid out as its table says
     except ModelError as error:
         raise ModelError(f"{description}: {error}") from error
-    return encoder.to(device).eval()
+    return (encoder if device_map is not None else encoder.to(device)).eval()
+
+
+def _saved_class(source: str, description: str, revision: str | None):
+    """The transformers class a checkpoint was saved from, as its config's ``architectures`` names it."""
+    import transformers
+
+    config = from_pretrained(transformers.AutoConfig, resolve(source), description, revision=revision)
+    return getattr(transformers, config.architectures[0])
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

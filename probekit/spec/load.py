@@ -20,9 +20,10 @@ from probekit.errors import Problem, SpecError, did_you_mean, type_name
 from probekit.metrics.base import Metric, supports_permutation_null
 from probekit.metrics.options import option_fields, parse_options
 from probekit.models.adapters import ADAPTER_CONFIG
-from probekit.models.finetune import LORA_KEYS, METHODS, FinetuneSettings
+from probekit.models.finetune import LORA_KEYS, METHODS, OBJECTIVES, FinetuneSettings
 from probekit.spec.expectations import parse_expectations
 from probekit.spec.model import (
+    DEVICE_MAPS,
     DEVICES,
     DTYPES,
     EXECUTORS,
@@ -168,6 +169,7 @@ def _parse_run(table: Any, problems: list[Problem]) -> RunSettings:
         executor=reader.get("executor", str, "local", choices=EXECUTORS),
         ray_address=_parse_ray_address(reader),
         gpus_per_task=_parse_gpus(reader),
+        device_map=reader.get("device_map", str, None, choices=DEVICE_MAPS),
     )
     reader.finish()
     return settings
@@ -264,6 +266,8 @@ def _parse_finetune(table: Any, key: str, defaults: FinetuneSettings, problems: 
             values["snapshots"] = tuple(sorted(set(good)))
         elif f.name == "method":
             values[f.name] = reader.get(f.name, str, default, choices=METHODS)
+        elif f.name == "objective":
+            values[f.name] = reader.get(f.name, str, default, choices=OBJECTIVES)
         elif f.name == "target_modules":
             values[f.name] = _parse_targets(reader, default)
         elif f.name in ("lr", "warmup", "ratio", "dropout", "weight_decay", "alpha", "lora_dropout"):

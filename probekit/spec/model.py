@@ -12,6 +12,7 @@ from probekit.models.finetune import FinetuneSettings
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float64", "bfloat16", "float16")
 EXECUTORS = ("local", "ray")
+DEVICE_MAPS = ("auto", "balanced", "sequential")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class RunSettings:
     executor: str = "local"  # who runs the fine-tunes and probe groups: this process, or a Ray cluster ("ray")
     ray_address: str | None = None  # the Ray cluster; None: $RAY_ADDRESS, else a local Ray started for the run
     gpus_per_task: float | None = None  # GPUs Ray reserves per task; None: 1 when the device is cuda, else 0
+    device_map: str | None = None  # "auto": each model's layers spread over the GPUs (accelerate), for models
+    # larger than one device; None: each model whole on `device`
 
 
 @dataclass(frozen=True)
