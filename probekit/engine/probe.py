@@ -339,12 +339,16 @@ class Prober:
                 measured.records.extend(to_records(context, rows))
 
     def position(self, ref: ModelRef) -> tuple[float | None, int | None]:
-        """Where in training a side is: the fraction of training (None at its end) and the step (None if unknown).
+        """Where in training a side is: the fraction of training (None at its end) and the optimizer step (None for
+        a pre-trained model).
 
         A checkpoint's fraction is its step over the series' last, so trajectories and probekit's own
         snapshots draw on one training-progress axis.
         """
         model = self.spec.models[ref.model]
+        if model.is_finetuned:
+            checkpoint = self._checkpoints[ref.model]
+            return ref.snapshot, checkpoint.snapshot_step(1.0 if ref.snapshot is None else ref.snapshot)
         if not model.is_series:
             return ref.snapshot, None
         step, last = model.point(ref.snapshot).step, model.series[-1].step

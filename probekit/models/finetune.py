@@ -153,6 +153,11 @@ class Checkpoint:
     chance: float | None = None  # 1 / the number of classes
     #: What its comparisons should be read with, e.g. a LoRA that left every weight as it was (adapters.UNCHANGED).
     warnings: tuple[str, ...] = ()
+    total_steps: int | None = None  # the optimizer steps of the fine-tune (None for a merged adapter)
+
+    def snapshot_step(self, fraction: float) -> int | None:
+        """The optimizer step at which the snapshot at ``fraction`` of training was taken."""
+        return None if self.total_steps is None else max(1, round(fraction * self.total_steps))
 
 
 def majority_rate(examples: Sequence[Example]) -> float | None:
@@ -239,7 +244,13 @@ def _load(job: FinetuneJob | AdapterJob, folder: Path) -> Checkpoint:
         majority=majority_rate(job.validation) if classifier else None,
         chance=1 / len(job.labels) if classifier and job.labels else None,
         warnings=(UNCHANGED,) if meta.get("unchanged") else (),
+        total_steps=training_steps(job.settings, meta["n_train"]) if trained else None,
     )
+
+
+def training_steps(settings: FinetuneSettings, n_train: int) -> int:
+    """How many optimizer steps a fine-tune of ``n_train`` examples takes."""
+    return math.ceil(n_train / settings.batch_size) * settings.epochs
 
 
 def finetune(
@@ -373,8 +384,7 @@ def _train(job: FinetuneJob, root: Path, device: torch.device, staging: Path,
             return accuracy(model, tokenizer, validation, labels, settings, device)
         return next_token_accuracy(model, tokenizer, validation, settings, device)
 
-    steps_per_epoch = math.ceil(len(train) / settings.batch_size)
-    total_steps = steps_per_epoch * settings.epochs
+    total_steps = training_steps(settings, len(train))
     snapshot_steps = {max(1, round(f * total_steps)): f for f in settings.snapshots}
     trainable = [p for p in model.parameters() if p.requires_grad]  # under LoRA: the adapters (and a classifier's head)
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)

@@ -179,7 +179,7 @@ class SnapshotGroup:
 
     @property
     def by_step(self) -> bool:
-        """Whether the columns are checkpoints with known steps (else fractions of a fine-tune's steps)."""
+        """Whether every column knows its training step (results of schema 3 on); else they show fractions of training."""
         return all(column.step is not None for column in self.columns)
 
 
@@ -287,7 +287,7 @@ def snapshot_table(group: SnapshotGroup, unit: str, top: float, accuracies: dict
         grid.add_row("accuracy", *("" if accuracies.get(column.model) is None else f"{accuracies[column.model]:.1%}"
                                    for column in group.columns), style="dim")
     title = Text(f"{heading} over training: {group.title}", style="table.title")
-    columns = "training step of each checkpoint" if group.by_step else "fraction of fine-tuning steps done"
+    columns = "training step" if group.by_step else "fraction of fine-tuning steps done"
     scale = Text(f"scale 0 {''.join(SHADES)} {top:.4g} (the run's largest {group.metric}); columns: {columns}",
                  style="dim")
     return Group(title, grid, scale)

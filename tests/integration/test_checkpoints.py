@@ -123,7 +123,7 @@ def test_the_report_and_figures_draw_layers_by_step(results):
     render(results.table, console)
     text = console.export_text()
     assert "svcca (1 - mean rho) over training: base vs run@t on eval" in text
-    assert "columns: training step of each checkpoint" in text
+    assert "columns: training step\n" in text
     header = next(line for line in text.splitlines() if line.strip().startswith("layer") and "12" in line)
     assert header.replace("┃", " ").split()[1:] == ["4", "8", "12"]
     assert any(path.name.startswith("svcca_snapshots_base_vs_run") for path in results.run_dir.glob("*.png"))

@@ -43,6 +43,7 @@ def test_checkpoint_is_cached_with_snapshots_and_accuracy(job, tmp_path):
     assert set(checkpoint.snapshots) == {0.5, 1.0}
     assert (checkpoint.snapshots[0.5] / "model.safetensors").is_file()
     assert checkpoint.snapshot_accuracy[1.0] == checkpoint.accuracy
+    assert checkpoint.total_steps == 6 and checkpoint.snapshot_step(0.5) == 3  # results carry these steps
     again = finetune(job, tmp_path, torch.device("cpu"), on_step=lambda s, t, loss: steps.append(s))
     assert len(steps) == 6 and again == checkpoint  # reused, not retrained
     assert not [p for p in (tmp_path / "finetunes").iterdir() if ".partial" in p.name]
