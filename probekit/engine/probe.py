@@ -452,7 +452,10 @@ class _Guard:
 
 def comparability_problem(model_a: loading.LoadedModel, model_b: loading.LoadedModel) -> str:
     """Why two models cannot be compared token by token and layer by layer ("" when they can)."""
-    if loading.tokenizer_fingerprint(model_a.tokenizer) != loading.tokenizer_fingerprint(model_b.tokenizer):
+    families = family_of(model_a.encoder).name, family_of(model_b.encoder).name
+    if families[0] != families[1]:  # even with one vocabulary and depth, their layers are not each other's
+        what = f"model families ({families[0]} and {families[1]})"
+    elif loading.tokenizer_fingerprint(model_a.tokenizer) != loading.tokenizer_fingerprint(model_b.tokenizer):
         what = "tokenizers (vocabularies)"
     elif model_a.num_layers != model_b.num_layers:
         what = f"numbers of layers ({model_a.num_layers} and {model_b.num_layers})"

@@ -24,6 +24,7 @@ from transformers import AutoModel, PreTrainedTokenizerFast
 from probekit import api
 from probekit.data.batching import make_batches
 from probekit.engine.capture import forward
+from probekit.engine.probe import comparability_problem
 from probekit.errors import ModelError
 from probekit.hooks.manager import build_manager
 from probekit.metrics.base import MetricError
@@ -438,3 +439,13 @@ def test_an_unknown_family_is_named_with_how_to_add_it(tmp_path):
     with pytest.raises(ModelError, match=r"^models.x: probekit does not know the model family of AlbertModel"):
         load_encoder(str(tmp_path / "albert"), "models.x", eager=True, device=torch.device("cpu"),
                      dtype=torch.float32)
+
+
+def test_models_of_two_families_are_not_compared():
+    """Llama and Mistral share a tokenizer and a depth here, yet their layers are not each other's."""
+    llama = loaded("llama", random_model("llama", 0), "llama")
+    mistral = loaded("mistral", random_model("mistral", 0), "mistral")
+    assert comparability_problem(llama, mistral) == (
+        "models.llama and models.mistral have different model families (Llama and Mistral); the metrics compare "
+        "the same tokens and layers of both models")
+    assert comparability_problem(llama, loaded("llama2", random_model("llama", 1), "llama")) == ""
