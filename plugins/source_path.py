@@ -12,7 +12,8 @@ from probekit.errors import Problem
 
 
 class PathSource(probekit.DataSource):
-    """``path = "dev.csv"`` (relative to the spec's folder) and the ``text``/``text_pair``/``label`` columns."""
+    """``path = "dev.csv"`` (relative to the spec's folder) and the ``text``/``text_pair``/``label`` columns; a
+    ``.txt`` file is one unlabelled text per line."""
 
     kind = "path"
     description = "a local data file: " + ", ".join(FILE_SUFFIXES)
@@ -63,6 +64,8 @@ class PathSource(probekit.DataSource):
 
 
 def _columns(options) -> Columns:
+    if Path(options.path).suffix.lower() == ".txt":  # one unlabelled text per line
+        return Columns(text="text", text_pair=None, label=None)
     return Columns(text=options.text, text_pair=options.text_pair, label=options.label)
 
 

@@ -1,4 +1,4 @@
-"""Reading examples from tables: local files (CSV, TSV, JSON lines, Parquet) and row sequences.
+"""Reading examples from tables: local files (CSV, TSV, JSON lines, Parquet, plain text) and row sequences.
 
 Errors name the file and, for text files, the line: a user fixes a data file in an editor.
 """
@@ -17,18 +17,18 @@ import pyarrow.parquet as pq
 from probekit.data.example import Example
 from probekit.errors import DataError
 
-FILE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+FILE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt")
 #: At most this many bad rows are listed in one message.
 LISTED_ROWS = 5
 
 
 @dataclass(frozen=True)
 class Columns:
-    """Which column holds the text, the optional second text, and the label."""
+    """Which column holds the text, the optional second text, and the label (None: unlabelled text)."""
 
     text: str = "text"
     text_pair: str | None = None
-    label: str = "label"
+    label: str | None = "label"
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,9 @@ def read_rows(path: Path) -> TableRows:
         table = _read_csv(path, "\t" if suffix == ".tsv" else ",")
     elif suffix in (".jsonl", ".json"):
         table = _read_json(path)
+    elif suffix == ".txt":  # unlabelled text, one example per line: what a language model fine-tunes on
+        lines = [(number, line) for number, line in enumerate(_text(path).splitlines(), start=1) if line.strip()]
+        table = TableRows(["text"], [{"text": line} for _, line in lines], [f"line {number}" for number, _ in lines])
     elif suffix == ".parquet":
         try:
             parquet = pq.read_table(path)
@@ -135,11 +138,11 @@ def rows_to_examples(columns: Sequence[str], rows, wanted: Columns, where: str,
         if problems:
             bad.append(f"{places[index] if places else f'row {index + 1}'}: {' and '.join(problems)}")
             continue
-        label = row[wanted.label]
+        label = None if wanted.label is None else row[wanted.label]
         examples.append(Example(
             text=str(row[wanted.text]),
             text_pair=None if wanted.text_pair is None else str(row[wanted.text_pair]),
-            label=names[label] if names else label,
+            label=names[label] if names and label is not None else label,
         ))
     if bad:
         more = f"; and {len(bad) - LISTED_ROWS} more rows" if len(bad) > LISTED_ROWS else ""

@@ -454,6 +454,9 @@ def _train(job: FinetuneJob, root: Path, device: torch.device, staging: Path,
 def _check_labels(job: FinetuneJob) -> None:
     """A classifier needs two classes, and validation data of the classes it learns."""
     labels = job.labels
+    if not labels:
+        raise DataError(f"{job.description}: the training data has no labels (unlabelled text, e.g. a .txt file); a "
+                        "classifier needs labelled examples, and objective = \"lm\" trains a decoder on text alone")
     if len(labels) < 2:
         raise DataError(f"{job.description}: the training data has {len(labels)} label value(s); a classifier needs at least 2")
     unseen = {e.label for e in job.validation} - set(labels)

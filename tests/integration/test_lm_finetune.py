@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from probekit import api
 from probekit.data.batching import make_batches
-from probekit.errors import ModelError, SpecError, exit_code_of
+from probekit.errors import DataError, ModelError, SpecError, exit_code_of
 from probekit.models import finetune as finetune_module
 from probekit.models.families import model_inputs
 from probekit.models.finetune import FinetuneJob, FinetuneSettings, finetune, lm_texts, next_token_loss
@@ -141,6 +141,19 @@ def test_spec_compares_a_decoder_with_its_lm_finetune(folder, tmp_path):
         assert values and all(v > 0 for v in values), (metric, values)
     model = results.metadata["models"]["lm"]
     assert model["identity"].startswith("finetune:") and 0 <= model["accuracy"] <= 1
+
+
+def test_lm_finetune_on_a_plain_text_file(folder, tmp_path):
+    """A .txt file (one unlabelled text per line) is what an lm fine-tune reads; a classifier refuses it."""
+    texts = tmp_path / "notes.txt"
+    texts.write_text("\n\n".join(example.text for example in tiny_examples(40, seed=8)) + "\n", encoding="utf-8")
+    document = spec(folder)
+    document["data"]["train"] = {"path": str(texts)}
+    results = api.run(document, base_dir=folder, output=tmp_path / "run", plugins=["no:figures", "no:report"])
+    assert results.exit_code == 0 and all(r["value"] > 0 for r in results.table.to_pylist() if r["metric"] == "svcca")
+    document["models"]["lm"]["objective"] = "classification"
+    with pytest.raises(DataError, match=r"models\.lm: the training data has no labels \(unlabelled text"):
+        api.run(document, base_dir=folder, output=tmp_path / "run2", plugins=["no:figures", "no:report"])
 
 
 def test_lm_objective_on_an_encoder_names_the_key(folder, tmp_path):

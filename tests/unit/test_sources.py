@@ -216,8 +216,8 @@ def test_path_missing_file_names_the_absolute_path(tmp_path):
 
 
 def test_path_unknown_file_type_is_a_problem(tmp_path):
-    (tmp_path / "data.txt").write_text("text,label\n", encoding="utf-8")
-    _, problems = PathSource().validate(make(PathSource(), path="data.txt"), tmp_path)
+    (tmp_path / "data.xlsx").write_text("text,label\n", encoding="utf-8")
+    _, problems = PathSource().validate(make(PathSource(), path="data.xlsx"), tmp_path)
     assert problem_keys(problems) == ["path"]
     assert ".csv" in problems[0].expected
 
