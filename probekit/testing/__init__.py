@@ -40,6 +40,7 @@ __all__ = [
     "assert_layers_below",
     "assert_layers_between",
     "assert_matches_baseline",
+    "assert_share",
     "assert_trend",
     "check_metric",
 ]
@@ -156,6 +157,19 @@ def assert_farther(results: Any, comparison: str | Iterable[str], other: str, me
     __tracebackhide__ = True
     return _check(results, "ordering", comparison, metric, layers, name=name, head=head, other=other,
                   relation="farther", of=of, margin=float(margin))
+
+
+def assert_share(results: Any, comparison: str | Iterable[str], other: str, metric: str, layers: Any = "all", *,
+                 at_least: float | None = None, at_most: float | None = None, of: str = "each",
+                 head: int | None = None, name: str | None = None) -> Outcome:
+    """Each selected layer's change in ``comparison`` (a distance's value, a similarity's 1 - value), or their
+    mean's, is at least ``at_least`` (and/or at most ``at_most``) of ``other``'s: e.g. a checkpoint against
+    the end of training, "by step 2000 the lower layers have made 90% of their final move"."""
+    __tracebackhide__ = True
+    if at_least is None and at_most is None:
+        raise TypeError("assert_share needs a bound: at_least=... and/or at_most=...")
+    bounds = {key: float(value) for key, value in (("at_least", at_least), ("at_most", at_most)) if value is not None}
+    return _check(results, "share", comparison, metric, layers, name=name, head=head, other=other, of=of, **bounds)
 
 
 def assert_matches_baseline(results: Any, baseline: Any, metric: str, comparison: str | Iterable[str] | None = None,

@@ -118,6 +118,14 @@ def test_share_of_the_final_move(results):
     assert each.passed == all(early[layer] < 0.999 * final[layer] for layer in final)
 
 
+def test_assert_share_in_a_regression_test(results):
+    from probekit.testing import ExpectationFailed, assert_share
+
+    assert_share(results, "base_vs_run@8", "base_vs_run", "svcca", "all", at_least=0.5, of="mean")
+    with pytest.raises(ExpectationFailed, match=r"base_vs_run@4: 3 of 3 layers outside >= 100% of base_vs_run's change"):
+        assert_share(results, "base_vs_run@4", "base_vs_run", "svcca", "all", at_least=1.0)
+
+
 def test_the_report_and_figures_draw_layers_by_step(results):
     console = Console(record=True, width=160, file=io.StringIO())
     render(results.table, console)
