@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 import probekit
-from probekit.metrics.functional import attention_js_per_example
+from probekit.metrics.functional import attention_js_per_example, attention_row_plogp
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,9 @@ class AttentionJS(probekit.Metric):
             query_mask = query_mask * (1 - batch.special_tokens_mask)
         try:
             per_layer = [
-                attention_js_per_example(p, q, batch.attention_mask, base=self.options.base, query_mask=query_mask).sum(0)
-                for p, q in zip(a.attentions, b.attentions, strict=True)
+                attention_js_per_example(p, q, batch.attention_mask, base=self.options.base, query_mask=query_mask,
+                                         plogp=(row_plogp(a, layer, batch), row_plogp(b, layer, batch))).sum(0)
+                for layer, (p, q) in enumerate(zip(a.attentions, b.attentions, strict=True))
             ]
         except ValueError as error:  # no query token left (exclude_special on [CLS] x [SEP]), NaN maps
             raise probekit.MetricError(str(error)) from error
@@ -79,6 +80,12 @@ class AttentionJS(probekit.Metric):
             rows.append(probekit.Row(layer, math.fsum(heads) / len(heads), **counts))
             rows.extend(probekit.Row(layer, value, head=head, **counts) for head, value in enumerate(heads))
         return rows
+
+
+def row_plogp(capture, layer: int, batch) -> torch.Tensor:
+    """A layer's sum_j p log p per attention row, computed once per capture for every comparison of the model."""
+    return capture.derived(("probekit.attention_row_plogp", layer),
+                           lambda: attention_row_plogp(capture.attentions[layer], batch.attention_mask))
 
 
 @probekit.hookimpl

@@ -23,21 +23,26 @@ Definitions follow the project's method reference (REFERENCE.md):
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import math
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 __all__ = [
     "CCAResult",
     "CrossMoments",
+    "Datapoints",
     "FewDatapointsWarning",
     "HSICMoments",
     "SVCCAResult",
     "attention_js",
     "attention_js_per_example",
+    "attention_row_plogp",
     "cca",
     "cca_from_moments",
     "datapoints",
@@ -123,6 +128,54 @@ def _checked_batch(x, y, dx: int | None, dy: int | None, earlier: torch.Tensor |
     return x, y
 
 
+class Datapoints:
+    """One side's datapoints of one batch, ``x`` (n, d), and the float64 sums of them that :class:`CrossMoments` adds.
+
+    A model in several comparisons gives one Datapoints per layer and batch
+    (``Capture.derived``): its sum and X^T X, about an offset and onto earlier sums, are
+    computed for the first comparison that asks and reused by the others; they are the
+    numbers each comparison would compute, bit for bit, as every comparison of a model
+    sees the same batches and so holds the same sums of that model.
+    """
+
+    def __init__(self, x) -> None:
+        self.x = _as_tensor(x).detach()
+        self._sums: dict[tuple[int, int], tuple] = {}
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0]
+
+    @functools.cached_property
+    def shift(self) -> torch.Tensor:
+        """The offset of sums that start with this batch: its first datapoint, float64."""
+        return self.x[0].to(torch.float64)
+
+    def rows(self, shift: torch.Tensor) -> torch.Tensor:
+        """The datapoints minus ``shift``, float64 (n, d)."""
+        return self.x.to(torch.float64) - shift
+
+    def sums(self, shift: torch.Tensor, earlier: tuple[torch.Tensor, torch.Tensor] | None,
+             rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum, X^T X) of the rows about ``shift`` added to ``earlier`` (None: zeros); new tensors, once per pair.
+
+        ``rows``: ``self.rows(shift)`` when the caller has it already.
+        """
+        key = (id(shift), id(earlier[1]) if earlier else 0)
+        if key not in self._sums:
+            rows = self.rows(shift) if rows is None else rows
+            total, gram = earlier or (torch.zeros_like(shift), rows.new_zeros(rows.shape[1], rows.shape[1]))
+            # shift and earlier are kept with the sums: their ids stay theirs while the key is used
+            self._sums[key] = (total + rows.sum(dim=0), torch.addmm(gram, rows.T, rows), shift, earlier)
+        return self._sums[key][:2]
+
+    def equals(self, other: Datapoints) -> bool:
+        """Whether both hold the same values (in float64)."""
+        a, b = self.x, other.x
+        return a.shape == b.shape and (torch.equal(a, b) if a.dtype == b.dtype else
+                                       torch.equal(a.to(torch.float64), b.to(torch.float64)))
+
+
 class CrossMoments:
     """Streaming sufficient statistics of paired activations X (n x dx) and Y (n x dy).
 
@@ -174,39 +227,39 @@ class CrossMoments:
         Torch tensors of any float dtype on any (one) device; numpy arrays are accepted too.
         """
         x, y = _checked_batch(x, y, self._dx, self._dy, self._shift_x)
+        self.add(Datapoints(x), Datapoints(y))
+
+    def add(self, x: Datapoints, y: Datapoints) -> None:
+        """:meth:`update` with each side's batch as :class:`Datapoints`: a model's own sums computed once for all its comparisons.
+
+        The sums are never changed in place but replaced by new ones each batch (so
+        several CrossMoments may hold the same tensors); only X^T Y is per pair.
+        """
+        _checked_batch(x.x, y.x, self._dx, self._dy, self._shift_x)
         if self._dx is None:
-            self._dx, self._dy = x.shape[1], y.shape[1]
-        if x.shape[0] == 0:
+            self._dx, self._dy = x.x.shape[1], y.x.shape[1]
+        if x.n == 0:
             return
-
-        x = x.to(torch.float64)
-        y = y.to(torch.float64)
-        same = self.identical and x.shape == y.shape and torch.equal(x, y)
-
+        same = self.identical and (x is y or x.equals(y))
         if self._n == 0:
-            self._shift_x = x[0].clone()
-            self._sx = torch.zeros_like(self._shift_x)
-            self._sxx = x.new_zeros(self._dx, self._dx)
-            if same:
-                self._shift_y = self._shift_x
-            else:
-                self._shift_y = y[0].clone()
-                self._allocate_y()
+            self._shift_x = x.shift
+            self._shift_y = self._shift_x if same else y.shift
         elif self.identical and not same:
-            self._sy = self._sx.clone()
-            self._syy = self._sxx.clone()
+            self._sy, self._syy = self._sx, self._sxx
             self._sxy = self._sxx.clone()
         self.identical = same
 
-        xs = x - self._shift_x
-        self._sx += xs.sum(dim=0)
-        self._sxx.addmm_(xs.T, xs)
+        xs = x.rows(self._shift_x)
+        earlier = None if self._sx is None else (self._sx, self._sxx)
+        self._sx, self._sxx = x.sums(self._shift_x, earlier, rows=xs)
         if not same:
-            ys = y - self._shift_y
-            self._sy += ys.sum(dim=0)
-            self._syy.addmm_(ys.T, ys)
+            ys = y.rows(self._shift_y)
+            earlier = None if self._sy is None else (self._sy, self._syy)
+            self._sy, self._syy = y.sums(self._shift_y, earlier, rows=ys)
+            if self._sxy is None:
+                self._sxy = xs.new_zeros(self._dx, self._dy)
             self._sxy.addmm_(xs.T, ys)
-        self._n += x.shape[0]
+        self._n += x.n
 
     @classmethod
     def pooled(cls, parts: list[CrossMoments], weights: list[int]) -> CrossMoments:
@@ -283,11 +336,6 @@ class CrossMoments:
             self._syy = self._syy + torch.outer(dy, self._sy) + torch.outer(self._sy, dy) + self._n * torch.outer(dy, dy)
             self._sy = self._sy + self._n * dy
         self._shift_y = shift_y
-
-    def _allocate_y(self) -> None:
-        self._sy = torch.zeros_like(self._shift_y)
-        self._syy = self._shift_y.new_zeros(self._dy, self._dy)
-        self._sxy = self._shift_x.new_zeros(self._dx, self._dy)
 
     def covariances(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample covariances (ddof = 1, like np.cov): cxx (dx x dx), cyy (dy x dy), cxy (dx x dy).
@@ -378,6 +426,10 @@ class HSICMoments:
         self._v.addmm_(z.T, q)
         self._q.addmm_(q.T, q)
         self._n += x.shape[0]
+
+    def add(self, x: Datapoints, y: Datapoints) -> None:
+        """:meth:`update` with each side's batch as :class:`Datapoints`."""
+        self.update(x.x, y.x)
 
     @classmethod
     def pooled(cls, parts: list[HSICMoments], weights: list[int]) -> HSICMoments:
@@ -520,6 +572,23 @@ def _spectrum(cov: torch.Tensor, side: str) -> _Spectrum:
     return _Spectrum(lam, vec, rank)
 
 
+#: Each side's spectrum by the sums it was computed from (never changed in place): comparisons sharing
+#: a model hold the same sums of it (Datapoints.sums), and SVCCA, PWCCA and CCA of one comparison the
+#: same moments (Metric.take_state), so each covariance is decomposed once. Entries go with their sums.
+_SPECTRA = WeakIdKeyDictionary()
+
+
+def _spectra(moments: CrossMoments, cxx: torch.Tensor, cyy: torch.Tensor) -> tuple[_Spectrum, _Spectrum]:
+    """The spectra of ``moments.covariances()``' cxx and cyy, each decomposed once per state of its sums."""
+    _, sxx, _, syy, _, _ = moments._y_sums()
+    spectra = []
+    for sums, cov, side in ((sxx, cxx, "X"), (syy, cyy, "Y")):
+        if sums not in _SPECTRA:
+            _SPECTRA[sums] = _spectrum(cov, side)
+        spectra.append(_SPECTRA[sums])
+    return spectra[0], spectra[1]
+
+
 def _check_datapoints(n: int, dx: int | None, dy: int | None) -> None:
     if dx is None or dy is None:
         raise ValueError("no activations were added: call CrossMoments.update first")
@@ -602,8 +671,7 @@ def svcca_from_moments(
     n = moments.n
     _check_datapoints(n, moments.dx, moments.dy)
     cxx, cyy, cxy = moments.covariances()
-    spec_x = _spectrum(cxx, "X")
-    spec_y = _spectrum(cyy, "Y")
+    spec_x, spec_y = _spectra(moments, cxx, cyy)
 
     if k is None:
         kx = _choose_k(spec_x, rule, threshold)
@@ -649,8 +717,7 @@ def cca_from_moments(moments: CrossMoments) -> CCAResult:
     n = moments.n
     _check_datapoints(n, moments.dx, moments.dy)
     cxx, cyy, cxy = moments.covariances()
-    spec_x = _spectrum(cxx, "X")
-    spec_y = _spectrum(cyy, "Y")
+    spec_x, spec_y = _spectra(moments, cxx, cyy)
     if moments.identical:
         rho = np.ones(min(spec_x.rank, spec_y.rank))
     else:
@@ -713,7 +780,7 @@ def pwcca_from_moments(moments: CrossMoments) -> float:
     if moments.identical:
         return 0.0
     cxx, cyy, cxy = moments.covariances()
-    spec_x, spec_y = _spectrum(cxx, "X"), _spectrum(cyy, "Y")
+    spec_x, spec_y = _spectra(moments, cxx, cyy)
     rank_x, rank_y = _resolved_rank(spec_x), _resolved_rank(spec_y)
     wx = spec_x.eigenvectors[:, :rank_x] / spec_x.eigenvalues[:rank_x].sqrt()
     wy = spec_y.eigenvectors[:, :rank_y] / spec_y.eigenvalues[:rank_y].sqrt()
@@ -828,6 +895,7 @@ def attention_js_per_example(
     *,
     base: float | None = None,
     query_mask=None,
+    plogp: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Per-example, per-head JS divergence between two attention maps; (batch, heads) float64.
 
@@ -845,6 +913,11 @@ def attention_js_per_example(
     ``attention_mask``), e.g. to exclude [CLS]/[SEP]. Natural log (max ln 2)
     unless ``base`` is given (base=2: bits, max 1).
 
+    A row's value is sum_j [0.5 (p_j log p_j + q_j log q_j) - m_j log m_j]: each model's
+    part is :func:`attention_row_plogp` of its map alone, so a model in several
+    comparisons can compute it once and pass ``plogp`` = (p's, q's); only M's part
+    is computed per pair.
+
     Raises ValueError if an example has no selected query token, or if the
     result is not finite (negative or NaN probabilities on real tokens).
     Runs on the inputs' device; identical p and q give exactly 0.
@@ -856,13 +929,7 @@ def attention_js_per_example(
             f"p and q must have the same shape (batch, heads, query, key); got {tuple(p.shape)} "
             f"and {tuple(q.shape)}"
         )
-    batch, _, n_query, n_key = p.shape
-    keys = _as_tensor(attention_mask, device=p.device) != 0
-    if n_query != n_key or keys.shape != (batch, n_key):
-        raise ValueError(
-            f"attention_mask must be (batch, tokens) = ({batch}, {n_key}) for square attention "
-            f"maps; got mask {tuple(keys.shape)} and maps {tuple(p.shape)}"
-        )
+    keys = _keys_of(p, attention_mask)
     queries = keys
     if query_mask is not None:
         selected = _as_tensor(query_mask, device=p.device) != 0
@@ -881,14 +948,10 @@ def attention_js_per_example(
     if base is not None and (base <= 0 or base == 1):
         raise ValueError(f"base must be positive and not 1; got {base}")
 
-    p = p.to(torch.float64)
-    q = q.to(torch.float64)
-    m = (p + q) / 2
-    # 0.5 p log(p/m) + 0.5 q log(q/m) rewritten without a division (no 0/0 where
-    # p = q = 0); for p == q it is exactly 0 since m == p bit for bit.
-    terms = 0.5 * (torch.xlogy(p, p) + torch.xlogy(q, q)) - torch.xlogy(m, m)
-    # where(), not a product with the mask: padded rows/keys may hold NaN.
-    per_row = torch.where(keys[:, None, None, :], terms, 0.0).sum(dim=-1).clamp_min(0.0)
+    if plogp is None:
+        plogp = (_row_plogp(p.to(torch.float64, copy=True), keys), _row_plogp(q.to(torch.float64, copy=True), keys))
+    m = p.to(torch.float64, copy=True).add_(q).mul_(0.5)  # float64 (p + q) / 2, bit for bit p where q == p
+    per_row = (0.5 * (plogp[0] + plogp[1]) - _row_plogp(m, keys)).clamp_min(0.0)  # (batch, heads, query)
     per_row = torch.where(queries[:, None, :], per_row, 0.0)
     js = per_row.sum(dim=-1) / counts[:, None]
     if base is not None:
@@ -896,6 +959,36 @@ def attention_js_per_example(
     if not torch.isfinite(js).all():
         raise ValueError("attention maps contain NaN, infinite or negative values on real tokens")
     return js
+
+
+def attention_row_plogp(p, attention_mask) -> torch.Tensor:
+    """sum_j p_ij log p_ij over the real keys j of each attention row (minus its entropy); (batch, heads, query) float64.
+
+    One model's part of :func:`attention_js_per_example` (``plogp``); 0 log 0 = 0, padded
+    keys left out (they may hold NaN), padded query rows computed like the others.
+    """
+    p = _as_tensor(p)
+    if p.dim() != 4:
+        raise ValueError(f"p must be attention maps (batch, heads, query, key); got {tuple(p.shape)}")
+    return _row_plogp(p.to(torch.float64, copy=True), _keys_of(p, attention_mask))
+
+
+def _keys_of(p: torch.Tensor, attention_mask) -> torch.Tensor:
+    """The real keys (batch, key) of square attention maps ``p`` (batch, heads, query, key), checked against them."""
+    batch, _, n_query, n_key = p.shape
+    keys = _as_tensor(attention_mask, device=p.device) != 0
+    if n_query != n_key or keys.shape != (batch, n_key):
+        raise ValueError(
+            f"attention_mask must be (batch, tokens) = ({batch}, {n_key}) for square attention "
+            f"maps; got mask {tuple(keys.shape)} and maps {tuple(p.shape)}"
+        )
+    return keys
+
+
+def _row_plogp(p: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """sum over real keys of p log p per row, for float64 ``p``, which it overwrites (no temporary of its size)."""
+    # masked_fill_, not a product with the mask: padded keys may hold NaN.
+    return p.xlogy_(p).masked_fill_(~keys[:, None, None, :], 0.0).sum(dim=-1)
 
 
 def attention_js(

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from probekit.metrics.base import Metric, MetricContext, MetricError, Row
-from probekit.metrics.functional import CrossMoments, datapoints
+from probekit.metrics.functional import CrossMoments, Datapoints, datapoints
 from probekit.metrics.tensors import Batch, Capture
 
 
@@ -43,7 +43,8 @@ class HiddenStateMoments(Metric):
     layers = "hidden_states"
     Options = TokenOptions
     of_moments: ClassVar[Callable[[Any], float] | None] = None
-    #: What each layer streams into: anything with ``update(x, y)`` and the classmethod ``pooled(parts, weights)``.
+    #: What each layer streams into: anything with ``add(x, y)`` of two :class:`Datapoints` and the classmethod
+    #: ``pooled(parts, weights)``.
     accumulator: ClassVar[type] = CrossMoments
 
     def __init__(self, options: Any, context: MetricContext) -> None:
@@ -67,14 +68,13 @@ class HiddenStateMoments(Metric):
 
     def _update(self, a: Capture, b: Capture, batch: Batch, generator: torch.Generator | None) -> None:
         shuffle = None
-        for layer, (moments, x, y) in enumerate(zip(self.moments, a.hidden_states, b.hidden_states, strict=True)):
-            # (batch, tokens, hidden) -> (datapoints, hidden), padding excluded
-            x, y = datapoints(x, batch.attention_mask, self.options.tokens), datapoints(y, batch.attention_mask, self.options.tokens)
+        for layer, moments in enumerate(self.moments):
+            x, y = layer_datapoints(a, layer, batch, self.options.tokens), layer_datapoints(b, layer, batch, self.options.tokens)
             if generator is not None:
-                shuffle = torch.randperm(len(y), generator=generator) if shuffle is None else shuffle
-                y = y[shuffle.to(y.device)]
+                shuffle = torch.randperm(y.n, generator=generator) if shuffle is None else shuffle
+                y = Datapoints(y.x[shuffle.to(y.x.device)])
             try:
-                moments.update(x, y)
+                moments.add(x, y)
             except ValueError as error:  # e.g. NaN activations
                 raise MetricError(f"layer {layer}: {error}") from error
         self.n_examples += batch.size
@@ -95,6 +95,12 @@ class HiddenStateMoments(Metric):
     def layer_row(self, layer: int, moments: CrossMoments) -> Row:
         value = type(self).of_moments(moments)
         return Row(layer, value, n_examples=self.n_examples, n_tokens=moments.n)
+
+
+def layer_datapoints(capture: Capture, layer: int, batch: Batch, tokens: str) -> Datapoints:
+    """A layer's datapoints (padding excluded) as :class:`Datapoints`, made once per capture for every metric and comparison."""
+    return capture.derived(("probekit.datapoints", layer, tokens),
+                           lambda: Datapoints(datapoints(capture.hidden_states[layer], batch.attention_mask, tokens)))
 
 
 def pooled_layer_moments(parts: Sequence[Metric], weights: Sequence[int]) -> Metric:

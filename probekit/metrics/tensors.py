@@ -1,7 +1,9 @@
 """The tensors a metric receives: a tokenized batch and what each model computed on it."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 
@@ -50,10 +52,27 @@ class Capture:
     ``hidden_states[l]``: (batch, tokens, hidden) for l = 0 (embeddings) .. L.
     ``attentions[l - 1]``: (batch, heads, query, key) probabilities of layer l.
     Either is None when no metric asked for it.
+
+    probekit hands the same Capture to every comparison and metric that uses this
+    model on this batch: what they derive from one model alone (a float64 copy of a
+    layer's datapoints, their Gram matrix, attention row entropies) they can compute
+    once through :meth:`derived`.
     """
 
     hidden_states: tuple[torch.Tensor, ...] | None
     attentions: tuple[torch.Tensor, ...] | None
+    _derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def derived(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """``compute()``, called once per capture however many comparisons and metrics ask for ``key``.
+
+        ``key`` names the value and whatever it depends on beyond this capture and its
+        batch (a layer, an option), e.g. ``("svcca.datapoints", layer, tokens)``; the
+        value lives as long as the capture (one batch).
+        """
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return self._derived[key]
 
     def select(self, index: torch.Tensor) -> Capture:
         """What the model computed on the examples at ``index`` (a 1-D tensor of positions)."""

@@ -16,9 +16,11 @@ from scipy.spatial.distance import jensenshannon
 
 from probekit.metrics.functional import (
     CrossMoments,
+    Datapoints,
     FewDatapointsWarning,
     attention_js,
     attention_js_per_example,
+    attention_row_plogp,
     cca,
     cca_from_moments,
     svcca,
@@ -508,3 +510,30 @@ def test_js_on_the_embedded_model(minilm_outputs):
     p, q = output.attentions[1], output.attentions[4]
     got = attention_js_per_example(p, q, mask)
     np.testing.assert_allclose(got.numpy(), ref_js_per_example(p.numpy(), q.numpy(), mask.numpy()), rtol=0, atol=1e-9)
+
+
+def test_a_model_shared_by_comparisons_streams_its_own_sums_once_with_the_same_values():
+    gen = torch.Generator().manual_seed(0)
+    batches = [[torch.randn(50, 8, generator=gen, dtype=torch.float32) + 100 for _ in range(3)] for _ in range(2)]
+    shared = [CrossMoments(), CrossMoments()]
+    alone = [CrossMoments(), CrossMoments()]
+    for p, q, r in batches:
+        pp, qq, rr = Datapoints(p), Datapoints(q), Datapoints(r)
+        shared[0].add(pp, qq)
+        shared[1].add(pp, rr)
+        alone[0].update(p, q)
+        alone[1].update(p, r)
+    assert shared[0]._sxx is shared[1]._sxx  # p's X^T X computed once for both comparisons
+    for s, a in zip(shared, alone):
+        for mine, theirs in zip(s.covariances(), a.covariances()):
+            assert torch.equal(mine, theirs)
+
+
+def test_attention_js_from_each_models_row_terms_equals_the_direct_value():
+    gen = torch.Generator().manual_seed(1)
+    p, q = (torch.softmax(torch.randn(3, 2, 5, 5, generator=gen), dim=-1) for _ in range(2))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]])
+    direct = attention_js_per_example(p, q, mask)
+    rows = attention_js_per_example(p, q, mask, plogp=(attention_row_plogp(p, mask), attention_row_plogp(q, mask)))
+    assert torch.equal(direct, rows)
+    assert torch.equal(attention_js_per_example(p, p, mask), torch.zeros(3, 2, dtype=torch.float64))
