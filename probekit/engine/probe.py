@@ -231,7 +231,7 @@ class Prober:
             if problem:
                 measured.errors.append(f"{comparison.name}: {self.spec.path}: {problem}")
                 continue
-            by_tokenizer.setdefault(loading.tokenizer_fingerprint(a.tokenizer), []).append(comparison)
+            by_tokenizer.setdefault(a.vocabulary, []).append(comparison)
         for sharing in by_tokenizer.values():
             used = {model: loaded[model] for model in dict.fromkeys(str(s) for c in sharing for s in (c.a, c.b))}
             self._probe_batches(group, used, sharing, measured, progress)
@@ -455,7 +455,7 @@ def comparability_problem(model_a: loading.LoadedModel, model_b: loading.LoadedM
     families = family_of(model_a.encoder).name, family_of(model_b.encoder).name
     if families[0] != families[1]:  # even with one vocabulary and depth, their layers are not each other's
         what = f"model families ({families[0]} and {families[1]})"
-    elif loading.tokenizer_fingerprint(model_a.tokenizer) != loading.tokenizer_fingerprint(model_b.tokenizer):
+    elif model_a.vocabulary != model_b.vocabulary:
         what = "tokenizers (vocabularies)"
     elif model_a.num_layers != model_b.num_layers:
         what = f"numbers of layers ({model_a.num_layers} and {model_b.num_layers})"

@@ -7,7 +7,7 @@ import importlib.util
 import json
 import os
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 import torch
@@ -39,6 +39,11 @@ class LoadedModel:
     @property
     def num_layers(self) -> int:
         return self.encoder.config.num_hidden_layers
+
+    @cached_property
+    def vocabulary(self) -> str:
+        """The tokenizer's fingerprint, computed once: grouping and checking comparisons ask for it often."""
+        return tokenizer_fingerprint(self.tokenizer)
 
 
 @cache
