@@ -10,6 +10,9 @@ failure (with its traceback); either way the other metrics go on.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import traceback
 import warnings
 from collections.abc import Callable
@@ -260,6 +263,7 @@ class Prober:
                             del metrics[comparison.name][name]
                             failed[comparison.name][name] = guard.last
                 del captures
+            release_freed_memory()
             progress.advance(task, batch.size)
         for comparison in comparisons:
             dropped = shared[comparison.name].settle(metrics[comparison.name], failed[comparison.name])
@@ -403,6 +407,27 @@ class _ModelPool:
             self.loaded.pop(model, None)
         if self.prober.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library is another."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give the memory of a batch's freed tensors back to the system.
+
+    glibc keeps freed buffers below its mmap threshold (which it raises as large blocks
+    come and go) for reuse, so a probe's resident memory crept up with the number of
+    batches although nothing outlives its batch (docs/performance.md, bench_memory).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def capture_bytes(config, batch: Batch, needs: frozenset[str], dtype: torch.dtype) -> int:
