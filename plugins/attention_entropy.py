@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 import probekit
-from probekit.metrics.attention import attention_entropy_per_example
+from probekit.metrics.attention import attention_entropy_per_example, query_rows
 from probekit.metrics.attention_change import AttentionChange
 
 
@@ -21,6 +21,7 @@ from probekit.metrics.attention_change import AttentionChange
 class Options:
     base: float | None = None  # logarithm base; None = natural log (nats)
     exclude_special: bool = False  # skip [CLS]/[SEP] query rows
+    exclude_first: bool = False  # skip each example's first real query row: a decoder's attention sink
 
     def __post_init__(self):
         if self.base is not None and (self.base <= 0 or self.base == 1):
@@ -39,9 +40,8 @@ class AttentionEntropy(AttentionChange):
         return "nats" if options.base is None else "bits" if options.base == 2 else f"log base {options.base:g}"
 
     def batch_sums(self, a, b, batch):
-        query_mask = batch.attention_mask
-        if self.options.exclude_special:
-            query_mask = query_mask * (1 - batch.special_tokens_mask)
+        query_mask = query_rows(batch.attention_mask, batch.special_tokens_mask,
+                                exclude_special=self.options.exclude_special, exclude_first=self.options.exclude_first)
         return self._sums(a.attentions, batch, query_mask), self._sums(b.attentions, batch, query_mask), query_mask.sum()
 
     def _sums(self, attentions, batch, query_mask) -> torch.Tensor:
@@ -53,8 +53,11 @@ class AttentionEntropy(AttentionChange):
                 for p in attentions
             ])
         except ValueError as error:  # an example of special tokens only under exclude_special, NaN maps
-            emptied = self.options.exclude_special and "no selected query tokens" in str(error)
-            hint = " (exclude_special = true leaves out [CLS]/[SEP] rows; set it to false)" if emptied else ""
+            leaving_out = [f"{name} = true leaves out {rows}" for name, rows, on in (
+                ("exclude_special", "[CLS]/[SEP] rows", self.options.exclude_special),
+                ("exclude_first", "each example's first row", self.options.exclude_first)) if on]
+            emptied = leaving_out and "no selected query tokens" in str(error)
+            hint = f" ({'; '.join(leaving_out)}; set it to false)" if emptied else ""
             raise probekit.MetricError(f"{error}{hint}") from error
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 import probekit
+from probekit.metrics.attention import query_rows
 from probekit.metrics.functional import attention_js_per_example, attention_row_plogp
 
 
@@ -20,6 +21,7 @@ from probekit.metrics.functional import attention_js_per_example, attention_row_
 class Options:
     base: float | None = None  # logarithm base; None = natural log (nats)
     exclude_special: bool = False  # skip [CLS]/[SEP] query rows (the paper counts them)
+    exclude_first: bool = False  # skip each example's first real query row: a decoder's attention sink
 
     def __post_init__(self):
         if self.base is not None and (self.base <= 0 or self.base == 1):
@@ -47,9 +49,8 @@ class AttentionJS(probekit.Metric):
         return "nats" if options.base is None else "bits" if options.base == 2 else f"log base {options.base:g}"
 
     def update(self, a, b, batch) -> None:
-        query_mask = batch.attention_mask
-        if self.options.exclude_special:
-            query_mask = query_mask * (1 - batch.special_tokens_mask)
+        query_mask = query_rows(batch.attention_mask, batch.special_tokens_mask,
+                                exclude_special=self.options.exclude_special, exclude_first=self.options.exclude_first)
         try:
             per_layer = [
                 attention_js_per_example(p, q, batch.attention_mask, base=self.options.base, query_mask=query_mask,

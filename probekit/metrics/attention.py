@@ -22,6 +22,19 @@ import torch
 from probekit.metrics.functional import _as_tensor
 
 
+def query_rows(attention_mask: torch.Tensor, special_tokens_mask: torch.Tensor | None = None, *,
+               exclude_special: bool = False, exclude_first: bool = False) -> torch.Tensor:
+    """The query rows an attention metric averages (batch, tokens): the real tokens, without the special
+    tokens ([CLS]/[SEP]/BOS) under ``exclude_special``, and without each example's first real token under
+    ``exclude_first`` (a decoder's attention sink, also where its tokenizer adds no BOS), under either padding."""
+    rows = attention_mask
+    if exclude_special:
+        rows = rows * (1 - special_tokens_mask)
+    if exclude_first:
+        rows = rows * (attention_mask.long().cumsum(-1) != 1)
+    return rows
+
+
 def attention_entropy_per_example(p, attention_mask, *, base: float | None = None, query_mask=None) -> torch.Tensor:
     """Mean entropy of the attention rows, per example and head; (batch, heads) float64.
 

@@ -27,10 +27,12 @@ from probekit.engine.capture import forward
 from probekit.engine.probe import comparability_problem
 from probekit.errors import ModelError
 from probekit.hooks.manager import build_manager
+from probekit.metrics.attention import query_rows
 from probekit.metrics.base import MetricError
 from probekit.metrics.functional import CrossMoments, attention_js_per_example, datapoints
 from probekit.models.families import FAMILIES, embedding_modules, family_of, model_inputs, transformer_layers
 from probekit.models.loading import LoadedModel, load_encoder, load_tokenizer, quiet_transformers
+from probekit.plugins.attention_js import AttentionJS
 from probekit.plugins.svcca import Options as SVCCAOptions
 from probekit.plugins.svcca import svcca_rows
 from probekit.testing.fixtures import run_metric, tiny_examples, write_tiny_csv
@@ -407,6 +409,30 @@ def test_causal_attention_js_rows_and_the_bos_row():
             pe, qe = p[example, head].numpy(), q[example, head].numpy()
             assert everything[example, head] == pytest.approx(_js_direct(pe, qe, positions, positions), abs=1e-12)
             assert without_bos[example, head] == pytest.approx(_js_direct(pe, qe, positions[1:], positions), abs=1e-12)
+
+
+@pytest.mark.parametrize("padding", ["left", "right"])
+def test_exclude_first_leaves_out_the_sink_of_a_decoder_without_bos(padding):
+    """Qwen2's tokenizer adds no BOS: exclude_special has no row to leave out; exclude_first leaves out each
+    example's first real query row (the attention sink), under either padding, in attention_js's own numbers."""
+    a, b = random_model("qwen2", 0), random_model("qwen2", 1)
+    batch = batches("qwen2", padding)[0]
+    real = batch.attention_mask.bool()
+    assert not (batch.special_tokens_mask.bool() & real).any()
+    rows = query_rows(batch.attention_mask, batch.special_tokens_mask, exclude_first=True).bool()
+    assert (rows.sum(1) == real.sum(1) - 1).all() and not (rows & ~real).any()
+    assert not (rows & (real.long().cumsum(1) == 1)).any()
+    needs = frozenset({"attentions"})
+    p, q = forward(a, batch, needs).attentions, forward(b, batch, needs).attentions
+    metric = lambda **options: run_metric(AttentionJS, loaded("a", a, "qwen2"), loaded("b", b, "qwen2"),  # noqa: E731
+                                          [batch], **options)
+    first = {row.layer: row.value for row in metric(exclude_first=True) if row.head is None}
+    direct = {layer + 1: float(attention_js_per_example(x.double(), y.double(), batch.attention_mask,
+                                                        query_mask=rows).mean())
+              for layer, (x, y) in enumerate(zip(p, q, strict=True))}
+    assert first == pytest.approx(direct, abs=1e-12)
+    every = {row.layer: row.value for row in metric() if row.head is None}
+    assert all(first[layer] != every[layer] for layer in first)
 
 
 # ---------------------------------------------------------------- loading
