@@ -32,9 +32,9 @@ from probekit.spec.model import (
     MetricSpec,
     ModelRef,
     ModelSpec,
-    point_text,
     RunSettings,
     Spec,
+    point_text,
 )
 from probekit.spec.series import SERIES_KEYS, model_folder_problem, parse_series
 from probekit.spec.tables import _Table

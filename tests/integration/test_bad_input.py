@@ -78,7 +78,8 @@ def parquet(table: pa.Table) -> bytes:
 
 
 RESULTS = parquet(build_table([], {"run_id": "r", "spec_name": "bad"}))  # a results file as a run writes it
-CORRUPTED = RESULTS[:-108] + bytes(100) + RESULTS[-8:]  # the footer zeroed, its length and magic kept
+FOOTER = int.from_bytes(RESULTS[-8:-4], "little")  # Parquet ends in the footer, its length and the magic
+CORRUPTED = RESULTS[:-8 - FOOTER] + bytes(FOOTER) + RESULTS[-8:]  # the footer zeroed, its length and magic kept
 FOREIGN = parquet(pa.table({"x": [1, 2]}))  # a Parquet file probekit did not write
 DUPLICATE_METRIC = ("from probekit.plugins.svcca import SVCCA\n\nclass Again(SVCCA):\n    pass\n\n"
                     + plugin("def probekit_register_metrics(register):\n    register(Again)\n"))
@@ -133,8 +134,8 @@ CASES = [
     Case("broken_jsonl_line",
          {"s.toml": data("d.jsonl"), "d.jsonl": '{"text": "a", "label": 0}\n\n{"text": "b", "label": 1}\n{"text": "c", label: 1}\n'},
          ["run", "s.toml", "-o", "out"], 2, ("d.jsonl): line 4, column 15: invalid JSON",)),
-    Case("txt_data_file", {"s.toml": data("d.txt"), "d.txt": "the cat sat\n"}, ["check", "s.toml"], 2,
-         ("data.eval.path: found 'd.txt'; expected a file ending in .csv, .tsv, .jsonl, .json, .parquet",)),
+    Case("spreadsheet_data_file", {"s.toml": data("d.xlsx"), "d.xlsx": "the cat sat\n"}, ["check", "s.toml"], 2,
+         ("data.eval.path: found 'd.xlsx'; expected a file ending in .csv, .tsv, .jsonl, .json, .parquet, .txt",)),
     Case("task_and_path_in_one_table", {"s.toml": spec(('path = "{eval}"', 'path = "{eval}"\ntask = "nli"'))},
          ["check", "s.toml"], 2, ("data.eval: found several: task, path; expected exactly one source key",),
          absent=("unknown key", "2 problems")),

@@ -41,13 +41,21 @@ class FakeHub(BaseHTTPRequestHandler):
         pass
 
 
+def online(monkeypatch):
+    """Online mode, whatever the environment (CI exports HF_HUB_OFFLINE=1, which huggingface_hub reads at import)."""
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
 @pytest.fixture
 def hub(monkeypatch):
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    online(monkeypatch)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
     yield
     server.shutdown()
@@ -73,6 +81,6 @@ def test_offline_the_revision_name_stands_in(monkeypatch):
 
 
 def test_an_unreachable_hub_is_not_an_error(monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    online(monkeypatch)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
     assert hub_commit("org/model", "step1000") is None
