@@ -369,6 +369,18 @@ def _check_contrast(expectation: Expectation, selected, index, run: _Run) -> Out
     return _concluded(outcome, failures, summaries)
 
 
+def _other_values(other_name: str, other_series: dict[int, float], values: dict[int, float],
+                  expectation: Expectation, outcome: Outcome) -> dict[int, float]:
+    """The other comparison's values on the layers of ``values``, added to the outcome's table."""
+    missing = [layer for layer in values if layer not in other_series]
+    if missing:
+        raise _Missing(f"{other_name}: {layer_word(missing)} not in the results "
+                       f"({expectation.metric} has layers {format_layers(other_series)})")
+    theirs = {layer: other_series[layer] for layer in values}
+    outcome.values[other_name] = {**outcome.values.get(other_name, {}), **theirs}
+    return theirs
+
+
 def _check_ordering(expectation: Expectation, selected, index, run: _Run) -> Outcome:
     other_name = expectation.other
     # "closer" is a lower distance but a higher similarity.
@@ -385,12 +397,7 @@ def _check_ordering(expectation: Expectation, selected, index, run: _Run) -> Out
 
     for comparison, values in selected.items():
         layers = list(values)
-        missing = [layer for layer in layers if layer not in other_series]
-        if missing:
-            raise _Missing(f"{other_name}: {layer_word(missing)} not in the results "
-                           f"({expectation.metric} has layers {format_layers(other_series)})")
-        theirs = {layer: other_series[layer] for layer in layers}
-        outcome.values[other_name] = {**outcome.values.get(other_name, {}), **theirs}
+        theirs = _other_values(other_name, other_series, values, expectation, outcome)
         mine_spans = run.spans(expectation, comparison, values, outcome)
         their_spans = run.spans(expectation, other_name, theirs, outcome)
         bound = f" {'-' if lower else '+'} {margin:g}" if margin else ""
@@ -431,12 +438,7 @@ def _check_share(expectation: Expectation, selected, index, run: _Run) -> Outcom
     outcome = Outcome(expectation, True, "", values=dict(selected))
     failures, summaries = [], []
     for comparison, values in selected.items():
-        missing = [layer for layer in values if layer not in other_series]
-        if missing:
-            raise _Missing(f"{other_name}: {layer_word(missing)} not in the results "
-                           f"({expectation.metric} has layers {format_layers(other_series)})")
-        whole = {layer: other_series[layer] for layer in values}
-        outcome.values[other_name] = {**outcome.values.get(other_name, {}), **whole}
+        whole = _other_values(other_name, other_series, values, expectation, outcome)
         if expectation.of == "mean":
             parts = {"mean": (math.fsum(map(change, values.values())), math.fsum(map(change, whole.values())))}
         else:

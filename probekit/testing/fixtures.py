@@ -117,6 +117,25 @@ def save_tiny_model(folder: str | Path, *, seed: int = 0, **config: Any) -> Path
     return folder
 
 
+def trainer_checkpoints(base: str | Path, tokenizer, examples: Sequence[Example], out: str | Path, *, steps: int,
+                        every: int, lr: float, max_length: int, padding: bool | str = False) -> Path:
+    """A real training trajectory: the model at ``base`` fine-tuned as a classifier by transformers' ``Trainer``
+    on ``examples`` (batch 16, CPU, seed 0), saving ``out/checkpoint-<every>``, ... (a spec's ``checkpoints``)."""
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+
+    labels = sorted({example.label for example in examples})
+    data = Dataset.from_dict({"text": [e.text for e in examples], "label": [labels.index(e.label) for e in examples]})
+    data = data.map(lambda rows: tokenizer(rows["text"], padding=padding, max_length=max_length, truncation=True),
+                    batched=True)
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=len(labels))
+    arguments = TrainingArguments(output_dir=str(out), max_steps=steps, save_steps=every, learning_rate=lr,
+                                  per_device_train_batch_size=16, report_to=[], use_cpu=True, seed=0,
+                                  save_only_model=True, logging_strategy="no", disable_tqdm=True)
+    Trainer(model=model, args=arguments, train_dataset=data, processing_class=tokenizer).train()
+    return Path(out)
+
+
 def write_tiny_csv(path: str | Path, n: int = 48, *, seed: int = 0) -> Path:
     """A CSV file with ``text`` and ``label`` columns (a spec's ``[data.d] path = "<file>"``)."""
     path = Path(path)

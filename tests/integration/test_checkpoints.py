@@ -15,34 +15,19 @@ from probekit.errors import SpecError
 from probekit.expect.evaluate import evaluate
 from probekit.report.terminal import render
 from probekit.spec.expectations import make_expectation
-from probekit.testing.fixtures import save_tiny_model, tiny_examples, tiny_tokenizer, write_tiny_csv
+from probekit.testing.fixtures import (save_tiny_model, tiny_examples, tiny_tokenizer, trainer_checkpoints,
+                                       write_tiny_csv)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 STEPS = (4, 8, 12)
-
-
-def trainer_run(base, out):
-    """Fine-tune the tiny model at ``base`` with transformers' Trainer, saving ``checkpoint-4/8/12`` in ``out``."""
-    from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
-
-    tokenizer = tiny_tokenizer()
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2)
-    examples = tiny_examples(64, seed=4)
-    data = Dataset.from_dict({"text": [e.text for e in examples], "label": [e.label for e in examples]})
-    data = data.map(lambda rows: tokenizer(rows["text"], padding="max_length", max_length=16, truncation=True),
-                    batched=True)
-    arguments = TrainingArguments(output_dir=str(out), max_steps=STEPS[-1], save_steps=STEPS[0], learning_rate=5e-3,
-                                  per_device_train_batch_size=16, report_to=[], use_cpu=True, seed=0,
-                                  save_only_model=True, logging_strategy="no", disable_tqdm=True)
-    Trainer(model=model, args=arguments, train_dataset=data, processing_class=tokenizer).train()
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("trajectory")
     save_tiny_model(root / "base", seed=0)
-    trainer_run(root / "base", root / "run")
+    trainer_checkpoints(root / "base", tiny_tokenizer(), tiny_examples(64, seed=4), root / "run", steps=STEPS[-1],
+                        every=STEPS[0], lr=5e-3, max_length=16, padding="max_length")
     write_tiny_csv(root / "eval.csv", 32, seed=6)
     return root
 

@@ -10,37 +10,24 @@ of its final move after a quarter of the steps and at least 90% after three quar
 from __future__ import annotations
 
 import pytest
+from transformers import AutoTokenizer
 
 from probekit import api
 from probekit.data.tasks import load_task
 from probekit.models.loading import embedded_model_path
 from probekit.testing import assert_contrast, assert_share
+from probekit.testing.fixtures import trainer_checkpoints
 
 pytestmark = pytest.mark.slow
 STEPS = (25, 50, 75, 100)
 
 
-def trainer_run(out) -> None:
-    from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
-
-    base = embedded_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    examples = load_task("sentiment", "train")[: 16 * STEPS[-1]]
-    labels = sorted({e.label for e in examples})
-    data = Dataset.from_dict({"text": [e.text for e in examples], "label": [labels.index(e.label) for e in examples]})
-    data = data.map(lambda rows: tokenizer(rows["text"], truncation=True, max_length=64), batched=True)
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=len(labels))
-    arguments = TrainingArguments(output_dir=str(out), max_steps=STEPS[-1], save_steps=STEPS[0], learning_rate=1e-4,
-                                  per_device_train_batch_size=16, report_to=[], use_cpu=True, seed=0,
-                                  save_only_model=True, logging_strategy="no", disable_tqdm=True)
-    Trainer(model=model, args=arguments, train_dataset=data, processing_class=tokenizer).train()
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     folder = tmp_path_factory.mktemp("minilm_trajectory")
-    trainer_run(folder / "run")
+    base = embedded_model_path()
+    trainer_checkpoints(base, AutoTokenizer.from_pretrained(base), load_task("sentiment", "train")[: 16 * STEPS[-1]],
+                        folder / "run", steps=STEPS[-1], every=STEPS[0], lr=1e-4, max_length=64)
     spec = {
         "name": "minilm_trajectory",
         "run": {"device": "cpu", "max_length": 64},
