@@ -8,12 +8,13 @@ and ``entropy_b`` are on every row. Natural log by default; ``base = 2`` gives b
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 import probekit
-from probekit.metrics.attention import attention_entropy_per_example, query_rows
+from probekit.metrics.attention import mean_over_rows, query_rows, row_plogp
 from probekit.metrics.attention_change import AttentionChange
 
 
@@ -42,15 +43,16 @@ class AttentionEntropy(AttentionChange):
     def batch_sums(self, a, b, batch):
         query_mask = query_rows(batch.attention_mask, batch.special_tokens_mask,
                                 exclude_special=self.options.exclude_special, exclude_first=self.options.exclude_first)
-        return self._sums(a.attentions, batch, query_mask), self._sums(b.attentions, batch, query_mask), query_mask.sum()
+        return self._sums(a, batch, query_mask), self._sums(b, batch, query_mask), query_mask.sum()
 
-    def _sums(self, attentions, batch, query_mask) -> torch.Tensor:
-        """(layers, heads): the batch's sum over examples of the per-example entropy."""
+    def _sums(self, capture, batch, query_mask) -> torch.Tensor:
+        """(layers, heads): the batch's sum over examples of the per-example entropy, a chunk of rows at a time."""
+        scale = 1.0 if self.options.base is None else math.log(self.options.base)
         try:
             return torch.stack([
-                attention_entropy_per_example(p, batch.attention_mask, base=self.options.base,
-                                              query_mask=query_mask).sum(0)
-                for p in attentions
+                mean_over_rows(-shared_row_plogp(capture, layer, batch), batch.attention_mask, query_mask).sum(0)
+                / scale
+                for layer in range(capture.attention_layers)
             ])
         except ValueError as error:  # an example of special tokens only under exclude_special, NaN maps
             leaving_out = [f"{name} = true leaves out {rows}" for name, rows, on in (
@@ -59,6 +61,12 @@ class AttentionEntropy(AttentionChange):
             emptied = leaving_out and "no selected query tokens" in str(error)
             hint = f" ({'; '.join(leaving_out)}; set it to false)" if emptied else ""
             raise probekit.MetricError(f"{error}{hint}") from error
+
+
+def shared_row_plogp(capture, layer: int, batch) -> torch.Tensor:
+    """A layer's sum_j p log p per attention row, computed once per capture for every comparison of the model."""
+    return capture.derived(("probekit.attention_row_plogp", layer),
+                           lambda: row_plogp(capture.rows(layer), batch.attention_mask))
 
 
 @probekit.hookimpl

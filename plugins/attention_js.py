@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import torch
 
 import probekit
-from probekit.metrics.attention import query_rows
-from probekit.metrics.functional import attention_js_per_example, attention_row_plogp
+from probekit.metrics.attention import mean_over_rows, query_rows, row_js
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class Options:
 class AttentionJS(probekit.Metric):
     name = "attention_js"
     description = "JS divergence of attention distributions, per layer and head"
-    needs = frozenset({"attentions"})
+    needs = frozenset({"attention_rows"})
     direction = "distance"
     layers = "attentions"
     per_head = True
@@ -51,11 +50,14 @@ class AttentionJS(probekit.Metric):
     def update(self, a, b, batch) -> None:
         query_mask = query_rows(batch.attention_mask, batch.special_tokens_mask,
                                 exclude_special=self.options.exclude_special, exclude_first=self.options.exclude_first)
-        try:
+        if a.attention_layers != b.attention_layers:
+            raise probekit.MetricError(f"the models have {a.attention_layers} and {b.attention_layers} attention layers")
+        scale = 1.0 if self.options.base is None else math.log(self.options.base)
+        try:  # both models' rows a chunk at a time: never a whole map of either
             per_layer = [
-                attention_js_per_example(p, q, batch.attention_mask, base=self.options.base, query_mask=query_mask,
-                                         plogp=(row_plogp(a, layer, batch), row_plogp(b, layer, batch))).sum(0)
-                for layer, (p, q) in enumerate(zip(a.attentions, b.attentions, strict=True))
+                mean_over_rows(row_js(a.rows(layer), b.rows(layer), batch.attention_mask), batch.attention_mask,
+                               query_mask).sum(0) / scale
+                for layer in range(a.attention_layers)
             ]
         except ValueError as error:  # no query token left (exclude_special on [CLS] x [SEP]), NaN maps
             raise probekit.MetricError(str(error)) from error
@@ -81,12 +83,6 @@ class AttentionJS(probekit.Metric):
             rows.append(probekit.Row(layer, math.fsum(heads) / len(heads), **counts))
             rows.extend(probekit.Row(layer, value, head=head, **counts) for head, value in enumerate(heads))
         return rows
-
-
-def row_plogp(capture, layer: int, batch) -> torch.Tensor:
-    """A layer's sum_j p log p per attention row, computed once per capture for every comparison of the model."""
-    return capture.derived(("probekit.attention_row_plogp", layer),
-                           lambda: attention_row_plogp(capture.attentions[layer], batch.attention_mask))
 
 
 @probekit.hookimpl

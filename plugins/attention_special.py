@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 
 import probekit
-from probekit.metrics.attention import attention_share_per_example
+from probekit.metrics.attention import mean_over_rows, row_share
 from probekit.metrics.attention_change import AttentionChange
 
 #: Why an example may have no key of the kind ``keys`` selects, and what to change.
@@ -41,7 +41,7 @@ class AttentionSpecial(AttentionChange):
 
     def batch_sums(self, a, b, batch):
         key_mask = self._key_mask(batch)
-        return (self._sums(a.attentions, batch, key_mask), self._sums(b.attentions, batch, key_mask),
+        return (self._sums(a, batch, key_mask), self._sums(b, batch, key_mask),
                 batch.attention_mask.sum())
 
     def _key_mask(self, batch) -> torch.Tensor:
@@ -58,11 +58,13 @@ class AttentionSpecial(AttentionChange):
                                        f"key: {NO_KEY_HINT[self.options.keys]}")
         return key_mask
 
-    def _sums(self, attentions, batch, key_mask) -> torch.Tensor:
-        """(layers, heads): the batch's sum over examples of the per-example share."""
+    def _sums(self, capture, batch, key_mask) -> torch.Tensor:
+        """(layers, heads): the batch's sum over examples of the per-example share, a chunk of rows at a time."""
         try:
-            return torch.stack([attention_share_per_example(p, batch.attention_mask, key_mask).sum(0)
-                                for p in attentions])
+            return torch.stack([
+                mean_over_rows(row_share(capture.rows(layer), batch.attention_mask, key_mask),
+                               batch.attention_mask).sum(0)
+                for layer in range(capture.attention_layers)])
         except ValueError as error:  # an example with no real token, NaN maps
             raise probekit.MetricError(str(error)) from error
 

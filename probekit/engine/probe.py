@@ -33,8 +33,9 @@ from probekit.engine.sharing import SharedStates
 from probekit.errors import ModelError
 from probekit.hooks.manager import PluginManager
 from probekit.metrics.base import Metric, MetricContext, MetricError, Row, supports_bootstrap
-from probekit.metrics.tensors import Batch
+from probekit.metrics.tensors import ROW_BYTES, Batch
 from probekit.models import loading
+from probekit.models.attention import RECOMPUTED, attention_path
 from probekit.models.families import family_of
 from probekit.models.finetune import AdapterJob, Checkpoint, FinetuneJob, cache_root, finetune, training_precision
 from probekit.results.schema import RowContext, detail_problems, to_records
@@ -254,7 +255,7 @@ class Prober:
         shared = {comparison.name: SharedStates(metrics[comparison.name]) for comparison in comparisons}
         failed: dict[str, dict[str, str]] = {comparison.name: {} for comparison in comparisons}
         for batch in self._batches(examples, tokenizer):
-            for part, captures in self._captured(self._fitting(batch, loaded, group, room), loaded, group):
+            for part, captures in self._captured(self._fitting(batch, loaded, group, room), loaded, group, room):
                 for comparison in comparisons:
                     guard, feeds = guards[comparison.name], shared[comparison.name]
                     a, b = captures[str(comparison.a)], captures[str(comparison.b)]
@@ -306,11 +307,11 @@ class Prober:
         step = -(-batch.size // pieces)
         return [batch.rows(start, start + step) for start in range(0, batch.size, step)]
 
-    def _captured(self, parts: list[Batch], loaded: dict[str, loading.LoadedModel], group: ProbeGroup):
+    def _captured(self, parts: list[Batch], loaded: dict[str, loading.LoadedModel], group: ProbeGroup, room: int):
         """(micro-batch, captures by model); a device out of memory halves the micro-batch once."""
         for part in parts:
             try:
-                yield part, self._capture(part, loaded, group)
+                yield part, self._capture(part, loaded, group, room)
             except torch.OutOfMemoryError:
                 if part.size == 1:
                     raise self._out_of_memory(part) from None
@@ -319,12 +320,31 @@ class Prober:
                 half = -(-part.size // 2)
                 for smaller in (part.rows(0, half), part.rows(half, part.size)):
                     try:
-                        yield smaller, self._capture(smaller, loaded, group)
+                        yield smaller, self._capture(smaller, loaded, group, room)
                     except torch.OutOfMemoryError:
                         raise self._out_of_memory(smaller) from None
 
-    def _capture(self, part: Batch, loaded: dict[str, loading.LoadedModel], group: ProbeGroup):
-        return {model: forward(m.encoder, part, group.needs[model], model) for model, m in loaded.items()}
+    def _capture(self, part: Batch, loaded: dict[str, loading.LoadedModel], group: ProbeGroup, room: int):
+        chunk = self._attention_chunk(part, loaded, group, room)
+        return {model: forward(m.encoder, part, group.needs[model], model, chunk) for model, m in loaded.items()}
+
+    def _attention_chunk(self, part: Batch, loaded: dict[str, loading.LoadedModel], group: ProbeGroup,
+                         room: int) -> int | None:
+        """Query rows per step of the attention statistics: as many as the room left by the captures holds."""
+        wanting = [m.encoder.config for name, m in loaded.items() if "attention_rows" in group.needs[name]]
+        if not wanting:
+            return None
+        captured = sum(capture_bytes(m.encoder.config, part, group.needs[name], self.dtype)
+                       for name, m in loaded.items())
+        tokens = part.input_ids.shape[1]
+        per_row = ROW_BYTES * part.size * max(_heads(config) for config in wanting) * tokens
+        chunk = min(tokens, (room - captured) // per_row)
+        if chunk < 1:
+            raise ModelError(
+                f"{self.spec.path}: [run] memory = {_gb(self.budget)} cannot hold the attention statistics at "
+                f"T = {tokens} tokens: the captures of {part.size} example(s) take {_gb(captured)}, and a chunk of "
+                f"1 query row needs {_gb(per_row)} more; raise memory or lower max_length / batch_size")
+        return chunk
 
     def _out_of_memory(self, part: Batch) -> ModelError:
         return ModelError(f"{self.spec.path}: out of device memory on a batch of {part.size} examples x "
@@ -383,7 +403,9 @@ class _ModelPool:
     """The loaded models of a run: each loaded once, kept while a later group needs it, then freed.
 
     A model serves every group with its attention implementation switched to what
-    the group needs: eager when a metric reads attention maps, fused (SDPA) otherwise.
+    the group needs: eager when a metric reads attention maps, SDPA recording its queries
+    and keys when metrics read attention rows ([run] attention, the family's table entry),
+    plain SDPA otherwise.
     """
 
     def __init__(self, prober: Prober, resolved: dict[str, ResolvedModel]) -> None:
@@ -393,11 +415,14 @@ class _ModelPool:
         self.loaded: dict[str, loading.LoadedModel] = {}
 
     def get(self, model: str, needs: frozenset[str]) -> loading.LoadedModel:
-        eager = "attentions" in needs
+        attention = bool({"attentions", "attention_rows"} & needs)
         if model not in self.loaded:
-            self.loaded[model] = self.prober.load(self.refs[model], self.resolved[model], eager)
+            self.loaded[model] = self.prober.load(self.refs[model], self.resolved[model], attention)
         encoder = self.loaded[model].encoder
-        wanted = "eager" if eager else "sdpa"
+        wanted = "eager" if "attentions" in needs else "sdpa"
+        if "attention_rows" in needs and "attentions" not in needs:
+            path = attention_path(encoder, self.prober.spec.run.attention, f"{self.prober.spec.path}: models.{model}")
+            wanted = RECOMPUTED if path == "recomputed" else "eager"
         if getattr(encoder.config, "_attn_implementation", wanted) != wanted:
             encoder.set_attn_implementation(wanted)
         return self.loaded[model]
@@ -431,16 +456,28 @@ def release_freed_memory() -> None:
 
 
 def capture_bytes(config, batch: Batch, needs: frozenset[str], dtype: torch.dtype) -> int:
-    """What one model's capture of ``batch`` holds: every layer's hidden states and, if asked, attention maps."""
+    """What one model's capture of ``batch`` holds: every layer's hidden states and, if asked, attention maps or the
+    queries and keys attention rows are recomputed from (and the model's masks, one per kind of layer)."""
     size = torch.finfo(dtype).bits // 8
     tokens = batch.input_ids.shape[1]
     layers = getattr(config, "num_hidden_layers", 12)
+    hidden = getattr(config, "hidden_size", 768)
     total = 0
     if "hidden_states" in needs:
-        total += (layers + 1) * batch.size * tokens * getattr(config, "hidden_size", 768) * size
-    if "attentions" in needs:
-        total += layers * batch.size * getattr(config, "num_attention_heads", 12) * tokens * tokens * size
+        total += (layers + 1) * batch.size * tokens * hidden * size
+    recomputed = getattr(config, "_attn_implementation", None) == RECOMPUTED
+    if "attentions" in needs or ("attention_rows" in needs and not recomputed):
+        total += layers * batch.size * _heads(config) * tokens * tokens * size
+    elif "attention_rows" in needs:
+        heads = _heads(config)
+        key_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or hidden // heads
+        total += layers * batch.size * tokens * (heads + key_heads) * head_dim * size + 2 * batch.size * tokens**2
     return total
+
+
+def _heads(config) -> int:
+    return getattr(config, "num_attention_heads", 12)
 
 
 def _parameter_bytes(module: torch.nn.Module) -> int:

@@ -21,7 +21,7 @@ from probekit.metrics.tensors import Batch, Capture
 class AttentionChange(Metric):
     """Subclasses set ``statistic`` (the details' prefix) and implement :meth:`batch_sums`."""
 
-    needs = frozenset({"attentions"})
+    needs = frozenset({"attention_rows"})
     direction = "distance"  # identical models give exactly 0; the sign says which way it moved
     layers = "attentions"
     per_head = True

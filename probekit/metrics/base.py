@@ -23,9 +23,12 @@ if TYPE_CHECKING:
 
     from probekit.metrics.tensors import Batch, Capture
 
-#: What a metric can ask of the forward pass (``"models"`` hands it both models
-#: through the context, for metrics that run their own forwards).
-NEEDS = frozenset({"hidden_states", "attentions", "models"})
+#: What a metric can ask of the forward pass: ``"attentions"`` the whole eager maps,
+#: ``"attention_rows"`` each layer's attention read a chunk of query rows at a time
+#: (``Capture.rows``: recomputed from queries and keys under an SDPA forward where the
+#: family allows, memory O(T x d) per layer instead of O(heads x T^2)), ``"models"`` both
+#: models through the context, for metrics that run their own forwards.
+NEEDS = frozenset({"hidden_states", "attentions", "attention_rows", "models"})
 
 #: A distance is 0 for identical representations and grows as they differ; a
 #: similarity is 1 for identical representations and falls as they differ.

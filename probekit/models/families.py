@@ -45,6 +45,9 @@ class Family:
     tuple_layers: bool = False  # the model's loop unpacks (hidden, attention) from each layer call
     #: Why layer replacement cannot run on a model of this config ("" when it can).
     replacement_problem: Callable[[Any], str] = _no_problem
+    #: Why this family's attention cannot be recomputed from the queries and keys its attention function
+    #: receives ("" when it can: probekit then runs it with SDPA and recomputes the rows a chunk at a time).
+    maps_only: str = ""
 
 
 def _bert_like(name: str, embeddings: tuple[str, ...] = ("embeddings",)) -> Family:
@@ -62,7 +65,9 @@ FAMILIES: dict[str, Family] = {
     "electra": _bert_like("ELECTRA", ("embeddings", "embeddings_project")),
     "distilbert": Family("DistilBERT", "transformer.layer", ("embeddings",)),
     "deberta-v2": Family("DeBERTa-v2", "encoder.layer", ("embeddings",), token_types=True, tuple_layers=True,
-                         replacement_problem=_deberta_conv),
+                         replacement_problem=_deberta_conv,
+                         maps_only="its disentangled attention adds content-to-position and position-to-content "
+                                   "scores computed from relative position embeddings, outside the queries and keys"),
     "modernbert": Family("ModernBERT", "layers", ("embeddings",)),
     "gpt2": Family("GPT-2", "h", ("wte", "wpe"), causal=True),
     "llama": _llama_like("Llama"),

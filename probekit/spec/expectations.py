@@ -305,7 +305,7 @@ def _parse_one(index: int, table: dict, spec: Spec, problems: list[Problem]) -> 
         layers = parse_layers(table.get("layers", "all"))
     except ValueError as error:
         problem("layers", str(error), LAYERS_SYNTAX)
-    if layers is not None and metric_class is not None and "attentions" in metric_class.needs and 0 in layers.layers:
+    if layers is not None and metric_class is not None and metric_class.layers == "attentions" and 0 in layers.layers:
         problem("layers", repr(table.get("layers")), f"attention layers of {metric!r}, which start at 1 (layer 0 is the embedding output)")
         layers = None
     head = None

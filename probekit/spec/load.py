@@ -23,6 +23,7 @@ from probekit.models.adapters import ADAPTER_CONFIG
 from probekit.models.finetune import LORA_KEYS, METHODS, OBJECTIVES, FinetuneSettings
 from probekit.spec.expectations import parse_expectations
 from probekit.spec.model import (
+    ATTENTION_PATHS,
     DEVICE_MAPS,
     DEVICES,
     DTYPES,
@@ -170,6 +171,7 @@ def _parse_run(table: Any, problems: list[Problem]) -> RunSettings:
         ray_address=_parse_ray_address(reader),
         gpus_per_task=_parse_gpus(reader),
         device_map=reader.get("device_map", str, None, choices=DEVICE_MAPS),
+        attention=reader.get("attention", str, "auto", choices=ATTENTION_PATHS),
     )
     reader.finish()
     return settings

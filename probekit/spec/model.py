@@ -13,6 +13,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float64", "bfloat16", "float16")
 EXECUTORS = ("local", "ray")
 DEVICE_MAPS = ("auto", "balanced", "sequential")
+ATTENTION_PATHS = ("auto", "recomputed", "maps")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class RunSettings:
     gpus_per_task: float | None = None  # GPUs Ray reserves per task; None: 1 when the device is cuda, else 0
     device_map: str | None = None  # "auto": each model's layers spread over the GPUs (accelerate), for models
     # larger than one device; None: each model whole on `device`
+    attention: str = "auto"  # how attention rows are read: "auto" recomputed from queries and keys under an SDPA
+    # forward where the family allows (eager maps elsewhere), "recomputed" (an error where it cannot), "maps" (eager)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import pytest
 from probekit.engine import probe
 from probekit.engine.session import Session
 from probekit.errors import ModelError, SpecError
+from probekit.models.attention import RECOMPUTED
 from probekit.models.loading import pick_dtype, pick_threads
 from probekit.testing.fixtures import save_tiny_model, write_tiny_csv
 
@@ -71,9 +72,9 @@ def counted(monkeypatch):
     calls = []
     real = probe.forward
 
-    def counting(encoder, batch, needs, name):
+    def counting(encoder, batch, needs, name, chunk=None):
         calls.append((name, batch.size, encoder.config._attn_implementation))
-        return real(encoder, batch, needs, name)
+        return real(encoder, batch, needs, name, chunk)
 
     monkeypatch.setattr(probe, "forward", counting)
     return calls
@@ -128,11 +129,19 @@ def test_batches_sorted_by_length_give_the_values_of_data_order(folders, tmp_pat
 
 
 def test_fused_attention_unless_a_metric_reads_attention_maps(folders, tmp_path, counted):
+    """Attention metrics read rows recomputed under SDPA (a BERT's attention can be); [run] attention = "maps" asks
+    for eager maps."""
     run(spec_file(folders, "hidden_only", metrics="[metrics.svcca]\n"), tmp_path)
     assert {implementation for _, _, implementation in counted} == {"sdpa"}
     counted.clear()
-    run(spec_file(folders, "with_attention"), tmp_path)
+    recomputed = run(spec_file(folders, "with_attention", run='dtype = "float64"'), tmp_path)
+    assert {implementation for _, _, implementation in counted} == {RECOMPUTED}
+    counted.clear()
+    maps = run(spec_file(folders, "with_maps", run='dtype = "float64"\nattention = "maps"'), tmp_path)
     assert {implementation for _, _, implementation in counted} == {"eager"}
+    a, b = values(recomputed), values(maps)
+    assert a.keys() == b.keys() and any("attention" in str(k) for k in a)
+    assert max(abs(a[k] - b[k]) for k in a) < 1e-9
 
 
 def test_a_small_memory_budget_splits_batches_and_keeps_the_values(folders, tmp_path, counted):
