@@ -27,9 +27,11 @@ from probekit.engine.capture import forward
 from probekit.engine.probe import comparability_problem
 from probekit.errors import ModelError
 from probekit.hooks.manager import build_manager
-from probekit.metrics.attention import query_rows
+from probekit.metrics.attention import mean_over_rows, query_rows, row_js, row_plogp, row_share
 from probekit.metrics.base import MetricError
 from probekit.metrics.functional import CrossMoments, attention_js_per_example, datapoints
+from probekit.metrics.tensors import AttentionInputs, AttentionMaps, Batch
+from probekit.models.attention import RECOMPUTED, attention_path
 from probekit.models.families import FAMILIES, embedding_modules, family_of, model_inputs, transformer_layers
 from probekit.models.loading import LoadedModel, load_encoder, load_tokenizer, quiet_transformers
 from probekit.plugins.attention_js import AttentionJS
@@ -175,7 +177,7 @@ def config_of(family: str, **changes):
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids = dict(pad_token_id=pad, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id)
-    config = config_class(vocab_size=len(tokenizer), **settings, **changes)
+    config = config_class(vocab_size=len(tokenizer), **{**settings, **changes})
     for key, value in ids.items():
         if value is not None:
             setattr(config, key, value)
@@ -271,6 +273,94 @@ def test_left_padding_gives_the_right_padded_values(family):
         assert [(r.layer, r.head) for r in rows_left] == [(r.layer, r.head) for r in rows_right]
         for r, l in zip(rows_right, rows_left, strict=True):
             assert l.value == pytest.approx(r.value, abs=1e-6), (metric, r, l)
+
+
+# ---------------------------------------------------------------- attention rows without maps
+
+#: Which families' attention rows are recomputed from queries and keys under SDPA, and which keep eager maps.
+MAPS_ONLY = {"deberta-v2"}
+RECOMPUTABLE = [name for name in BUILDS if name not in MAPS_ONLY]
+
+
+def test_which_families_take_which_attention_path():
+    assert {name for name, family in FAMILIES.items() if family.maps_only} == MAPS_ONLY
+    for name in BUILDS:
+        model = random_model(name, 0)
+        expected = "maps" if name in MAPS_ONLY else "recomputed"
+        assert attention_path(model, "auto") == expected, name
+        assert attention_path(model, "maps") == "maps"
+    with pytest.raises(ModelError, match=r"models.x: \[run\] attention = \"recomputed\", but DeBERTa-v2 attention "
+                                         r"cannot be recomputed .* relative position"):
+        attention_path(random_model("deberta-v2", 0), "recomputed", "models.x")
+
+
+def long_model(family: str, seed: int, tokens: int, attn: str) -> torch.nn.Module:
+    """The family's tiny model with room for ``tokens`` positions, its weights drawn wide enough for attention far
+    from uniform (at the default 0.02 two random models' rows differ by JS ~1e-5, too close to the tolerance)."""
+    positions = {"n_positions": 2 * tokens} if family == "gpt2" else {"max_position_embeddings": 2 * tokens}
+    spread = {"init_std": 0.3} if family == "opt" else {"initializer_range": 0.3}
+    return random_model(family, seed, attn=attn, **positions, **spread)
+
+
+def padded_batch(family: str, tokens: int, side: str) -> Batch:
+    """Random tokens, example 0 full, example 1 with a third of the row padding on ``side``."""
+    config = config_of(family)
+    generator = torch.Generator().manual_seed(tokens)
+    ids = torch.randint(5, config.vocab_size, (2, tokens), generator=generator)
+    mask = torch.ones(2, tokens, dtype=torch.long)
+    pad = tokens // 3
+    if side == "left":
+        mask[1, :pad] = 0
+    else:
+        mask[1, tokens - pad:] = 0
+    pad_id = config.pad_token_id if config.pad_token_id is not None else 0
+    ids = torch.where(mask == 1, ids, pad_id)
+    return Batch(ids, mask, torch.zeros_like(mask), torch.zeros_like(mask))
+
+
+def statistics(a, b, batch: Batch) -> torch.Tensor:
+    """Per layer, example and head: JS of a and b, a's entropy, a's share on the first real token."""
+    first = query_rows(batch.attention_mask, exclude_first=False).long().cumsum(-1) == 1
+    per_layer = []
+    for layer in range(a.attention_layers):
+        rows_a, rows_b = a.rows(layer), b.rows(layer)
+        per_layer.append(torch.stack([
+            mean_over_rows(row_js(rows_a, rows_b, batch.attention_mask), batch.attention_mask),
+            mean_over_rows(-row_plogp(rows_a, batch.attention_mask), batch.attention_mask),
+            mean_over_rows(row_share(rows_a, batch.attention_mask, first), batch.attention_mask)]))
+    return torch.stack(per_layer)
+
+
+def recomputed_and_eager(family: str, tokens: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    needs = frozenset({"attention_rows"})
+    batch = padded_batch(family, tokens, side)
+    a, b = long_model(family, 0, tokens, "eager"), long_model(family, 1, tokens, "eager")
+    eager = [forward(m, batch, needs) for m in (a, b)]
+    assert isinstance(eager[0].rows(0), AttentionMaps)
+    for model in (a, b):
+        model.set_attn_implementation(RECOMPUTED)
+    chunk = tokens // 3 + 1  # uneven chunks of query rows
+    recomputed = [forward(m, batch, needs, chunk=chunk) for m in (a, b)]
+    assert isinstance(recomputed[0].rows(0), AttentionInputs) and recomputed[0].attentions is None
+    assert len(list(recomputed[0].rows(0).spans())) == 3
+    return statistics(*recomputed, batch), statistics(*eager, batch)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("family", RECOMPUTABLE)
+def test_recomputed_attention_equals_the_eager_maps(family, side):
+    """JS, entropy and share from queries and keys recorded under SDPA equal the eager maps' to 1e-6 (float32),
+    at 16 tokens with padding on either side: post-rotary, grouped-query, sliding windows (Mistral, ModernBERT)."""
+    recomputed, eager = recomputed_and_eager(family, 16, side)
+    assert torch.isfinite(eager).all() and eager[:, 0].min() > 1e-3  # the two models' attention differs
+    torch.testing.assert_close(recomputed, eager, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", RECOMPUTABLE)
+def test_recomputed_attention_equals_the_eager_maps_at_512_tokens(family):
+    recomputed, eager = recomputed_and_eager(family, 512, "left" if FAMILIES[family].causal else "right")
+    assert torch.isfinite(eager).all() and eager[:, 0].min() > 1e-3
+    torch.testing.assert_close(recomputed, eager, rtol=0, atol=1e-6)
 
 
 # ---------------------------------------------------------------- layer replacement against the definition
