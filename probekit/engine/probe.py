@@ -303,8 +303,8 @@ class Prober:
         """The batch on the device, split into micro-batches when its captures would not fit in ``room`` bytes."""
         batch = batch.to(self.device)
         need = sum(capture_bytes(m.encoder.config, batch, group.needs[name], self.dtype) for name, m in loaded.items())
-        pieces = min(batch.size, -(-need // room))
-        step = -(-batch.size // pieces)
+        need += _row_bytes(batch, loaded, group)  # and the attention statistics' chunk of at least one query row
+        step = max(1, min(batch.size, batch.size * room // max(need, 1)))  # examples whose captures fit in room
         return [batch.rows(start, start + step) for start in range(0, batch.size, step)]
 
     def _captured(self, parts: list[Batch], loaded: dict[str, loading.LoadedModel], group: ProbeGroup, room: int):
@@ -331,19 +331,19 @@ class Prober:
     def _attention_chunk(self, part: Batch, loaded: dict[str, loading.LoadedModel], group: ProbeGroup,
                          room: int) -> int | None:
         """Query rows per step of the attention statistics: as many as the room left by the captures holds."""
-        wanting = [m.encoder.config for name, m in loaded.items() if "attention_rows" in group.needs[name]]
-        if not wanting:
+        per_row = _row_bytes(part, loaded, group)
+        if not per_row:
             return None
         captured = sum(capture_bytes(m.encoder.config, part, group.needs[name], self.dtype)
                        for name, m in loaded.items())
         tokens = part.input_ids.shape[1]
-        per_row = ROW_BYTES * part.size * max(_heads(config) for config in wanting) * tokens
         chunk = min(tokens, (room - captured) // per_row)
         if chunk < 1:
             raise ModelError(
-                f"{self.spec.path}: [run] memory = {_gb(self.budget)} cannot hold the attention statistics at "
-                f"T = {tokens} tokens: the captures of {part.size} example(s) take {_gb(captured)}, and a chunk of "
-                f"1 query row needs {_gb(per_row)} more; raise memory or lower max_length / batch_size")
+                f"{self.spec.path}: [run] memory = {_size(self.budget)} cannot hold the attention statistics at "
+                f"T = {tokens} tokens: with the weights loaded, {_size(room)} is left; the captures of "
+                f"{part.size} example(s) take {_size(captured)}, and a chunk of 1 query row needs {_size(per_row)} "
+                "more; raise memory or lower max_length (finished comparisons are kept)")
         return chunk
 
     def _out_of_memory(self, part: Batch) -> ModelError:
@@ -478,6 +478,20 @@ def capture_bytes(config, batch: Batch, needs: frozenset[str], dtype: torch.dtyp
 
 def _heads(config) -> int:
     return getattr(config, "num_attention_heads", 12)
+
+
+def _row_bytes(batch: Batch, loaded: dict[str, loading.LoadedModel], group: ProbeGroup) -> int:
+    """What the attention statistics hold per query row of a chunk (0 when no metric reads attention rows)."""
+    heads = [_heads(m.encoder.config) for name, m in loaded.items() if "attention_rows" in group.needs[name]]
+    return ROW_BYTES * batch.size * max(heads) * batch.input_ids.shape[1] if heads else 0
+
+
+def _size(size: int) -> str:
+    """Bytes in the largest unit that keeps a digit before the point (GB, MB or KB)."""
+    for unit, scale in (("GB", 2**30), ("MB", 2**20)):
+        if size >= scale:
+            return f"{size / scale:.2f} {unit}"
+    return f"{size / 2**10:.2f} KB"
 
 
 def _parameter_bytes(module: torch.nn.Module) -> int:

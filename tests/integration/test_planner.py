@@ -191,3 +191,69 @@ def test_progress_is_log_lines_when_stderr_is_not_a_terminal(folders, tmp_path):
     lines = [line for line in done.stderr.splitlines() if "probe 3 comparisons on eval" in line]
     assert "started (3 forwards/batch)" in lines[0] and "done in" in lines[-1]
     assert all(line[:2].isdigit() and line[2] == ":" for line in lines)  # timestamped
+
+
+ONE_COMPARISON = """
+    [[comparisons]]
+    a = "p"
+    b = "s1"
+    data = "eval"
+    """
+
+
+def _weights_bytes(folders) -> int:
+    """The float64 parameters of models p and s1, as the probe holds them."""
+    from probekit.models.loading import load_encoder
+
+    cpu = __import__("torch").device("cpu")
+    return sum(sum(t.numel() * 8 for t in load_encoder(str(path), "m", eager=False, device=cpu,
+                                                       dtype=__import__("torch").float64).parameters())
+               for path in folders[1][:2])
+
+
+def test_attention_rows_in_chunks_give_the_values_of_whole_rows(folders, tmp_path, monkeypatch):
+    """A budget that leaves room for a few query rows at a time: the same values as all rows at once."""
+    chunks = []
+    real = probe.forward
+    monkeypatch.setattr(probe, "forward", lambda encoder, batch, needs, name, chunk=None: chunks.append(
+        (chunk, batch.input_ids.shape[1])) or real(encoder, batch, needs, name, chunk))
+    metrics = "[metrics.attention_js]\n[metrics.attention_entropy]\n[metrics.attention_special]\n"
+    whole = run(spec_file(folders, "rows_whole", run='dtype = "float64"', metrics=metrics,
+                          comparisons=ONE_COMPARISON), tmp_path)
+    assert all(chunk == tokens for chunk, tokens in chunks)
+    chunks.clear()
+    budget = (_weights_bytes(folders) + 60_000) / 1024
+    chunked = run(spec_file(folders, "rows_chunked", run=f'dtype = "float64"\nmemory = "{budget:.1f}KB"',
+                            metrics=metrics, comparisons=ONE_COMPARISON), tmp_path)
+    assert any(chunk < tokens for chunk, tokens in chunks)
+    a, b = values(whole), values(chunked)
+    assert a.keys() == b.keys() and len(a) > 10
+    assert max(abs(a[k] - b[k]) for k in a) < 1e-12
+
+
+def test_a_budget_without_room_for_one_query_row_names_t_the_chunk_and_the_memory(folders, tmp_path):
+    budget = (_weights_bytes(folders) + 300) / 1024
+    with pytest.raises(ModelError, match=r"cannot hold the attention statistics at T = \d+ tokens: with the weights "
+                                         r"loaded, 0\.\d+ KB is left; the captures of 1 example\(s\) take [\d.]+ KB, "
+                                         r"and a chunk of 1 query row needs [\d.]+ KB more"):
+        run(spec_file(folders, "no_room", run=f'dtype = "float64"\nmemory = "{budget:.2f}KB"',
+                      comparisons=ONE_COMPARISON), tmp_path)
+
+
+def test_an_sdpa_backend_refusing_the_mask_is_named(folders, tmp_path, monkeypatch):
+    from probekit.models import attention
+
+    def refusing(*args, **kwargs):
+        raise RuntimeError("No available kernel. Aborting execution.")
+
+    monkeypatch.setattr(attention, "sdpa_attention_forward", refusing)
+    with pytest.raises(attention.AttentionBackendError,
+                       match=r"BertSelfAttention: torch's scaled_dot_product_attention refused a torch.bool mask of "
+                             r"shape \(\d+, 1, \d+, \d+\) on cpu \(No available kernel.*\); set \[run\] attention = "
+                             r"\"maps\""):
+        run(spec_file(folders, "refused", comparisons=ONE_COMPARISON), tmp_path)
+
+
+def test_the_attention_path_is_validated(folders):
+    with pytest.raises(SpecError, match=r"run\.attention: found 'fast'"):
+        Session().load(spec_file(folders, "bad_path", run='attention = "fast"'))
