@@ -43,6 +43,11 @@ from probekit.spec.model import ComparisonSpec, MetricSpec, ModelRef, Spec
 from probekit.spec.series import declared_identity, point_identity
 
 
+#: The most the attention statistics' chunk of query rows takes, however much the budget leaves: larger chunks
+#: are no faster, and what a probe does not need stays with the rest of the machine.
+CHUNK_BYTES = 2**30
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
     """Where a comparison side's weights come from."""
@@ -337,7 +342,7 @@ class Prober:
         captured = sum(capture_bytes(m.encoder.config, part, group.needs[name], self.dtype)
                        for name, m in loaded.items())
         tokens = part.input_ids.shape[1]
-        chunk = min(tokens, (room - captured) // per_row)
+        chunk = min(tokens, (room - captured) // per_row, max(1, CHUNK_BYTES // per_row))
         if chunk < 1:
             raise ModelError(
                 f"{self.spec.path}: [run] memory = {_size(self.budget)} cannot hold the attention statistics at "

@@ -565,3 +565,16 @@ def test_models_of_two_families_are_not_compared():
         "models.llama and models.mistral have different model families (Llama and Mistral); the metrics compare "
         "the same tokens and layers of both models")
     assert comparability_problem(llama, loaded("llama2", random_model("llama", 1), "llama")) == ""
+
+
+def test_deberta_forced_onto_recomputed_attention_is_bad_input(tmp_path):
+    for name, seed in (("a", 0), ("b", 1)):
+        random_model("deberta-v2", seed).save_pretrained(tmp_path / name)
+        tokenizer_of("deberta-v2").save_pretrained(tmp_path / name)
+    write_tiny_csv(tmp_path / "d.csv", 16)
+    spec = _spec(tmp_path / "a", tmp_path / "b")
+    spec["run"]["attention"] = "recomputed"
+    spec["metrics"] = {"attention_js": {}}
+    with pytest.raises(ModelError, match=r"models\.a: \[run\] attention = \"recomputed\", but DeBERTa-v2 attention "
+                                         r"cannot be recomputed from queries and keys"):
+        api.run(spec, output=tmp_path / "run", base_dir=tmp_path, use_cache=False, plugins=["no:figures", "no:report"])
