@@ -51,8 +51,8 @@ CHILD = textwrap.dedent('''
     for seed in (0, 1):
         torch.manual_seed(seed)
         config = getattr(transformers, config_class)(**settings, initializer_range=0.2)
-        model = transformers.AutoModel.from_config(config, attn_implementation="eager", dtype=dtype)
-        model.to(device).eval()
+        with device:  # built where it runs: a 1B model's random weights drawn on the GPU, not the CPU
+            model = transformers.AutoModel.from_config(config, attn_implementation="eager", dtype=dtype).eval()
         if path == "recomputed":
             model.set_attn_implementation(RECOMPUTED)
         models.append(model)
