@@ -91,7 +91,8 @@ def run_one(shape: str, path: str, tokens: int, device: str, dtype: str, chunk: 
     config_class, settings = SHAPES[shape]
     argument = json.dumps([config_class, settings, path, tokens, device, dtype, chunk])
     environment = {**os.environ, "PROBEKIT_DISABLE_PLUGIN_AUTOLOAD": "1", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", CHILD, argument], capture_output=True, text=True, env=environment)
+    done = subprocess.run([sys.executable, "-c", CHILD, argument], capture_output=True, text=True, env=environment,
+                          check=False)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
