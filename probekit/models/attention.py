@@ -51,6 +51,8 @@ def _recorded_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
     try:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
+    except torch.OutOfMemoryError:  # a RuntimeError too, but the probe's to handle (it halves the micro-batch)
+        raise
     except RuntimeError as error:
         what = "no mask" if attention_mask is None else \
             f"a {attention_mask.dtype} mask of shape {tuple(attention_mask.shape)}"

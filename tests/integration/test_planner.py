@@ -257,3 +257,17 @@ def test_an_sdpa_backend_refusing_the_mask_is_named(folders, tmp_path, monkeypat
 def test_the_attention_path_is_validated(folders):
     with pytest.raises(SpecError, match=r"run\.attention: found 'fast'"):
         Session().load(spec_file(folders, "bad_path", run='attention = "fast"'))
+
+
+def test_out_of_memory_in_sdpa_is_not_taken_for_a_refused_mask(folders, tmp_path, monkeypatch):
+    """The probe halves a micro-batch on a device out of memory: the recorded SDPA lets that error through."""
+    import torch
+
+    from probekit.models import attention
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(attention, "sdpa_attention_forward", exhausted)
+    with pytest.raises(ModelError, match=r"out of device memory on a batch of \d+ examples x \d+ tokens"):
+        run(spec_file(folders, "exhausted", comparisons=ONE_COMPARISON), tmp_path)
