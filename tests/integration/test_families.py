@@ -356,9 +356,19 @@ def test_recomputed_attention_equals_the_eager_maps(family, side):
     torch.testing.assert_close(recomputed, eager, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("family", RECOMPUTABLE)
-def test_recomputed_attention_equals_the_eager_maps_at_512_tokens(family):
-    recomputed, eager = recomputed_and_eager(family, 512, "left" if FAMILIES[family].causal else "right")
+def _usual_side(family: str) -> str:
+    return "left" if FAMILIES[family].causal else "right"
+
+
+#: At 512 tokens each family's usual padding side by default; the other side under the slow marker (+14 s).
+AT_512 = [(family, _usual_side(family)) for family in RECOMPUTABLE] + [
+    pytest.param(family, {"left": "right", "right": "left"}[_usual_side(family)], marks=pytest.mark.slow)
+    for family in RECOMPUTABLE]
+
+
+@pytest.mark.parametrize(("family", "side"), AT_512)
+def test_recomputed_attention_equals_the_eager_maps_at_512_tokens(family, side):
+    recomputed, eager = recomputed_and_eager(family, 512, side)
     assert torch.isfinite(eager).all() and eager[:, 0].min() > 1e-3
     torch.testing.assert_close(recomputed, eager, rtol=0, atol=1e-6)
 
