@@ -294,12 +294,12 @@ def test_which_families_take_which_attention_path():
         attention_path(random_model("deberta-v2", 0), "recomputed", "models.x")
 
 
-def long_model(family: str, seed: int, tokens: int, attn: str) -> torch.nn.Module:
+def long_model(family: str, seed: int, tokens: int, attn: str, **changes) -> torch.nn.Module:
     """The family's tiny model with room for ``tokens`` positions, its weights drawn wide enough for attention far
     from uniform (at the default 0.02 two random models' rows differ by JS ~1e-5, too close to the tolerance)."""
     positions = {"n_positions": 2 * tokens} if family == "gpt2" else {"max_position_embeddings": 2 * tokens}
     spread = {"init_std": 0.3} if family == "opt" else {"initializer_range": 0.3}
-    return random_model(family, seed, attn=attn, **positions, **spread)
+    return random_model(family, seed, attn=attn, **positions, **spread, **changes)
 
 
 def padded_batch(family: str, tokens: int, side: str) -> Batch:
@@ -331,10 +331,10 @@ def statistics(a, b, batch: Batch) -> torch.Tensor:
     return torch.stack(per_layer)
 
 
-def recomputed_and_eager(family: str, tokens: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+def recomputed_and_eager(family: str, tokens: int, side: str, **changes) -> tuple[torch.Tensor, torch.Tensor]:
     needs = frozenset({"attention_rows"})
     batch = padded_batch(family, tokens, side)
-    a, b = long_model(family, 0, tokens, "eager"), long_model(family, 1, tokens, "eager")
+    a, b = long_model(family, 0, tokens, "eager", **changes), long_model(family, 1, tokens, "eager", **changes)
     eager = [forward(m, batch, needs) for m in (a, b)]
     assert isinstance(eager[0].rows(0), AttentionMaps)
     for model in (a, b):
@@ -353,6 +353,15 @@ def test_recomputed_attention_equals_the_eager_maps(family, side):
     at 16 tokens with padding on either side: post-rotary, grouped-query, sliding windows (Mistral, ModernBERT)."""
     recomputed, eager = recomputed_and_eager(family, 16, side)
     assert torch.isfinite(eager).all() and eager[:, 0].min() > 1e-3  # the two models' attention differs
+    torch.testing.assert_close(recomputed, eager, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("changes", [dict(scale_attn_by_inverse_layer_idx=True), dict(reorder_and_upcast_attn=True)])
+def test_gpt2_scaling_variants_are_recomputed_as_eager_computes_them(changes):
+    """GPT-2's per-layer scaling (1 / layer) reaches the attention function in its ``scaling``; its eager-only
+    reordered, upcast product computes the same rows."""
+    recomputed, eager = recomputed_and_eager("gpt2", 16, "left", **changes)
+    assert eager[:, 0].min() > 1e-3
     torch.testing.assert_close(recomputed, eager, rtol=0, atol=1e-6)
 
 
