@@ -140,7 +140,8 @@ def row_js(rows_a: AttentionRows, rows_b: AttentionRows, attention_mask: torch.T
     what is held is two chunks of rows, never a map; identical rows give exactly 0.
     """
     if rows_a.shape != rows_b.shape:
-        raise ValueError(f"the two models' attention has different shapes {rows_a.shape} and {rows_b.shape}")
+        raise ValueError(f"p and q must have the same shape (batch, heads, query, key); got {rows_a.shape} "
+                         f"and {rows_b.shape}")
     keys = _row_keys(rows_a, attention_mask)
     chunks = []
     for start, stop in rows_a.spans():
