@@ -3,7 +3,9 @@
 The public surface for plugin authors: ``hookimpl`` to mark hook
 implementations; ``Metric``, ``Row``, ``MetricError``, ``MetricContext``,
 ``Batch`` and ``Capture`` to write a metric; ``DataSource`` and ``Example`` to
-write a data source; ``CrossMoments`` for streamed moments. docs/plugins.md
+write a data source; ``CrossMoments`` for streamed moments; ``Expectation``,
+``LayerExpectation``, ``Outcome`` and ``RunView`` to write an expectation kind (the
+built-in kinds ``Bounds``, ``Trend``, ... are public too). docs/plugins.md
 documents the contract.
 """
 from __future__ import annotations
@@ -25,6 +27,9 @@ _PUBLIC = {
     "DataSource": "probekit.data.source", "Example": "probekit.data.example",
     "Metric": "probekit.metrics.base", "MetricContext": "probekit.metrics.base",
     "MetricError": "probekit.metrics.base", "Row": "probekit.metrics.base",
+    **{name: "probekit.expect.kinds" for name in (
+        "Expectation", "LayerExpectation", "Bounds", "Trend", "Contrast", "Ordering", "Share", "Baseline", "Learned")},
+    "Outcome": "probekit.expect.evaluate", "RunView": "probekit.expect.evaluate",
 }
 
 __all__ = [*sorted(_PUBLIC), "__version__", "hookimpl"]

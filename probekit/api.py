@@ -34,13 +34,14 @@ from probekit.data.example import Example
 from probekit.engine.capture import forward
 from probekit.engine.session import Session
 from probekit.errors import ExitCode, Problem, SpecError, did_you_mean
+from probekit.results.events import Event, events_of
 from probekit.expect.evaluate import Outcome, evaluate
 from probekit.models.loading import load_encoder, load_tokenizer, pick_device, resolve
 from probekit.report.figures import iter_figures
 from probekit.report.terminal import format_value
 from probekit.results.io import RESULTS_FILE, metadata, read_table
 from probekit.results.layers import format_layers, parse_layers, series_index, trend_offenders
-from probekit.spec.expectations import Expectation
+from probekit.expect.kinds import Expectation
 from probekit.spec.model import Spec
 
 
@@ -156,9 +157,15 @@ class Results:
         return metadata(self.table)
 
     @property
-    def errors(self) -> list[str]:
-        """Metrics that failed during the run ("comparison / metric: why")."""
-        return list(self.metadata.get("errors", []) or [])
+    def errors(self) -> list[Event]:
+        """What failed during the run: metrics that could not measure and plugin bugs, as events
+        (``kind``, ``comparison``, ``metric``, ``message``; ``str(event)`` reads "comparison / metric: why")."""
+        return events_of(self.metadata, "error", "failure")
+
+    @property
+    def notes(self) -> list[Event]:
+        """What the run noted beside its rows (a metric without an interval, a model that did not learn)."""
+        return events_of(self.metadata, "note")
 
     @property
     def comparisons(self) -> list[str]:
@@ -184,7 +191,7 @@ class Results:
                                + (f"; {hint}" if hint else ""))
             if (comparison, metric, None) not in index:
                 measured = sorted({m for c, m, _ in index if c == comparison})
-                failed = [e for e in self.errors if e.startswith(f"{comparison} / {metric}:")]
+                failed = [str(e) for e in self.errors if (e.comparison, e.metric) == (comparison, metric)]
                 raise SeriesNotFound(f"no {metric!r} values for {comparison!r}"
                                + (f": the metric failed ({failed[0]})" if failed else f" (it has {', '.join(measured)})"))
             heads = sorted(h for c, m, h in index if c == comparison and m == metric and h is not None)

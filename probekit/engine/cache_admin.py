@@ -27,6 +27,8 @@ from rich.table import Table
 from rich.text import Text
 
 from probekit.engine.resultcache import CACHE_INFO_FILE
+from probekit.declare import Invalid, format_size
+from probekit.declare import parse_size as declared_size
 from probekit.errors import ExitCode, UserError
 from probekit.models.manifest import MANIFEST_FILE, entry_problem, folder_size, last_used, leftover
 from probekit.results.io import RESULTS_FILE, metadata, read_table
@@ -162,7 +164,6 @@ def prune(root: Path, *, older_than: float | None = None, max_size: int | None =
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)?\s*$", re.IGNORECASE)
 _SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 
 
 def parse_duration(text: str) -> float:
@@ -174,23 +175,11 @@ def parse_duration(text: str) -> float:
 
 
 def parse_size(text: str) -> int:
-    """``5GB``, ``500MB``, ``1.5G``, ``2GiB``, ``100k``, or bytes -> bytes (GB = 10^9, GiB = 2^30)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise UserError(f"--max-size {text!r}: expected a size: 5GB, 500MB, 2GiB")
-    unit = (match[2] or "").lower().rstrip("b")
-    powers = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
-    if unit.endswith("i"):
-        return int(float(match[1]) * 1024 ** powers[unit[:-1]])
-    return int(float(match[1]) * 1000 ** powers[unit])
-
-
-def format_size(size: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
+    """``--max-size``: a size as a spec's ``memory`` reads it (:func:`probekit.declare.parse_size`)."""
+    try:
+        return declared_size(text)
+    except Invalid as invalid:
+        raise UserError(f"--max-size {text!r}: expected {invalid.expected}") from None
 
 
 def format_age(seconds: float) -> str:

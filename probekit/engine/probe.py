@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 import torch
 from rich.console import Console
 from rich.progress import Progress
-from rich.text import Text
 
 from probekit.data.batching import length_sorted_batches, make_batches
 from probekit.engine.capture import forward
@@ -30,7 +29,10 @@ from probekit.engine.plan import ProbeGroup, last_use, plan
 from probekit.engine.progress import make_progress
 from probekit.engine.resampling import Resampled, Resampling
 from probekit.engine.sharing import SharedStates
+from probekit.declare import format_size
 from probekit.errors import ModelError
+from probekit.results.events import Event
+from probekit.say import say
 from probekit.hooks.manager import PluginManager
 from probekit.metrics.base import Metric, MetricContext, MetricError, Row, supports_bootstrap
 from probekit.metrics.tensors import ROW_BYTES, Batch
@@ -67,10 +69,10 @@ class Measured:
     """What probing produced so far: result records, metrics that could not measure, plugin failures."""
 
     records: list[dict] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)  # "comparison / metric: why" (MetricError)
-    failures: list[str] = field(default_factory=list)  # "comparison / metric: plugin bug: ..."
+    errors: list[Event] = field(default_factory=list)  # metrics that could not measure (MetricError)
+    failures: list[Event] = field(default_factory=list)  # plugin bugs
     tracebacks: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # "comparison / metric: why it has no interval" (rows stand)
+    notes: list[Event] = field(default_factory=list)  # e.g. why a metric has no interval (its rows stand)
     models: dict[str, ResolvedModel] = field(default_factory=dict)
 
 
@@ -88,7 +90,7 @@ class Prober:
         self.budget = loading.memory_budget(spec.run.memory, self.device)
         self.cache = cache_root(spec.run.cache_dir)
         self.examples = ExampleStore(spec, manager.sources,
-                                     warn=lambda m: console.print(Text.assemble(("warning ", "yellow"), m), soft_wrap=True))
+                                     warn=lambda m: say(console, m, label="warning"))
         self._checkpoints: dict[str, Checkpoint] = {}
 
     def run(self, measured: Measured, on_comparison: Callable[[Measured], None]) -> Measured:
@@ -113,12 +115,12 @@ class Prober:
         sizes = {model: loading.weights_size(resolved[model].source) or 0 for model in group.models}
         for model, size in sizes.items():
             if size > self.budget and self.spec.run.device_map is None:  # a device map spreads it over the devices
-                raise ModelError(f"{self.spec.path}: [run] memory: {_gb(self.budget)} cannot hold models.{model} "
-                                 f"({_gb(size)} of weights); raise memory or use a smaller dtype")
+                raise ModelError(f"{self.spec.path}: [run] memory: {format_size(self.budget)} cannot hold models.{model} "
+                                 f"({format_size(size)} of weights); raise memory or use a smaller dtype")
         if sum(sizes.values()) <= self.budget or len(group.comparisons) == 1:
             return [(group.models, group.comparisons)]
-        self.console.print(f"probekit: the {len(group.models)} models on {group.data} ({_gb(sum(sizes.values()))}) "
-                           f"do not fit [run] memory = {_gb(self.budget)} together: two at a time", highlight=False)
+        say(self.console, f"probekit: the {len(group.models)} models on {group.data} ({format_size(sum(sizes.values()))}) "
+            f"do not fit [run] memory = {format_size(self.budget)} together: two at a time")
         return [((str(c.a), str(c.b)), (c,)) for c in group.comparisons]
 
     @contextlib.contextmanager
@@ -238,7 +240,7 @@ class Prober:
             a, b = loaded[str(comparison.a)], loaded[str(comparison.b)]
             problem = comparability_problem(a, b)
             if problem:
-                measured.errors.append(f"{comparison.name}: {self.spec.path}: {problem}")
+                measured.errors.append(Event("error", f"{self.spec.path}: {problem}", comparison.name))
                 continue
             by_tokenizer.setdefault(a.vocabulary, []).append(comparison)
         for sharing in by_tokenizer.values():
@@ -273,7 +275,7 @@ class Prober:
             progress.advance(task, batch.size)
         for comparison in comparisons:
             dropped = shared[comparison.name].settle(metrics[comparison.name], failed[comparison.name])
-            measured.errors.extend(f"{comparison.name} / {label}: {why}" for label, why in dropped)
+            measured.errors.extend(Event("error", why, comparison.name, label) for label, why in dropped)
             self._record(comparison, metrics[comparison.name], measured, progress)
 
     def _instantiate(self, comparison: ComparisonSpec, loaded: dict[str, loading.LoadedModel], n_examples: int,
@@ -353,7 +355,7 @@ class Prober:
 
     def _out_of_memory(self, part: Batch) -> ModelError:
         return ModelError(f"{self.spec.path}: out of device memory on a batch of {part.size} examples x "
-                          f"{part.input_ids.shape[1]} tokens within [run] memory = {_gb(self.budget)}; "
+                          f"{part.input_ids.shape[1]} tokens within [run] memory = {format_size(self.budget)}; "
                           "lower [run] batch_size / batch_tokens or memory (finished comparisons are kept)")
 
     def _record(self, comparison: ComparisonSpec, metrics: dict[str, Metric | Resampled], measured: Measured,
@@ -392,9 +394,9 @@ class Prober:
             warnings.simplefilter("always")
             rows = guard.call(label, finalize)
         for warning in dict.fromkeys(str(w.message) for w in caught):
-            self.console.print(f"[yellow]warning[/] {guard.comparison} / {label}: {warning}")
+            say(self.console, f"{guard.comparison} / {label}: {warning}", label="warning")
         # The session prints these with the run's other warnings, and records them in the results.
-        guard.measured.notes.extend(f"{guard.comparison} / {label}: {note}" for note in getattr(metric, "notes", []))
+        guard.measured.notes.extend(Event("note", note, guard.comparison, label) for note in getattr(metric, "notes", []))
         if rows is None:
             return None
         problems = detail_problems(rows, metric.details)
@@ -503,10 +505,6 @@ def _parameter_bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
-def _gb(size: int) -> str:
-    return f"{size / 2**30:.2f} GB"
-
-
 class _Guard:
     """Calls into a metric, sorting what it raises into 'cannot measure' and 'plugin bug'."""
 
@@ -520,14 +518,14 @@ class _Guard:
             return function()
         except MetricError as error:
             self.last = str(error)
-            self.measured.errors.append(f"{self.comparison} / {label}: {error}")
+            self.measured.errors.append(Event("error", str(error), self.comparison, label))
         except Exception as error:  # noqa: BLE001 - a plugin bug must not lose the other metrics' rows
             self.last = f"plugin bug: {type(error).__name__}: {error}"
             self.failed(label, f"{type(error).__name__}: {error}", traceback.format_exc())
         return None
 
     def failed(self, label: str, why: str, trace: str) -> None:
-        self.measured.failures.append(f"{self.comparison} / {label}: plugin bug: {why}")
+        self.measured.failures.append(Event("failure", f"plugin bug: {why}", self.comparison, label))
         self.measured.tracebacks.append(trace)
 
 

@@ -10,7 +10,6 @@ import dataclasses
 import datetime
 import importlib.metadata
 import platform
-import re
 import secrets
 import sys
 import time
@@ -24,7 +23,6 @@ from typing import Any
 import pyarrow as pa
 import torch
 from rich.console import Console
-from rich.text import Text
 
 import probekit
 from probekit.engine.examples import ExampleStore
@@ -35,6 +33,8 @@ from probekit.engine.probe import Measured, Prober, ResolvedModel, metric_metada
 from probekit.engine.resultcache import cache_dir, read_cached, results_key, write_cached
 from probekit.engine.spread import with_seed_spread
 from probekit.errors import ExitCode, PluginError, Problem, SpecError, UserError
+from probekit.results.events import Event, events_of, records
+from probekit.say import say
 from probekit.expect.evaluate import Outcome, evaluate
 from probekit.expect.render import render_outcomes
 from probekit.hooks.manager import PluginManager, build_manager
@@ -45,7 +45,7 @@ from probekit.report.terminal import output_width
 from probekit.results.history import run_folder, write_verdict
 from probekit.results.io import RESULTS_FILE, metadata
 from probekit.results.schema import build_table
-from probekit.spec.expectations import LEARNED_MARGIN
+from probekit.expect.kinds import LEARNED_MARGIN
 from probekit.spec.load import declared_plugins, parse_spec, read_spec
 from probekit.spec.model import Spec
 
@@ -58,8 +58,8 @@ class RunResult:
     table: pa.Table
     path: Path
     cached: bool = False
-    errors: list[str] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
+    errors: list[Event] = field(default_factory=list)  # kind "error": metrics that could not measure (exit 2)
+    failures: list[Event] = field(default_factory=list)  # kind "failure": plugin bugs, unsaved files (exit 3)
     tracebacks: list[str] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
 
@@ -124,21 +124,10 @@ class Session:
                                            "plugins that import and register valid hooks, metrics and data sources "
                                            "(docs/plugins.md)")]) from None
         metrics = {name: info.metric for name, info in manager.metrics.items()}
-        try:
-            parsed = parse_spec(document, path=path, text=text, metrics=metrics, sources=manager.sources,
-                                overrides=self.overrides)
-        except SpecError as error:
-            raise self._explained(error, manager) from None
+        parsed = parse_spec(document, path=path, text=text, metrics=metrics, sources=manager.sources,
+                            kinds=manager.expectations, overrides=self.overrides,
+                            explain_missing=manager.explain_missing_metric)
         return parsed, manager
-
-    def _explained(self, error: SpecError, manager: PluginManager) -> SpecError:
-        """A missing metric's problem gains why: a block, or a plugin that failed to load."""
-        problems = []
-        for p in error.problems:
-            missing = re.match(r"the metric (['\"])(.*)\1, which no plugin provides", p.found)
-            why = manager.explain_missing_metric(missing.group(2)) if missing else ""
-            problems.append(Problem(p.key, p.found, p.expected, "; ".join(filter(None, [p.hint, why]))) if why else p)
-        return SpecError(error.path, problems) if problems != error.problems else error
 
     # -- running -----------------------------------------------------------------------
 
@@ -229,8 +218,8 @@ class Session:
 
         def write(complete: bool, **extra: Any) -> pa.Table:
             meta = info.metadata(measured, complete, **start.metadata, **extra)
-            for warning in meta["warnings"]:
-                self._warn(warning)
+            for note in events_of(meta, "note"):
+                self._warn(str(note))
             table = build_table(with_seed_spread(measured.records, spec), meta, info.detail_types())
             out.write(table)  # falls back to <cache>/unsaved/ when the run folder cannot be written
             return table
@@ -247,7 +236,7 @@ class Session:
                 write(False)
             raise
         table = write(True)
-        unsaved = [f"{out.failure}; the results are saved in {out.path} instead"] if out.failure else []
+        unsaved = [Event("failure", f"{out.failure}; the results are saved in {out.path} instead")] if out.failure else []
         return RunResult(spec, table, out.path, errors=measured.errors, failures=[*measured.failures, *unsaved],
                          tracebacks=measured.tracebacks)
 
@@ -277,11 +266,11 @@ class Session:
         try:
             manager.run_finished(result, self.console)
         except Exception as error:  # noqa: BLE001 - the results are written; an output plugin's bug is reported
-            result.failures.append(f"run-finished hook: plugin bug: {type(error).__name__}: {error}")
+            result.failures.append(Event("failure", f"run-finished hook: plugin bug: {type(error).__name__}: {error}"))
             result.tracebacks.append(traceback.format_exc())
-        self.console.print(f"results: {result.path}", markup=False, highlight=False, soft_wrap=True)
-        for line in (*result.errors, *result.failures):
-            self.console.print(Text.assemble(("error ", "red"), line), highlight=False, soft_wrap=True)
+        say(self.console, f"results: {result.path}")
+        for event in (*result.errors, *result.failures):
+            say(self.console, str(event), label="error")
         if self.verbose:
             for trace in filter(None, result.tracebacks):
                 self.console.print(trace, markup=False, highlight=False)
@@ -296,7 +285,7 @@ class Session:
     def _warn(self, message: str) -> None:
         if message not in self._warned:
             self._warned.add(message)
-            self.stderr.print(Text.assemble(("warning ", "yellow"), message), highlight=False, soft_wrap=True)
+            say(self.stderr, message, label="warning")
 
 
 @dataclass
@@ -326,7 +315,7 @@ class _Start:
                                                accuracy=m.get("accuracy"), majority=m.get("majority"),
                                                chance=m.get("chance"))
                            for name, m in earlier.get("models", {}).items()}
-        measured.notes = [w for w in earlier.get("warnings", []) if w.split(" / ", 1)[0] in done]
+        measured.notes = [note for note in events_of(earlier, "note") if note.comparison in done]
         todo = dataclasses.replace(spec, comparisons=tuple(c for c in spec.comparisons if c.name not in done))
         now = _iso(time.time())
         started = datetime.datetime.fromisoformat(earlier.get("started_at") or now).timestamp()
@@ -363,8 +352,9 @@ class _RunInfo:
         return {
             "run_id": self.run_id, "spec_name": spec.name, "spec_path": str(spec.path), "spec_text": spec.text,
             "models": models, "metrics": metric_metadata(spec, self.manager),
-            "comparisons": [c.name for c in spec.comparisons], "warnings": [*weak_models(measured.models), *checkpoint_warnings(measured.models), *measured.notes],
-            "errors": [*measured.errors, *measured.failures], "failures": measured.failures, "complete": complete,
+            "comparisons": [c.name for c in spec.comparisons], "complete": complete,
+            "events": records([*measured.errors, *measured.failures, *measured.notes,
+                               *(Event("note", w) for w in [*weak_models(measured.models), *checkpoint_warnings(measured.models)])]),
             "probekit_version": probekit.__version__, "torch_version": torch.__version__,
             "transformers_version": _version("transformers"), "python_version": platform.python_version(),
             "device": _device_name(device), "dtype": str(pick_dtype(spec.run.dtype, device)).removeprefix("torch."),

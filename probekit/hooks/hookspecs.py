@@ -54,6 +54,18 @@ def probekit_register_sources(register: Callable[[type[DataSource]], None]) -> N
     """
 
 
+@hookspec
+def probekit_register_expectations(register: Callable[[type], None]) -> None:
+    """Register expectation kinds by calling ``register(KindClass)`` once per kind.
+
+    :param register: takes a frozen dataclass subclass of :class:`probekit.Expectation` (usually of
+        :class:`probekit.LayerExpectation`) with a ``kind`` name and the ``triggers``: the ``[[expect]]``
+        keys whose presence selects it. Its fields are its keys, validated like every spec table. The
+        built-in kinds (bounds, trend, contrast, ordering, share, baseline, learned) register here too.
+        Two plugins registering the same kind name, or the same trigger key, is an error naming both.
+    """
+
+
 # ------------------------------------------------------------------ a run's life
 
 

@@ -9,6 +9,7 @@ named explicitly is an error. Every hook is called through pluggy.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import importlib.util
@@ -36,7 +37,7 @@ AUTOLOAD_SWITCH = "PROBEKIT_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PLUGINS = (
     "attention_js", "attention_entropy", "attention_special", "svcca", "pwcca", "procrustes",
     "linear_cka", "debiased_cka", "cross_layer", "layer_replacement",
-    "source_task", "source_path", "source_glue", "source_hf",
+    "source_task", "source_path", "source_glue", "source_hf", "expectations",
     "figures", "report",  # pluggy calls the last registered first: the report, then the figures
 )
 #: Column names a metric's details may not take: the identity columns, and the run folders'
@@ -98,6 +99,8 @@ class PluginManager:
     metrics: dict[str, MetricInfo] = field(default_factory=dict)
     sources: dict[str, DataSource] = field(default_factory=dict)
     source_plugins: dict[str, str] = field(default_factory=dict)  # kind -> plugin name
+    expectations: dict[str, type] = field(default_factory=dict)  # expectation kind name -> its class
+    expectation_plugins: dict[str, str] = field(default_factory=dict)  # kind name -> plugin name
 
     def __post_init__(self) -> None:
         self.pm.add_hookspecs(hookspecs)
@@ -173,6 +176,8 @@ class PluginManager:
         self.metrics = {k: v for k, v in self.metrics.items() if v.plugin != plugin_name}
         for kind in [k for k, p in self.source_plugins.items() if p == plugin_name]:
             del self.sources[kind], self.source_plugins[kind]
+        for kind in [k for k, p in self.expectation_plugins.items() if p == plugin_name]:
+            del self.expectations[kind], self.expectation_plugins[kind]
 
     # -- what plugins register ----------------------------------------------------------
 
@@ -183,10 +188,29 @@ class PluginManager:
         sources: list[type[DataSource]] = []
         self.pm.subset_hook_caller("probekit_register_metrics", others)(register=metrics.append)
         self.pm.subset_hook_caller("probekit_register_sources", others)(register=sources.append)
+        kinds: list[type] = []
+        self.pm.subset_hook_caller("probekit_register_expectations", others)(register=kinds.append)
         for metric_cls in metrics:
             self._add_metric(metric_cls, name)
         for source_cls in sources:
             self._add_source(source_cls, name)
+        for kind_cls in kinds:
+            self._add_expectation(kind_cls, name)
+
+    def _add_expectation(self, kind_cls: type, plugin: str) -> None:
+        kind, triggers = getattr(kind_cls, "kind", ""), tuple(getattr(kind_cls, "triggers", ()))
+        if not (isinstance(kind_cls, type) and dataclasses.is_dataclass(kind_cls) and kind and triggers
+                and callable(getattr(kind_cls, "from_table", None))):
+            raise PluginError(f"plugin {plugin!r} registered {kind_cls!r}, which is not an expectation kind: a "
+                              "dataclass subclass of probekit.Expectation with a `kind` and `triggers`")
+        for other_name, other in self.expectations.items():
+            shared = set(triggers) & set(other.triggers)
+            if other_name == kind or shared:
+                clash = f"kind {kind!r}" if other_name == kind else f"trigger key {sorted(shared)[0]!r}"
+                raise PluginError(f"expectation {clash} is registered by two plugins: "
+                                  f"{self.expectation_plugins[other_name]!r} and {plugin!r}")
+        self.expectations[kind] = kind_cls
+        self.expectation_plugins[kind] = plugin
 
     def _add_metric(self, metric_cls: type[Metric], plugin: str) -> None:
         problems = check_metric_class(metric_cls)

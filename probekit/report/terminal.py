@@ -20,9 +20,11 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from probekit.results.events import events_of
+from probekit.say import say
 from probekit.results.io import metadata
 from probekit.results.layers import series_rows
-from probekit.spec.expectations import LEARNED_MARGIN
+from probekit.expect.kinds import LEARNED_MARGIN
 
 BAR_WIDTH = 16
 EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -392,7 +394,7 @@ def render(table: pa.Table, console: Console) -> None:
     if any(mark.endswith(tuple(SEED_MARKS.values())) for mark in marks.values()):
         console.print(f"{SEED_MARKS[True]} beyond the seed spread (the change is larger than seeds alone give), "
                       f"{SEED_MARKS[False]} within it", markup=False, highlight=False)
-    for warning in meta.get("warnings", []) or []:
-        console.print(Text.assemble(("warning ", "yellow"), warning), soft_wrap=True)
-    for error in meta.get("errors", []):
-        console.print(f"[red]error[/] {error}")
+    for event in events_of(meta, "note"):
+        say(console, str(event), label="warning")
+    for event in events_of(meta, "error", "failure"):
+        say(console, str(event), label="error")

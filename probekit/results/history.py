@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from probekit.errors import UserError
+from probekit.results.events import events_of
 from probekit.results.io import RESULTS_FILE, metadata
 from probekit.results.layers import series_rows
 
@@ -128,7 +129,7 @@ def read_record(path: str | os.PathLike) -> RunRecord:
     return RunRecord(
         path=path, spec=str(meta.get("spec_name", "?")), run_id=str(meta["run_id"]),
         started_at=str(meta.get("started_at", "")), complete=complete if isinstance(complete, bool) else None,
-        interrupted=bool(meta.get("interrupted")), errors=len(meta.get("errors") or []),
+        interrupted=bool(meta.get("interrupted")), errors=len(events_of(meta, "error", "failure")),
         models=tuple(meta.get("models") or {}),
         passed=None if outcomes is None else sum(bool(o.get("passed")) for o in outcomes if isinstance(o, dict)),
         expectations=None if outcomes is None else len(outcomes),

@@ -8,26 +8,22 @@ including the spec's own ``plugins = [...]``). docs/specs.md documents the forma
 from __future__ import annotations
 
 import codecs
-import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from probekit.data.source import DataSource, resolve_path
+from probekit.declare import parse
 from probekit.errors import Problem, SpecError, did_you_mean, type_name
 from probekit.metrics.base import Metric, supports_permutation_null
 from probekit.metrics.options import option_fields, parse_options
 from probekit.models.adapters import ADAPTER_CONFIG
-from probekit.models.finetune import LORA_KEYS, METHODS, OBJECTIVES, FinetuneSettings
+from probekit.models.finetune import LORA_KEYS, FinetuneSettings
 from probekit.spec.expectations import parse_expectations
 from probekit.spec.model import (
-    ATTENTION_PATHS,
-    DEVICE_MAPS,
-    DEVICES,
-    DTYPES,
-    EXECUTORS,
+    MAX_DRAWS,
     ComparisonSpec,
     DataSpec,
     MetricSpec,
@@ -38,7 +34,7 @@ from probekit.spec.model import (
     point_text,
 )
 from probekit.spec.series import SERIES_KEYS, model_folder_problem, parse_series
-from probekit.spec.tables import _Table
+from probekit.spec.tables import TableReader
 
 TOP_LEVEL_KEYS = ("name", "description", "plugins", "markers", "run", "finetune", "models", "data", "metrics",
                   "comparisons", "expect")
@@ -101,12 +97,15 @@ def declared_plugins(document: Any) -> tuple[str, ...]:
 
 def parse_spec(
     document: dict, *, path: Path, text: str, metrics: Mapping[str, type[Metric]],
-    sources: Mapping[str, DataSource], overrides: Mapping[str, Any] | None = None,
+    sources: Mapping[str, DataSource], kinds: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None, explain_missing: Callable[[str], str] | None = None,
 ) -> Spec:
-    """Validate a spec document against a plugin set's metrics and data sources; SpecError lists every problem."""
+    """Validate a spec document against a plugin set's metrics, data sources and expectation ``kinds``;
+    SpecError lists every problem. ``explain_missing(metric)``: why no plugin provides a metric (a block, a
+    plugin that failed to load), added to that problem."""
     overrides = dict(overrides or {})
     problems: list[Problem] = []
-    top = _Table(document, "", problems)
+    top = TableReader(document, "", problems)
     name = top.get("name", str, path.stem)
     description = top.get("description", str, "")
     plugins = top.get("plugins", list, [])
@@ -117,9 +116,8 @@ def parse_spec(
         top.problem("markers", repr(list(markers)), 'pytest marker names, e.g. ["slow"]')
         markers = ()
 
-    run_table = top.get("run", dict, {})
-    run = _parse_run({**run_table, **overrides}, problems)
-    finetune_defaults = _parse_finetune(top.get("finetune", dict, {}), "finetune", FinetuneSettings(), problems)
+    run = parse(RunSettings, {**top.get("run", dict, {}), **overrides}, "run", problems) or RunSettings()
+    finetune_defaults = parse(FinetuneSettings, top.get("finetune", dict, {}), "finetune", problems) or FinetuneSettings()
 
     data = {key: _parse_data(key, table, path.parent, sources, problems)
             for key, table in top.get("data", dict, {}).items()}
@@ -131,7 +129,7 @@ def parse_spec(
     _check_model_references(models, data, problems)
 
     metric_tables = top.get("metrics", dict, {})
-    metric_specs = _parse_metrics(metric_tables, metrics, problems)
+    metric_specs = _parse_metrics(metric_tables, metrics, problems, explain_missing or (lambda _: ""))
     comparisons = _parse_comparisons(top.get("comparisons", list, []), models, data, metric_specs, problems,
                                      declared_metrics=tuple(metric_tables))
     expect_tables = top.get("expect", list, [])
@@ -142,170 +140,10 @@ def parse_spec(
         metrics=metric_specs, comparisons=tuple(comparisons), plugins=tuple(p for p in plugins if isinstance(p, str)),
         markers=markers, overrides=overrides,
     )
-    spec = replace(spec, expectations=tuple(parse_expectations(expect_tables, spec, problems)))
+    spec = replace(spec, expectations=tuple(parse_expectations(expect_tables, spec, kinds, problems)))
     if problems:
         raise SpecError(path, problems)
     return spec
-
-
-def _parse_run(table: Any, problems: list[Problem]) -> RunSettings:
-    reader = _Table(table, "run", problems)
-    device = reader.get("device", str, "auto")
-    if device.split(":")[0] not in DEVICES:
-        reader.problem("device", repr(device), "one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'", did_you_mean(device, DEVICES))
-        device = "auto"
-    settings = RunSettings(
-        device=device,
-        dtype=reader.get("dtype", str, "auto", choices=DTYPES),
-        batch_size=reader.get("batch_size", int, 32, positive=True),
-        max_length=reader.get("max_length", int, 128, positive=True),
-        cache_dir=reader.get("cache_dir", str, None),
-        memory=_parse_memory(reader),
-        threads=reader.get("threads", int, None, positive=True),
-        sort_by_length=reader.get("sort_by_length", bool, True),
-        batch_tokens=reader.get("batch_tokens", int, None, positive=True),
-        bootstrap=_parse_bootstrap(reader),
-        confidence=_parse_confidence(reader),
-        bootstrap_groups=_count(reader, "bootstrap_groups", 32, 2, "a number of groups from 2 to 10000 (e.g. 32)"),
-        executor=reader.get("executor", str, "local", choices=EXECUTORS),
-        ray_address=_parse_ray_address(reader),
-        gpus_per_task=_parse_gpus(reader),
-        device_map=reader.get("device_map", str, None, choices=DEVICE_MAPS),
-        attention=reader.get("attention", str, "auto", choices=ATTENTION_PATHS),
-    )
-    reader.finish()
-    return settings
-
-
-def _parse_ray_address(reader: _Table) -> str | None:
-    address = reader.get("ray_address", str, None)
-    if address is not None and not address.strip():
-        reader.problem("ray_address", "an empty string", 'a Ray address such as "10.0.0.1:6379", "ray://head:10001" '
-                       'or "auto"; leave it out for $RAY_ADDRESS or a local Ray')
-        return None
-    return address
-
-
-def _parse_gpus(reader: _Table) -> float | None:
-    """``gpus_per_task``: Ray shares a GPU among tasks that ask for a fraction of one; above one, whole GPUs."""
-    gpus = reader.get("gpus_per_task", float, None)
-    if gpus is not None and not (math.isfinite(gpus) and gpus >= 0 and (gpus <= 1 or gpus.is_integer())):
-        reader.problem("gpus_per_task", repr(gpus), "a number of GPUs per task >= 0: a share of one up to 1 "
-                       "(0.5: two tasks per GPU), else a whole number")
-        return None
-    return gpus
-
-
-#: Draws per bootstrap or permutation null: below 10 a percentile is meaningless, above this a typo.
-MAX_DRAWS = 100_000
-DEFAULT_REPLICATES = 200
-
-
-def _parse_bootstrap(reader: _Table) -> int:
-    """``bootstrap = true`` (200 replicates) or a number of replicates; absent or false: no intervals."""
-    value = reader.data.get("bootstrap", False)
-    if value is True:
-        reader.seen["bootstrap"] = None
-        return DEFAULT_REPLICATES
-    if value is False:
-        reader.seen["bootstrap"] = None
-        return 0
-    return _count(reader, "bootstrap", 0, 10, f"true ({DEFAULT_REPLICATES} replicates) or a number of "
-                  f"replicates from 10 to {MAX_DRAWS} (e.g. {DEFAULT_REPLICATES})")
-
-
-def _parse_confidence(reader: _Table) -> float:
-    level = reader.get("confidence", float, 0.95)
-    if not 0 < level < 1:
-        reader.problem("confidence", repr(level), "a level in (0, 1), e.g. 0.95")
-        return 0.95
-    return level
-
-
-def _count(reader: _Table, key: str, default: int, low: int, expected: str, high: int = MAX_DRAWS) -> int:
-    """An int ``key`` in [low, high], or ``default`` with a problem naming ``expected``."""
-    value = reader.data.get(key, default)
-    reader.seen[key] = None
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        if key in reader.data:
-            reader.problem(key, repr(value), expected)
-        return default
-    return value
-
-
-_MEMORY_UNITS = {"KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
-
-
-def _parse_memory(reader: _Table) -> int | None:
-    """``memory = "8GB"`` (KB, MB, GB, TB; powers of 1024) as bytes."""
-    text = reader.get("memory", str, None)
-    if text is None:
-        return None
-    number, unit = text.strip()[:-2].strip(), text.strip()[-2:].upper()
-    try:
-        value = float(number)
-    except ValueError:
-        value = -1.0
-    if unit not in _MEMORY_UNITS or value <= 0:
-        reader.problem("memory", repr(text), 'an amount of memory such as "8GB" or "512MB"')
-        return None
-    return int(value * _MEMORY_UNITS[unit])
-
-
-def _parse_finetune(table: Any, key: str, defaults: FinetuneSettings, problems: list[Problem]) -> FinetuneSettings:
-    reader = _Table(table, key, problems)
-    values = {}
-    for f in fields(FinetuneSettings):
-        default = getattr(defaults, f.name)
-        if f.name == "snapshots":
-            snapshots = reader.get("snapshots", list, list(default))
-            good = []
-            for fraction in snapshots:
-                if isinstance(fraction, int | float) and not isinstance(fraction, bool) and 0 < fraction <= 1:
-                    good.append(float(fraction))
-                else:
-                    reader.problem("snapshots", repr(fraction), "fractions of training in (0, 1], e.g. [0.25, 0.5, 1.0]")
-            values["snapshots"] = tuple(sorted(set(good)))
-        elif f.name == "method":
-            values[f.name] = reader.get(f.name, str, default, choices=METHODS)
-        elif f.name == "objective":
-            values[f.name] = reader.get(f.name, str, default, choices=OBJECTIVES)
-        elif f.name == "target_modules":
-            values[f.name] = _parse_targets(reader, default)
-        elif f.name in ("lr", "warmup", "ratio", "dropout", "weight_decay", "alpha", "lora_dropout"):
-            values[f.name] = reader.get(f.name, float, default)
-        elif f.name == "limit":
-            values[f.name] = reader.get(f.name, int, default, positive=True)
-        else:
-            values[f.name] = reader.get(f.name, int, default, positive=f.name != "seed")
-    ranges = {  # a value outside these cannot train: lr = 0 gives back the base model, lr < 0 climbs the loss
-        "lr": (lambda v: v > 0, "a positive learning rate, e.g. 3e-5"),
-        "weight_decay": (lambda v: v >= 0, "a weight decay >= 0, e.g. 0.01"),
-        "warmup": (lambda v: 0 <= v < 1, "a fraction of steps in [0, 1)"),
-        "ratio": (lambda v: v >= 1, "a number >= 1 (peak / lowest learning rate)"),
-        "dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
-        "alpha": (lambda v: v > 0, "a positive LoRA scale, e.g. 16 (each B·A is scaled by alpha / rank)"),
-        "lora_dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
-    }
-    for name, (good, expected) in ranges.items():
-        if not good(values[name]):
-            reader.problem(name, repr(reader.data.get(name, values[name])), expected)
-            values[name] = getattr(defaults, name)  # models inheriting it are not blamed again
-    reader.finish()
-    return FinetuneSettings(**values)
-
-
-def _parse_targets(reader: _Table, default: tuple[str, ...] | None) -> tuple[str, ...] | None:
-    """``target_modules``: the modules LoRA adapts, by name (as peft matches them: "query" is every
-    module whose name ends in .query). Whether they exist is known when the model loads."""
-    names = reader.get("target_modules", list, None)
-    if names is None:
-        return default
-    if not names or not all(isinstance(name, str) and name.strip() for name in names):
-        reader.problem("target_modules", repr(names), 'module names, e.g. ["query", "value"] (leave it out for '
-                       "the family's query and value projections)")
-        return default
-    return tuple(names)
 
 
 def looks_like_path(model_id: str) -> bool:
@@ -313,7 +151,7 @@ def looks_like_path(model_id: str) -> bool:
 
 
 def _parse_model(key: str, table: Any, base_dir: Path, defaults: FinetuneSettings, problems: list[Problem]) -> ModelSpec:
-    reader = _Table(table, f"models.{key}", problems)
+    reader = TableReader(table, f"models.{key}", problems)
     model_id = reader.get("id", str)
     revision = reader.get("revision", str)
     base = reader.get("base", str)
@@ -343,7 +181,8 @@ def _parse_model(key: str, table: Any, base_dir: Path, defaults: FinetuneSetting
     finetune = None
     if base is not None:
         hyper = {k: v for k, v in reader.data.items() if k in hyper_keys}
-        finetune = _parse_finetune(hyper, f"models.{key}", defaults, problems)
+        own = parse(FinetuneSettings, hyper, f"models.{key}", problems)
+        finetune = replace(defaults, **{k: getattr(own, k) for k in hyper}) if own is not None else defaults
         stray = [k for k in LORA_KEYS if k in hyper]
         if stray and finetune.method == "full":
             reader.problem(stray[0], "a LoRA setting on a full fine-tune",
@@ -356,7 +195,7 @@ def _parse_model(key: str, table: Any, base_dir: Path, defaults: FinetuneSetting
                      finetune=finetune, adapter=adapter, series=series)
 
 
-def _parse_adapter(reader: _Table, base_dir: Path, *, on_finetune: bool) -> str | None:
+def _parse_adapter(reader: TableReader, base_dir: Path, *, on_finetune: bool) -> str | None:
     """``adapter``: a peft LoRA adapter (a folder or a hub id), merged into the pre-trained ``id`` beside it."""
     adapter = reader.get("adapter", str)
     if adapter is None:
@@ -395,14 +234,14 @@ def _check_model_references(models: dict[str, ModelSpec], data: dict[str, DataSp
 
 def _parse_data(key: str, table: Any, base_dir: Path, sources: Mapping[str, DataSource],
                 problems: list[Problem]) -> DataSpec:
-    reader = _Table(table, f"data.{key}", problems)
+    reader = TableReader(table, f"data.{key}", problems)
     kinds = [kind for kind in (*sources, "mix") if kind in reader.data]
     if len(kinds) != 1:
         found = "none of them" if not kinds else "several: " + ", ".join(kinds)
         reader.problem("", found, "exactly one source key: " + ", ".join((*sources, "mix")))
         return DataSpec(key, "mix")
     kind = kinds[0]
-    limit = reader.get("limit", int, None, positive=True)
+    limit = reader.get("limit", int, None, positive_only=True)
     seed = reader.get("seed", int)
     if kind == "mix":
         mix = _parse_mix(reader)
@@ -411,9 +250,8 @@ def _parse_data(key: str, table: Any, base_dir: Path, sources: Mapping[str, Data
     source = sources[kind]
     keys = list(option_fields(source.Options))
     table_options = {k: v for k, v in reader.data.items() if k in keys}
-    options, option_problems = parse_options(source.Options, table_options)
-    for option, found, expected in option_problems:
-        reader.problem(option, found, expected)
+    options, option_problems = parse_options(source.Options, table_options, f"data.{key}")
+    problems.extend(option_problems)
     reader.finish([*keys, "limit", "seed"])
     if options is None:
         return DataSpec(key, kind, limit=limit, seed=seed)
@@ -423,7 +261,7 @@ def _parse_data(key: str, table: Any, base_dir: Path, sources: Mapping[str, Data
     return DataSpec(key, kind, options=options, limit=limit, seed=seed)
 
 
-def _parse_mix(reader: _Table) -> tuple[tuple[str, int | None], ...]:
+def _parse_mix(reader: TableReader) -> tuple[tuple[str, int | None], ...]:
     raw = reader.get("mix", (list, dict), [])
     items = raw.items() if isinstance(raw, dict) else ((name, None) for name in raw)
     mix = []
@@ -450,7 +288,8 @@ def _check_mixes(data: dict[str, DataSpec], problems: list[Problem]) -> None:
                 problems.append(Problem(f"data.{spec.name}.mix", f"the mix {part!r}", "plain data sources, not mixes"))
 
 
-def _parse_metrics(tables: dict[str, Any], known: Mapping[str, type[Metric]], problems: list[Problem]) -> dict[str, MetricSpec]:
+def _parse_metrics(tables: dict[str, Any], known: Mapping[str, type[Metric]], problems: list[Problem],
+                   explain_missing: Callable[[str], str]) -> dict[str, MetricSpec]:
     metrics = {}
     for label, table in tables.items():
         if not isinstance(table, dict):
@@ -461,14 +300,13 @@ def _parse_metrics(tables: dict[str, Any], known: Mapping[str, type[Metric]], pr
         permutations = options_table.pop("permutations", 0)
         if metric_name not in known:
             key = f"metrics.{label}" + (".metric" if "metric" in table else "")
+            hint = "; ".join(filter(None, [did_you_mean(metric_name, known), explain_missing(metric_name)]))
             problems.append(Problem(key, f"the metric {metric_name!r}, which no plugin provides",
-                                    "one of " + ", ".join(sorted(known)), did_you_mean(metric_name, known)))
+                                    "one of " + ", ".join(sorted(known)), hint))
             continue
         metric_cls = known[metric_name]
-        options, option_problems = parse_options(metric_cls.Options, options_table)
-        for option, found, expected in option_problems:
-            hint = did_you_mean(option, option_fields(metric_cls.Options)) if found == "an unknown option" else ""
-            problems.append(Problem(f"metrics.{label}.{option}".rstrip("."), found, expected, hint))
+        options, option_problems = parse_options(metric_cls.Options, options_table, f"metrics.{label}")
+        problems.extend(option_problems)
         permutations = _check_permutations(label, metric_cls, permutations, known, problems)
         metrics[label] = MetricSpec(label, metric_name, options, metric_cls, permutations)
     return metrics
@@ -506,7 +344,7 @@ def _parse_comparisons(tables: list, models, data, metrics, problems: list[Probl
     comparisons = []
     positions: dict[str, int] = {}  # comparison name -> its [[comparisons]] table, for messages
     for index, table in enumerate(tables):
-        reader = _Table(table, f"comparisons[{index}]", problems)
+        reader = TableReader(table, f"comparisons[{index}]", problems)
         sides = []
         for side in ("a", "b"):
             value = reader.get(side, str)
@@ -582,7 +420,7 @@ def _parse_comparisons(tables: list, models, data, metrics, problems: list[Probl
     return comparisons
 
 
-def _series_side(reader: _Table, sides: list[ModelRef | None], models: dict[str, ModelSpec]) -> int | None:
+def _series_side(reader: TableReader, sides: list[ModelRef | None], models: dict[str, ModelSpec]) -> int | None:
     """Which side (0: a, 1: b) is a checkpoint series not pinned to a step; None when neither is."""
     unpinned = [index for index, side in enumerate(sides)
                 if side is not None and side.model in models and models[side.model].is_series and side.snapshot is None]

@@ -1,44 +1,76 @@
 """What a spec declares, once validated: the dataclasses the engine runs from."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
+
+from probekit.declare import SIZE, Convert, Invalid, Rule, between, positive
 
 from probekit.metrics.base import Metric
 from probekit.models.finetune import FinetuneSettings
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("auto", "float32", "float64", "bfloat16", "float16")
-EXECUTORS = ("local", "ray")
-DEVICE_MAPS = ("auto", "balanced", "sequential")
-ATTENTION_PATHS = ("auto", "recomputed", "maps")
+Dtype = Literal["auto", "float32", "float64", "bfloat16", "float16"]
+DeviceMap = Literal["auto", "balanced", "sequential"]
+AttentionPath = Literal["auto", "recomputed", "maps"]
+DTYPES, DEVICE_MAPS, ATTENTION_PATHS = get_args(Dtype), get_args(DeviceMap), get_args(AttentionPath)
+#: Draws per bootstrap or permutation null: below 10 a percentile is meaningless, above this a typo.
+MAX_DRAWS = 100_000
+DEFAULT_REPLICATES = 200
+#: ``[run]`` keys only the Ray executor reads: with the local executor they change nothing (a note says so).
+RAY_KEYS = ("ray_address", "gpus_per_task")
+
+
+def _replicates(value: bool | int) -> int:
+    """``bootstrap = true`` (200 replicates), ``false`` (none) or a number of replicates."""
+    if isinstance(value, bool):
+        return DEFAULT_REPLICATES if value else 0
+    if not 10 <= value <= MAX_DRAWS:
+        raise Invalid(_REPLICATES)
+    return value
+
+
+_REPLICATES = (f"true ({DEFAULT_REPLICATES} replicates) or a number of replicates from 10 to {MAX_DRAWS} "
+               f"(e.g. {DEFAULT_REPLICATES})")
+Device = Annotated[str, Rule(lambda d: d.split(":")[0] in DEVICES, "one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'",
+                             DEVICES)]
+Gpus = Annotated[float, Rule(lambda g: math.isfinite(g) and g >= 0 and (g <= 1 or g.is_integer()),
+                             "a number of GPUs per task >= 0: a share of one up to 1 (0.5: two tasks per GPU), "
+                             "else a whole number")]
+RayAddress = Annotated[str, Rule(lambda a: bool(a.strip()), 'a Ray address such as "10.0.0.1:6379", '
+                                 '"ray://head:10001" or "auto"; leave it out for $RAY_ADDRESS or a local Ray')]
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """``[run]``: where and how the forward passes run (docs/specs.md)."""
+    """``[run]``: where and how the forward passes run (docs/specs.md). Each default is stated here only."""
 
-    device: str = "auto"
-    dtype: str = "auto"  # of the forward passes; "auto": bfloat16 on GPUs that have it, float32 elsewhere
-    batch_size: int = 32
-    max_length: int = 128
+    device: Device = "auto"
+    dtype: Dtype = "auto"  # of the forward passes; "auto":
+    # bfloat16 on GPUs that have it, float32 elsewhere
+    batch_size: Annotated[int, positive] = 32
+    max_length: Annotated[int, positive] = 128
     cache_dir: str | None = None
-    memory: int | None = None  # bytes the probe may use for models and captures; None: detected
-    threads: int | None = None  # CPU threads; None: the cores this process may use
+    memory: Annotated[int | None, SIZE] = None  # bytes the probe may use for models and captures; None: detected
+    threads: Annotated[int | None, positive] = None  # CPU threads; None: the cores this process may use
     sort_by_length: bool = True  # batch examples of similar length together (less padding)
-    batch_tokens: int | None = None  # tokens per batch when sorting by length; None: batch_size x max_length
-    bootstrap: int = 0  # bootstrap replicates per metric for confidence intervals; 0: none
-    confidence: float = 0.95  # the intervals' level
-    bootstrap_groups: int = 32  # the groups examples are dealt into (memory: one metric state per group)
-    executor: str = "local"  # who runs the fine-tunes and probe groups: this process, or a Ray cluster ("ray")
-    ray_address: str | None = None  # the Ray cluster; None: $RAY_ADDRESS, else a local Ray started for the run
-    gpus_per_task: float | None = None  # GPUs Ray reserves per task; None: 1 when the device is cuda, else 0
-    device_map: str | None = None  # "auto": each model's layers spread over the GPUs (accelerate), for models
-    # larger than one device; None: each model whole on `device`
-    attention: str = "auto"  # how attention rows are read: "auto" recomputed from queries and keys under an SDPA
-    # forward where the family allows (eager maps elsewhere), "recomputed" (an error where it cannot), "maps" (eager)
+    batch_tokens: Annotated[int | None, positive] = None  # tokens per batch when sorting by length; None: batch_size
+    # x max_length
+    bootstrap: Annotated[int, Convert(bool | int, _replicates, _REPLICATES)] = 0  # bootstrap replicates per metric
+    # for confidence intervals; 0: none
+    confidence: Annotated[float, between(0, 1, "a level in (0, 1), e.g. 0.95", open_low=True, open_high=True)] = 0.95
+    bootstrap_groups: Annotated[int, between(2, 10_000, "a number of groups from 2 to 10000 (e.g. 32)")] = 32  # the
+    # groups examples are dealt into (memory: one metric state per group)
+    executor: Literal["local", "ray"] = "local"  # who runs the fine-tunes and probe groups: this process, or Ray
+    ray_address: RayAddress | None = None  # the Ray cluster; None: $RAY_ADDRESS, else a local Ray started for the run
+    gpus_per_task: Gpus | None = None  # GPUs Ray reserves per task; None: 1 when the device is cuda, else 0
+    device_map: DeviceMap | None = None  # "auto": each model's layers spread over
+    # the GPUs (accelerate), for models larger than one device; None: each model whole on `device`
+    attention: AttentionPath = "auto"  # how attention rows are read: "auto" recomputed from queries and keys under
+    # an SDPA forward where the family allows (eager maps elsewhere), "recomputed" (an error where it cannot), "maps"
 
 
 @dataclass(frozen=True)

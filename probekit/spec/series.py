@@ -18,7 +18,7 @@ from probekit.errors import ModelError
 from probekit.models.adapters import ADAPTER_CONFIG, adapter_identity
 from probekit.models.loading import WEIGHT_SUFFIXES, model_identity
 from probekit.spec.model import ModelSpec, SeriesPoint
-from probekit.spec.tables import _Table
+from probekit.spec.tables import TableReader
 
 TRAILING_NUMBER = re.compile(r"(\d+)$")
 SERIES_KEYS = ("checkpoints", "revisions")
@@ -40,7 +40,7 @@ def model_folder_problem(folder: Path) -> str | None:
     return None
 
 
-def parse_series(reader: _Table, base_dir: Path, model_id: str | None) -> tuple[SeriesPoint, ...]:
+def parse_series(reader: TableReader, base_dir: Path, model_id: str | None) -> tuple[SeriesPoint, ...]:
     """The points of ``checkpoints = "<glob>"`` or ``revisions = [...]`` in a ``[models.x]`` table, by step."""
     glob_text = reader.get("checkpoints", str)
     revisions = reader.get("revisions", list)
@@ -63,7 +63,7 @@ def parse_series(reader: _Table, base_dir: Path, model_id: str | None) -> tuple[
     return tuple(sorted(points, key=lambda point: point.step))
 
 
-def _folder_points(reader: _Table, pattern: str, base_dir: Path, adapters_of: str | None) -> list[SeriesPoint]:
+def _folder_points(reader: TableReader, pattern: str, base_dir: Path, adapters_of: str | None) -> list[SeriesPoint]:
     full = resolve_path(pattern, base_dir)
     folders = sorted(Path(match) for match in glob.glob(str(full)) if Path(match).is_dir())
     if not folders:
@@ -99,7 +99,7 @@ def _folder_step(folder: Path) -> int | None:
         return None
 
 
-def _revision_points(reader: _Table, revisions: list, model_id: str | None) -> list[SeriesPoint]:
+def _revision_points(reader: TableReader, revisions: list, model_id: str | None) -> list[SeriesPoint]:
     if model_id is None or Path(model_id).is_dir():
         found = "no `id`" if model_id is None else f"a local folder id ({model_id} has no revisions)"
         reader.problem("revisions", found, "revisions beside the hub `id` they belong to")

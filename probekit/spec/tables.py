@@ -1,12 +1,18 @@
-"""Reading one TOML table of a spec, recording every problem instead of stopping at the first."""
+"""Reading one TOML table of a spec key by key, through the one validator (:mod:`probekit.declare`).
+
+For tables whose keys depend on each other (a model, a data source, a comparison); sections that are
+plain declarations (``[run]``, ``[finetune]``, options, expectation kinds) are parsed whole by
+:func:`probekit.declare.parse`.
+"""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Union
 
+from probekit.declare import Rule, parse_value, positive
 from probekit.errors import Problem, did_you_mean, type_name
 
 
-class _Table:
+class TableReader:
     """Reads one TOML table, recording every problem instead of stopping at the first."""
 
     def __init__(self, data: Any, key: str, problems: list[Problem]) -> None:
@@ -24,24 +30,19 @@ class _Table:
     def problem(self, key: str, found: str, expected: str, hint: str = "") -> None:
         self.problems.append(Problem(self.path(key), found, expected, hint))
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None, *, choices=None, positive=False):
+    def get(self, key: str, kind: Any, default: Any = None, *, choices=None, positive_only: bool = False) -> Any:
+        """``key``'s value checked against ``kind`` (a type or a tuple of types); ``default`` when absent or bad."""
         self.seen[key] = None
         if key not in self.data:
             return default
-        value = self.data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        is_number = float in kinds and isinstance(value, int) and not isinstance(value, bool)
-        if not (isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)) and not is_number:
-            expected = " or ".join(type_name(k()) for k in kinds)
-            self.problem(key, f"{type_name(value)} {value!r}", expected)
-            return default
-        if choices is not None and value not in choices:
-            self.problem(key, repr(value), "one of " + ", ".join(map(repr, choices)), did_you_mean(value, choices))
-            return default
-        if positive and value <= 0:
-            self.problem(key, repr(value), "a positive number")
-            return default
-        return float(value) if is_number else value
+        annotation = Union[kind] if isinstance(kind, tuple) else kind  # noqa: UP007 - built from a tuple
+        if choices is not None:
+            annotation = Annotated[annotation, Rule(lambda v: v in choices, "one of " + ", ".join(map(repr, choices)),
+                                                    tuple(choices))]
+        if positive_only:
+            annotation = Annotated[annotation, positive]
+        value = parse_value(annotation, self.data[key], self.path(key), self.problems)
+        return default if value is None else value
 
     def finish(self, allowed: list[str] | None = None) -> None:
         allowed = allowed if allowed is not None else list(self.seen)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from probekit.api import Results
     from probekit.expect.evaluate import Outcome
-    from probekit.spec.expectations import Expectation
+    from probekit.expect.kinds import Expectation
 
 __all__ = [
     "ExpectationFailed",
@@ -75,7 +75,8 @@ def _results(results: Any) -> Results:
 
 
 def assert_expectation(results: Any, expectation: Expectation) -> Outcome:
-    """Evaluate one expectation (from a spec or :func:`probekit.expect.make_expectation`); raise if it fails."""
+    """Evaluate one expectation (from a spec, or built by a kind's ``build``: ``probekit.Bounds.build(...)``);
+    raise if it fails."""
     __tracebackhide__ = True
     from probekit.expect.evaluate import evaluate
 
@@ -86,11 +87,12 @@ def assert_expectation(results: Any, expectation: Expectation) -> Outcome:
     return outcome
 
 
-def _check(results, kind: str, comparison, metric: str, layers, *, name: str | None, head: int | None, **settings) -> Outcome:
-    from probekit.spec.expectations import make_expectation
+def _check(results, kind: str, comparison, metric: str, layers, *, name: str | None, head: int | None, **fields) -> Outcome:
+    """An expectation of a built-in kind (``probekit.Bounds``, ...) built from the arguments, then judged."""
+    import probekit
 
     __tracebackhide__ = True
-    expectation = make_expectation(kind, comparison, metric, layers, name=name, head=head, **settings)
+    expectation = getattr(probekit, kind).build(comparison, metric, layers, name=name, head=head, **fields)
     return assert_expectation(results, expectation)
 
 
@@ -101,7 +103,7 @@ def assert_layers_below(results: Any, comparison: str | Iterable[str], metric: s
     __tracebackhide__ = True
     if value is None:
         raise TypeError("assert_layers_below needs the bound: value=...")
-    return _check(results, "bounds", comparison, metric, layers, name=name, head=head, below=float(value), of=of)
+    return _check(results, "Bounds", comparison, metric, layers, name=name, head=head, below=float(value), of=of)
 
 
 def assert_layers_above(results: Any, comparison: str | Iterable[str], metric: str, layers: Any = "all",
@@ -111,7 +113,7 @@ def assert_layers_above(results: Any, comparison: str | Iterable[str], metric: s
     __tracebackhide__ = True
     if value is None:
         raise TypeError("assert_layers_above needs the bound: value=...")
-    return _check(results, "bounds", comparison, metric, layers, name=name, head=head, above=float(value), of=of)
+    return _check(results, "Bounds", comparison, metric, layers, name=name, head=head, above=float(value), of=of)
 
 
 def assert_layers_between(results: Any, comparison: str | Iterable[str], metric: str, layers: Any = "all", *,
@@ -119,7 +121,7 @@ def assert_layers_between(results: Any, comparison: str | Iterable[str], metric:
                           name: str | None = None) -> Outcome:
     """Each selected layer's value (or their mean) is above ``above`` and below ``below``."""
     __tracebackhide__ = True
-    return _check(results, "bounds", comparison, metric, layers, name=name, head=head, above=float(above),
+    return _check(results, "Bounds", comparison, metric, layers, name=name, head=head, above=float(above),
                   below=float(below), of=of)
 
 
@@ -129,7 +131,7 @@ def assert_trend(results: Any, comparison: str | Iterable[str], metric: str, lay
     """The selected layers' values increase (or decrease) with depth: no layer dips more than
     ``tolerance`` below the largest earlier value (above the smallest, for "decreasing")."""
     __tracebackhide__ = True
-    return _check(results, "trend", comparison, metric, layers, name=name, head=head, trend=trend,
+    return _check(results, "Trend", comparison, metric, layers, name=name, head=head, trend=trend,
                   tolerance=float(tolerance))
 
 
@@ -138,8 +140,9 @@ def assert_contrast(results: Any, comparison: str | Iterable[str], metric: str, 
                     name: str | None = None) -> Outcome:
     """The mean of the ``high`` layers is at least ``factor`` times (and/or ``margin`` above) the mean of ``low``."""
     __tracebackhide__ = True
-    return _check(results, "contrast", comparison, metric, high, name=name, head=head, low=low,
-                  factor=None if factor is None else float(factor), margin=None if margin is None else float(margin))
+    contrast = {"low": low, "factor": factor, "margin": margin}
+    return _check(results, "Contrast", comparison, metric, high, name=name, head=head,
+                  contrast={k: v for k, v in contrast.items() if v is not None})
 
 
 def assert_closer(results: Any, comparison: str | Iterable[str], other: str, metric: str, layers: Any = "all", *,
@@ -147,16 +150,16 @@ def assert_closer(results: Any, comparison: str | Iterable[str], other: str, met
     """``comparison``'s value is below ``other``'s on each selected layer (or on their mean): the models
     of ``comparison`` stay closer to each other."""
     __tracebackhide__ = True
-    return _check(results, "ordering", comparison, metric, layers, name=name, head=head, other=other,
-                  relation="closer", of=of, margin=float(margin))
+    return _check(results, "Ordering", comparison, metric, layers, name=name, head=head, closer_than=other, of=of,
+                  margin=float(margin))
 
 
 def assert_farther(results: Any, comparison: str | Iterable[str], other: str, metric: str, layers: Any = "all", *,
                    of: str = "each", margin: float = 0.0, head: int | None = None, name: str | None = None) -> Outcome:
     """``comparison``'s value is above ``other``'s on each selected layer (or on their mean)."""
     __tracebackhide__ = True
-    return _check(results, "ordering", comparison, metric, layers, name=name, head=head, other=other,
-                  relation="farther", of=of, margin=float(margin))
+    return _check(results, "Ordering", comparison, metric, layers, name=name, head=head, farther_than=other, of=of,
+                  margin=float(margin))
 
 
 def assert_share(results: Any, comparison: str | Iterable[str], other: str, metric: str, layers: Any = "all", *,
@@ -169,7 +172,7 @@ def assert_share(results: Any, comparison: str | Iterable[str], other: str, metr
     if at_least is None and at_most is None:
         raise TypeError("assert_share needs a bound: at_least=... and/or at_most=...")
     bounds = {key: float(value) for key, value in (("at_least", at_least), ("at_most", at_most)) if value is not None}
-    return _check(results, "share", comparison, metric, layers, name=name, head=head, other=other, of=of, **bounds)
+    return _check(results, "Share", comparison, metric, layers, name=name, head=head, share_of=other, of=of, **bounds)
 
 
 def assert_matches_baseline(results: Any, baseline: Any, metric: str, comparison: str | Iterable[str] | None = None,
@@ -181,8 +184,8 @@ def assert_matches_baseline(results: Any, baseline: Any, metric: str, comparison
     Raises ValueError when the baseline comes from another spec or lacks the values.
     """
     __tracebackhide__ = True
+    from probekit.expect.kinds import Baseline
     from probekit.results.layers import series_index
-    from probekit.spec.expectations import make_expectation
 
     results = _results(results)
     reference = _results(baseline)
@@ -201,7 +204,6 @@ def assert_matches_baseline(results: Any, baseline: Any, metric: str, comparison
         if not series:
             raise ValueError(f"the baseline {reference.path or reference.run_dir} has no {metric!r} values for {name_!r}")
         values.update({(name_, layer): value for layer, value in series.items()})
-    expectation = make_expectation("baseline", comparisons, metric, layers, name=name, head=head,
-                                   tolerance=float(tolerance), baseline=reference.path or reference.run_dir or "baseline",
-                                   baseline_values=values)
+    expectation = Baseline.build(comparisons, metric, layers, name=name, head=head, tolerance=float(tolerance),
+                                 baseline=str(reference.path or reference.run_dir or "baseline"), reference=values)
     return assert_expectation(results, expectation)

@@ -47,6 +47,7 @@ from probekit.data.batching import make_batches
 from probekit.engine.capture import forward
 from probekit.metrics.base import Metric, MetricContext, MetricError, Row, layer_numbers, supports_bootstrap
 from probekit.metrics.checks import check_metric_class
+from probekit.errors import Problem
 from probekit.metrics.options import SCALAR_TYPES, option_fields, parse_options
 from probekit.models.families import family_of
 from probekit.models.loading import LoadedModel
@@ -140,8 +141,8 @@ def _as_toml(value: Any) -> Any:
     return None
 
 
-def _describe(problems: list[tuple[str, str, str]]) -> str:
-    return "; ".join(f"{key or 'options'}: found {found}, expected {expected}" for key, found, expected in problems)
+def _describe(problems: list[Problem]) -> str:
+    return "; ".join(f"{p.key or 'options'}: found {p.found}, expected {p.expected}" for p in problems)
 
 
 def _check_options(cls: type[Metric]) -> Any:

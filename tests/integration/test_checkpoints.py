@@ -14,7 +14,7 @@ from probekit import api
 from probekit.errors import SpecError
 from probekit.expect.evaluate import evaluate
 from probekit.report.terminal import render
-from probekit.spec.expectations import make_expectation
+from probekit.expect.kinds import Share
 from probekit.testing.fixtures import (save_tiny_model, tiny_examples, tiny_tokenizer, trainer_checkpoints,
                                        write_tiny_csv)
 
@@ -92,11 +92,11 @@ def test_share_of_the_final_move(results):
     final = results.series("base_vs_run", "svcca").to_dict()
     early = results.series("base_vs_run@4", "svcca").to_dict()
     mean_share = sum(early.values()) / sum(final.values())
-    holds = make_expectation("share", "base_vs_run@4", "svcca", "all", other="base_vs_run",
+    holds = Share.build("base_vs_run@4", "svcca", "all", share_of="base_vs_run",
                              at_least=mean_share * 0.99, of="mean")
-    fails = make_expectation("share", "base_vs_run@4", "svcca", "all", other="base_vs_run",
+    fails = Share.build("base_vs_run@4", "svcca", "all", share_of="base_vs_run",
                              at_least=min(1.0, mean_share * 1.01), of="mean")
-    per_layer = make_expectation("share", "base_vs_run@4", "svcca", "all", other="base_vs_run", at_most=0.999)
+    per_layer = Share.build("base_vs_run@4", "svcca", "all", share_of="base_vs_run", at_most=0.999)
     passed, failed, each = evaluate([holds, fails, per_layer], table)
     assert passed.passed and not failed.passed
     assert f"{mean_share:.0%}" in failed.reason

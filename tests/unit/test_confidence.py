@@ -15,7 +15,7 @@ from probekit.errors import SpecError
 from probekit.expect.evaluate import evaluate
 from probekit.hooks.manager import build_manager
 from probekit.results.schema import build_table
-from probekit.spec.expectations import make_expectation
+from probekit.expect.kinds import Bounds, Contrast, Ordering, Trend
 from probekit.spec.load import parse_spec
 
 HEAD = """
@@ -43,6 +43,8 @@ b = "pre"
 data = "d"
 """
 
+KINDS = {kind.kind: kind for kind in (Bounds, Contrast, Ordering, Trend)}
+
 
 @pytest.fixture(scope="module")
 def manager():
@@ -52,7 +54,7 @@ def manager():
 def parse(manager, text: str):
     metrics = {name: info.metric for name, info in manager.metrics.items()}
     return parse_spec(tomllib.loads(text), path=Path("/nonexistent/demo.toml"), text=text, metrics=metrics,
-                      sources=manager.sources, overrides={})
+                      sources=manager.sources, kinds=manager.expectations, overrides={})
 
 
 def problems(manager, text: str) -> list[str]:
@@ -74,7 +76,7 @@ def table(rows: dict, directions: dict | None = None):
 
 
 def verdict(results, kind: str, comparison: str = "ab", metric: str = "svcca", layers="all", **settings):
-    return evaluate([make_expectation(kind, comparison, metric, layers, **settings)], results)[0]
+    return evaluate([KINDS[kind].build(comparison, metric, layers, **settings)], results)[0]
 
 
 # -- bounds: the whole interval must satisfy them ------------------------------------------
@@ -116,23 +118,23 @@ def test_a_value_without_an_interval_fails_a_confidence_expectation_with_the_rea
 def test_closer_than_with_confidence_needs_the_intervals_apart():
     overlapping = table({("ab", "svcca"): {0: (0.10, 0.05, 0.21)}, ("ba", "svcca"): {0: (0.30, 0.20, 0.40)}})
     apart = table({("ab", "svcca"): {0: (0.10, 0.05, 0.15)}, ("ba", "svcca"): {0: (0.30, 0.20, 0.40)}})
-    assert verdict(overlapping, "ordering", other="ba", relation="closer").passed
-    outcome = verdict(overlapping, "ordering", other="ba", relation="closer", confidence=0.95)
+    assert verdict(overlapping, "ordering", closer_than="ba").passed
+    outcome = verdict(overlapping, "ordering", closer_than="ba", confidence=0.95)
     assert not outcome.passed and "with intervals apart" in outcome.reason
-    assert verdict(apart, "ordering", other="ba", relation="closer", confidence=0.95).passed
+    assert verdict(apart, "ordering", closer_than="ba", confidence=0.95).passed
 
 
 def test_closer_than_for_a_similarity_reads_the_other_ends_of_the_intervals():
     results = table({("ab", "linear_cka"): {0: (0.9, 0.85, 0.95)}, ("ba", "linear_cka"): {0: (0.7, 0.6, 0.86)}},
                     {"linear_cka": "similarity"})
-    assert verdict(results, "ordering", metric="linear_cka", other="ba", relation="closer").passed
-    assert not verdict(results, "ordering", metric="linear_cka", other="ba", relation="closer", confidence=0.95).passed
+    assert verdict(results, "ordering", metric="linear_cka", closer_than="ba").passed
+    assert not verdict(results, "ordering", metric="linear_cka", closer_than="ba", confidence=0.95).passed
 
 
 def test_a_contrast_with_confidence_sets_the_least_high_change_against_the_most_low_change():
     results = table({("ab", "svcca"): {0: (0.01, 0.005, 0.03), 1: (0.06, 0.05, 0.08)}})
-    assert verdict(results, "contrast", layers="1", low="0", factor=3.0).passed  # 0.06 >= 3 x 0.01
-    outcome = verdict(results, "contrast", layers="1", low="0", factor=3.0, confidence=0.95)
+    assert verdict(results, "contrast", layers="1", contrast={"low": "0", "factor": 3.0}).passed  # 0.06 >= 3 x 0.01
+    outcome = verdict(results, "contrast", layers="1", contrast={"low": "0", "factor": 3.0}, confidence=0.95)
     assert not outcome.passed  # 0.05 < 3 x 0.03
     assert "the interval's least mean of layer 1 = 0.05" in outcome.reason
 
@@ -141,8 +143,8 @@ def test_a_similarity_contrast_with_confidence_measures_change_as_one_minus_the_
     results = table({("ab", "linear_cka"): {0: (0.99, 0.985, 0.995), 1: (0.8, 0.75, 0.9)}},
                     {"linear_cka": "similarity"})
     # change: layer 1 least 1 - 0.9 = 0.1; layer 0 most 1 - 0.985 = 0.015
-    assert verdict(results, "contrast", metric="linear_cka", layers="1", low="0", factor=6.0, confidence=0.95).passed
-    assert not verdict(results, "contrast", metric="linear_cka", layers="1", low="0", factor=7.0,
+    assert verdict(results, "contrast", metric="linear_cka", layers="1", contrast={"low": "0", "factor": 6.0}, confidence=0.95).passed
+    assert not verdict(results, "contrast", metric="linear_cka", layers="1", contrast={"low": "0", "factor": 7.0},
                        confidence=0.95).passed
 
 

@@ -11,7 +11,9 @@ from probekit.metrics.base import Row
 from probekit.report.figures import axis_label
 from probekit.report.terminal import render
 from probekit.results.schema import RowContext, build_table, to_records
-from probekit.spec.expectations import make_expectation
+from probekit.expect.kinds import Bounds, Contrast, Ordering, Trend
+
+KINDS = {kind.kind: kind for kind in (Bounds, Contrast, Ordering, Trend)}
 
 
 def table(direction: str, values: dict[str, list[float]]):
@@ -19,7 +21,7 @@ def table(direction: str, values: dict[str, list[float]]):
     for comparison, series in values.items():
         context = RowContext("r", "s", comparison, "a", "b", None, None, "d", "sim")
         records += to_records(context, [Row(layer, value) for layer, value in enumerate(series)])
-    meta = {"metrics": {"sim": {"metric": "sim", "unit": "CKA", "direction": direction}}, "errors": []}
+    meta = {"metrics": {"sim": {"metric": "sim", "unit": "CKA", "direction": direction}}}
     return build_table(records, meta)
 
 
@@ -27,24 +29,24 @@ VALUES = {"near": [0.99, 0.95, 0.90], "far": [0.98, 0.80, 0.40]}
 
 
 def verdict(direction: str, kind: str, comparison: str, **settings) -> bool:
-    expectation = make_expectation(kind, comparison, "sim", "1-2", **settings)
+    expectation = KINDS[kind].build(comparison, "sim", "1-2", **settings)
     return evaluate([expectation], table(direction, VALUES))[0].passed
 
 
 def test_closer_than_means_a_higher_similarity():
-    assert verdict("similarity", "ordering", "near", other="far", relation="closer")
-    assert not verdict("similarity", "ordering", "far", other="near", relation="closer")
-    assert verdict("similarity", "ordering", "far", other="near", relation="farther")
+    assert verdict("similarity", "ordering", "near", closer_than="far")
+    assert not verdict("similarity", "ordering", "far", closer_than="near")
+    assert verdict("similarity", "ordering", "far", farther_than="near")
 
 
 def test_closer_than_means_a_lower_distance():
-    assert verdict("distance", "ordering", "far", other="near", relation="closer")
-    assert not verdict("distance", "ordering", "near", other="far", relation="closer")
+    assert verdict("distance", "ordering", "far", closer_than="near")
+    assert not verdict("distance", "ordering", "near", closer_than="far")
 
 
 def test_a_similarity_contrast_compares_how_far_each_layer_moved():
     # far: layers 1-2 moved 0.2 and 0.6 (mean 0.4), layer 0 moved 0.02: 20x.
-    expectation = make_expectation("contrast", "far", "sim", "1-2", low="0", factor=10.0)
+    expectation = KINDS["contrast"].build("far", "sim", "1-2", contrast={"low": "0", "factor": 10.0})
     similarity = evaluate([expectation], table("similarity", VALUES))[0]
     assert similarity.passed, similarity.reason
     assert "change (1 - value)" in similarity.reason

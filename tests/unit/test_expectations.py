@@ -15,12 +15,14 @@ import pytest
 from rich.console import Console
 
 from probekit.errors import SpecError
+from probekit.results.events import Event
+from probekit.results.layers import parse_layers
 from probekit.expect.evaluate import evaluate
 from probekit.expect.render import render_outcomes, summary
 from probekit.hooks.manager import build_manager
 from probekit.results.io import write_table
 from probekit.results.schema import build_table
-from probekit.spec.expectations import make_expectation
+from probekit.expect.kinds import Baseline, Bounds, Contrast, Ordering, Share, Trend
 from probekit.spec.load import parse_spec
 
 SPEC_HEAD = """
@@ -60,6 +62,7 @@ def manager():
 def parse_text(manager, text: str, path: Path):
     metrics = {name: info.metric for name, info in manager.metrics.items()}
     return parse_spec(tomllib.loads(text), path=path, text=text, metrics=metrics, sources=manager.sources,
+                      kinds=manager.expectations,
                       overrides={})
 
 
@@ -83,7 +86,7 @@ def make_table(series: dict, errors=(), spec: str = "demo"):
          "n_examples": 10, "n_tokens": 100}
         for (c, m, h), values in series.items() for layer, value in values.items()
     ]
-    return build_table(records, {"run_id": "r1", "spec_name": spec, "errors": list(errors)})
+    return build_table(records, {"run_id": "r1", "spec_name": spec, "events": [e.record() for e in errors]})
 
 
 SVCCA_AB = {0: 0.01, 1: 0.02, 2: 0.03, 3: 0.05, 4: 0.20, 5: 0.40}
@@ -97,8 +100,11 @@ TABLE = make_table({
 })
 
 
-def check(kind, comparisons, metric, layers="all", table=TABLE, **settings):
-    return evaluate([make_expectation(kind, comparisons, metric, layers, **settings)], table)[0]
+KINDS = {kind.kind: kind for kind in (Bounds, Trend, Contrast, Ordering, Share, Baseline)}
+
+
+def check(kind, comparisons, metric, layers="all", table=TABLE, **fields):
+    return evaluate([KINDS[kind].build(comparisons, metric, layers, **fields)], table)[0]
 
 
 # ------------------------------------------------------------------ validation
@@ -135,8 +141,9 @@ def test_valid_expectations_parse(manager):
     first, second, third, fourth = spec.expectations
     assert (first.kind, first.comparisons, first.above, first.of) == ("bounds", ("ab",), 0.005, "each")
     assert second.comparisons == ("ab", "ba") and second.tolerance == 0.01
-    assert third.head == 1 and third.factor == 3.0 and third.low.layers == (1, 2, 3)
+    assert third.head == 1 and third.contrast.factor == 3.0 and third.low.layers == (1, 2, 3)
     assert fourth.other == "ab" and fourth.relation == "closer" and fourth.of == "mean"
+    assert isinstance(first, Bounds) and isinstance(fourth, Ordering)
 
 
 def test_single_comparison_is_the_default(manager):
@@ -177,11 +184,10 @@ def test_validation_names_every_problem_with_its_key(manager):
         "add 'attention_js' to its metrics or drop this expectation",
         "expect[1].layers: found '1-x'; expected \"all\", \"N\", \"A-B\", \"first N\", \"last N\", "
         "a list such as \"1-4, 7\", or an array of layer numbers",
-        "expect[2].tolerence: found an unknown key; expected one of name, comparison, comparisons, metric, layers, "
-        "head, below, above, of, trend, tolerance, spearman, violations, confidence, contrast, closer_than, farther_than, margin, share_of, at_least, at_most, baseline, learned "
-        "(did you mean 'tolerance'?)",
         "expect[2].head: found 0; expected no head: 'svcca' (svcca) has one value per layer, not per head",
-        "expect[2].layers: found '3'; expected at least 2 layers for a trend (a trend over one layer always holds)",
+        # the keys of the kind the table is (a trend); its layers are checked once its keys are right
+        "expect[2].tolerence: found an unknown key; expected one of name, comparison, comparisons, metric, layers, "
+        "head, trend, tolerance, spearman, violations (did you mean 'tolerance'?)",
         "expect[3].layers: found '0-2'; expected attention layers of 'attention_js', which start at 1 "
         "(layer 0 is the embedding output)",
     ]
@@ -190,16 +196,16 @@ def test_validation_names_every_problem_with_its_key(manager):
 @pytest.mark.parametrize(("toml", "expected"), [
     ('comparison = "ab"\nmetric = "svcca"',
      "expect[0]: found no assertion; expected exactly one of: below / above (bounds), trend, contrast, "
-     "closer_than / farther_than, share_of, baseline, learned"),
+     "closer_than / farther_than (ordering), share_of (share), baseline, learned"),
     ('comparison = "ab"\nmetric = "svcca"\nbelow = 1\ntrend = "increasing"',
      "expect[0]: found several assertions: bounds, trend; expected exactly one assertion per [[expect]] (split it into several)"),
     ('comparison = "ab"\nmetric = "svcca"\nbelow = 1\ntolerance = 0.1',
      "expect[0].tolerance: found `tolerance` in a bounds expectation; expected `tolerance` only in trend expectations "
      "or baseline expectations"),
     ('comparison = "ab"\nmetric = "svcca"\ntrend = "up"',
-     "expect[0].trend: found 'up'; expected 'increasing' or 'decreasing'"),
+     "expect[0].trend: found 'up'; expected one of 'increasing', 'decreasing'"),
     ('comparison = "ab"\nmetric = "svcca"\nbelow = 1\nof = "median"',
-     "expect[0].of: found 'median'; expected 'each' (every selected layer) or 'mean' (their mean) (did you mean 'mean'?)"),
+     "expect[0].of: found 'median'; expected one of 'each', 'mean' (did you mean 'mean'?)"),
     ('comparison = "ab"\nmetric = "svcca"\nabove = 2\nbelow = 1',
      "expect[0].above: found 2.0; expected a lower bound below `below` (1)"),
     ('comparison = "ab"\nmetric = "svcca"\ncontrast = { lo = "1-2", factor = 2 }',
@@ -226,7 +232,7 @@ def test_one_problem_per_mistake(manager, toml, expected):
 def test_trend_over_a_single_layer_is_refused(manager):
     for layers in ('"last 1"', '"4"', "[2]", '"first 1"'):
         found = problems_of(manager, f'[[expect]]\ncomparison = "ab"\nmetric = "svcca"\ntrend = "increasing"\nlayers = {layers}')
-        assert found == [f"expect[0].layers: found {tomllib.loads('x = ' + layers)['x']!r}; expected at least 2 layers "
+        assert found == [f"expect[0].layers: found {str(parse_layers(tomllib.loads('x = ' + layers)['x']))!r}; expected at least 2 layers "
                          "for a trend (a trend over one layer always holds)"]
 
 
@@ -300,41 +306,41 @@ def test_trend_with_tolerance():
 
 
 def test_contrast_factor_and_margin():
-    passed = check("contrast", "ab", "attention_js", "last 2", low="1-3", factor=3)
+    passed = check("contrast", "ab", "attention_js", "last 2", contrast={"low": "1-3", "factor": 3})
     assert passed.passed
     assert passed.reason == "mean of layers 4, 5 = 0.02 vs mean of layers 1-3 = 0.001667, 12.00x"
-    failed = check("contrast", "ab", "attention_js", "last 2", low="1-3", factor=20)
+    failed = check("contrast", "ab", "attention_js", "last 2", contrast={"low": "1-3", "factor": 20})
     assert not failed.passed
     assert failed.reason == ("mean of layers 4, 5 = 0.02 vs mean of layers 1-3 = 0.001667, 12.00x; expected at least "
                              "0.03333 (at least 20x the mean of layers 1-3)")
     assert failed.offending == {("ab", 4), ("ab", 5)}
     assert failed.groups == {("ab", 1): "low", ("ab", 2): "low", ("ab", 3): "low", ("ab", 4): "high", ("ab", 5): "high"}
-    assert check("contrast", "ab", "svcca", "last 1", low="0-3", margin=0.3).passed
-    assert not check("contrast", "ab", "svcca", "last 1", low="0-3", margin=0.4).passed
+    assert check("contrast", "ab", "svcca", "last 1", contrast={"low": "0-3", "margin": 0.3}).passed
+    assert not check("contrast", "ab", "svcca", "last 1", contrast={"low": "0-3", "margin": 0.4}).passed
 
 
 def test_ordering_each_and_mean():
-    passed = check("ordering", "ab", "svcca", "last 2", other="ba", relation="closer")
+    passed = check("ordering", "ab", "svcca", "last 2", closer_than="ba")
     assert passed.passed and passed.reason == "ab closer than ba on layers 4, 5"
-    failed = check("ordering", "ba", "svcca", "last 2", other="ab", relation="closer")
+    failed = check("ordering", "ba", "svcca", "last 2", closer_than="ab")
     assert failed.reason == "ba not closer than ab on 2 of 2 layers (layer 4: 0.3 vs 0.2, layer 5: 0.5 vs 0.4)"
     assert failed.values == {"ba": {4: 0.3, 5: 0.5}, "ab": {4: 0.2, 5: 0.4}}
     assert failed.offending == {("ba", 4), ("ba", 5)}
-    assert check("ordering", "ba", "svcca", "all", other="ab", relation="farther", of="mean").passed
-    assert not check("ordering", "ba", "svcca", "all", other="ab", relation="farther", margin=0.5).passed
+    assert check("ordering", "ba", "svcca", "all", farther_than="ab", of="mean").passed
+    assert not check("ordering", "ba", "svcca", "all", farther_than="ab", margin=0.5).passed
 
 
 def test_baseline_within_tolerance(tmp_path):
     baseline = {("ab", layer): value for layer, value in SVCCA_AB.items()}
-    assert check("baseline", "ab", "svcca", baseline=tmp_path, baseline_values=baseline, tolerance=1e-9).passed
+    assert check("baseline", "ab", "svcca", baseline=str(tmp_path), reference=baseline, tolerance=1e-9).passed
     drifted = dict(baseline)
     drifted[("ab", 4)] = 0.2005
-    failed = check("baseline", "ab", "svcca", baseline=tmp_path, baseline_values=drifted, tolerance=1e-4)
+    failed = check("baseline", "ab", "svcca", baseline=str(tmp_path), reference=drifted, tolerance=1e-4)
     assert failed.reason == ("layers 0-5: 1 of 6 drifted from the baseline by more than 0.0001 "
                              "(worst: layer 4 = 0.2 vs 0.2005)")
     assert failed.offending == {("ab", 4)}
     del drifted[("ab", 5)]
-    assert "layer 5 not in the baseline" in check("baseline", "ab", "svcca", baseline=tmp_path, baseline_values=drifted).reason
+    assert "layer 5 not in the baseline" in check("baseline", "ab", "svcca", baseline=str(tmp_path), reference=drifted).reason
 
 
 def test_baseline_from_a_spec_is_checked_end_to_end(manager, tmp_path):
@@ -353,7 +359,7 @@ def test_baseline_from_a_spec_is_checked_end_to_end(manager, tmp_path):
 
 def test_a_failed_metric_fails_the_expectation():
     table = make_table({("ab", "svcca", None): SVCCA_AB},
-                       errors=["ab / attention_js: the model returned no attention maps"])
+                       errors=[Event("error", "the model returned no attention maps", "ab", "attention_js")])
     outcome = check("bounds", "ab", "attention_js", below=1, table=table)
     assert not outcome.passed
     assert outcome.reason == "no attention_js results for ab: the metric failed (the model returned no attention maps)"

@@ -13,6 +13,7 @@ from rich.console import Console
 from probekit.engine.cache_admin import format_size, parse_duration, parse_size
 from probekit.engine.outputs import check_output, clear_run_files
 from probekit.errors import SpecError, UserError
+from probekit.results.events import Event
 from probekit.expect.evaluate import evaluate
 from probekit.hooks.manager import build_manager
 from probekit.metrics.base import Row
@@ -35,7 +36,7 @@ def table(comparisons=("pre_vs_nli", "pre_vs_rte"), planned=("pre_vs_nli", "pre_
         context = RowContext("run-1", "glue", name, "pre", name.removeprefix("pre_vs_"), None, None, "dev", "svcca")
         records += to_records(context, [Row(layer, 0.1 * layer, n_examples=8, n_tokens=80) for layer in range(3)])
     return build_table(records, {"spec_name": "glue", "run_id": "run-1", "device": "cpu", "models": MODELS,
-                                 "metrics": {"svcca": {"metric": "svcca", "unit": "1 - mean rho"}}, "errors": [],
+                                 "metrics": {"svcca": {"metric": "svcca", "unit": "1 - mean rho"}},
                                  "comparisons": list(planned), **meta})
 
 
@@ -60,7 +61,8 @@ def test_a_complete_run_or_an_older_file_is_not_called_incomplete():
 
 
 def test_warnings_of_the_run_are_in_the_report():
-    text = rendered(table(complete=True, warnings=["models.rte: validation accuracy 48.7% does not beat ..."]))
+    note = Event("note", "models.rte: validation accuracy 48.7% does not beat ...")
+    text = rendered(table(complete=True, events=[note.record()]))
     assert "warning models.rte: validation accuracy 48.7% does not beat" in text
 
 
@@ -106,7 +108,7 @@ def parse(expect: str):
     text = SPEC + expect
     return parse_spec(tomllib.loads(text), path=Path("/nonexistent/glue.toml"), text=text,
                       metrics={name: info.metric for name, info in manager.metrics.items()},
-                      sources=manager.sources, overrides={})
+                      sources=manager.sources, kinds=manager.expectations, overrides={})
 
 
 def problems(expect: str) -> list[str]:

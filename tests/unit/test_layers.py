@@ -14,7 +14,7 @@ PLUGINS = PACKAGE.parent / "plugins"
 
 #: Lowest first: a module may import from its own layer and the layers before it.
 LAYERS = (
-    ("probekit.errors",),
+    ("probekit.errors", "probekit.declare", "probekit.say"),
     ("probekit.metrics",),
     ("probekit.results",),
     ("probekit.data",),

@@ -13,6 +13,7 @@ from rich.console import Console
 from probekit.metrics.base import Row
 from probekit.report.figures import sanitise, write_figures
 from probekit.report.terminal import heat_cell, render, snapshot_groups
+from probekit.results.events import Event
 from probekit.results.schema import RowContext, build_table, to_records
 
 UNITS = {"attention_js": "nats", "svcca": "1 - mean rho"}
@@ -58,7 +59,7 @@ def sample_table(snapshots=(0.25, 0.5), final=True, extra_metrics=None):
         models[f"rte@{fraction:g}"] = {"source": "r", "identity": "r", "accuracy": 0.5 + fraction / 10}
     metrics = {label: {"metric": label, "unit": unit, "plugin": "builtin"} for label, unit in UNITS.items()}
     return build_table(records, {"spec_name": "spec-1", "run_id": "run-1", "device": "cpu", "models": models,
-                                 "metrics": metrics, "errors": []})
+                                 "metrics": metrics})
 
 
 def rendered(table) -> str:
@@ -134,7 +135,8 @@ def test_heat_cell_colours_only_on_rich_consoles():
 
 
 def test_empty_and_error_tables_render():
-    table = build_table([], {"spec_name": "empty", "errors": ["cmp / svcca: too few datapoints"]})
+    error = Event("error", "too few datapoints", "cmp", "svcca")
+    table = build_table([], {"spec_name": "empty", "events": [error.record()]})
     text = rendered(table)
     assert "probekit empty" in text and "too few datapoints" in text
 

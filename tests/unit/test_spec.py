@@ -85,7 +85,7 @@ def test_valid_spec_parses(tmp_path):
         (('task = "sentiment"\nsplit = "train"', 'task = "sentimnt"\nsplit = "train"'), "data.train.task: found 'sentimnt'; expected a built-in task: "),
         (('split = "validation"\n[data.rte]', 'split = "test"\n[data.rte]'), "data.eval.split: found 'test'; expected one of train, validation"),
         (("[metrics.attention_js]", "[metrics.attention_jss]"), "metrics.attention_jss: found the metric 'attention_jss', which no plugin provides; expected one of attention_entropy, attention_js, "),
-        (("base = 2", "bsae = 2"), "metrics.attention_js.bsae: found an unknown option; expected one of: base, exclude_special, exclude_first (did you mean 'base'?)"),
+        (("base = 2", "bsae = 2"), "metrics.attention_js.bsae: found an unknown key; expected one of base, exclude_special, exclude_first (did you mean 'base'?)"),
         (('tokens = "cls"', 'tokens = "first"'), "metrics.svcca_cls.tokens: found 'first'; expected one of 'all', 'cls', 'last', 'mean'"),
         (("snapshots = [0.5, 1.0]", "snapshots = [0.5, 1.5]"), "models.seed1.snapshots: found 1.5; expected fractions of training in (0, 1]"),
         (('b = "seed1"', 'b = "seed1@0.3"'), "comparisons[0].b: found 'seed1@0.3'; expected a snapshot that models.seed1 keeps: seed1@0.5, seed1@1"),

@@ -88,7 +88,8 @@ class Recipe:
         manager = build_manager([*self.plugins, *declared_plugins(document)], self.path.parent, autoload=self.autoload,
                                 on_warning=lambda _: None)
         spec = parse_spec(document, path=self.path, text=self.text, sources=manager.sources, overrides=self.overrides,
-                          metrics={name: info.metric for name, info in manager.metrics.items()})
+                          metrics={name: info.metric for name, info in manager.metrics.items()},
+                          kinds=manager.expectations)
         device = "cuda" if spec.run.device.startswith("cuda") else spec.run.device  # a task's GPU is its cuda:0
         run = dataclasses.replace(spec.run, cache_dir=str(self.cache), device=device)
         comparisons = tuple(c for c in spec.comparisons if c.name in task.comparisons)
