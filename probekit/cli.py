@@ -20,6 +20,8 @@ from probekit.report.figures import write_figures
 from probekit.report.terminal import output_width, render
 from probekit.results.history import diff_tables, find_runs, read_record, resolve_run
 from probekit.results.io import read_table
+from probekit.say import say
+from probekit.spec.include import set_value
 from probekit.spec.load import read_spec
 
 
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", type=Path, help="the run folder to write (default reports/spec_name=<spec>/run=<run id>)")
     run.add_argument("--reports", type=Path, default=Path("reports"), help="where run folders go (default ./reports)")
     run.add_argument("--device", help="override [run] device (auto, cpu, cuda, cuda:N)")
+    _set_option(run)
     run.add_argument("--fresh", action="store_true", help="recompute even when identical earlier results exist")
     run.add_argument("--executor", choices=("local", "ray"),
                      help="who runs the fine-tunes and probes: this process (local, the default) or a Ray cluster "
@@ -56,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(replaces results.parquet, verdict.json and *.png there, nothing else)")
     check = command("check", "validate specs without loading any model")
     check.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
+    _set_option(check)
     command("plugins", "list plugins, the metrics and data sources they provide")
     report = command("report", "re-render the report and figures of a run from its Parquet file", plugins=False)
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -108,8 +112,25 @@ def format_error(error: BaseException) -> Text:
     return Text.assemble((f"{kind}: ", "bold red"), str(error), ("\n(run with --verbose for the traceback)", "dim"))
 
 
+def _set_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                        help="override one spec key for this command, validated like the file: --set finetune.lr=2e-5, "
+                             "--set run.batch_size=16 (a TOML value, else a string); repeatable")
+
+
+def _overrides(args) -> dict[str, object] | None:
+    """--device and each --set KEY=VALUE as the spec keys they override (docs/specs.md, "Composing specs")."""
+    overrides: dict[str, object] = {"run.device": args.device} if getattr(args, "device", None) else {}
+    for item in getattr(args, "sets", []):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip() or not all(part.strip() for part in key.split(".")):
+            raise UserError(f"--set {item!r}: expected KEY=VALUE with a spec key path, e.g. --set finetune.lr=2e-5")
+        overrides[key.strip()] = set_value(value.strip())
+    return overrides or None
+
+
 def _session(args, console: Console, **kwargs) -> Session:
-    return Session(plugins=args.plugin, console=console, verbose=args.verbose, **kwargs)
+    return Session(plugins=args.plugin, console=console, verbose=args.verbose, overrides=_overrides(args), **kwargs)
 
 
 def cmd_cache(args, console: Console) -> ExitCode:
@@ -128,8 +149,8 @@ def cmd_run(args, console: Console) -> ExitCode:
         raise UserError("probekit run: give a SPEC to run (or --resume RUN_DIR to continue an interrupted run)")
     if args.output and len(args.specs) > 1:
         raise UserError("--output names one run folder: give it one spec")
-    session = _session(args, console, overrides={"device": args.device} if args.device else None,
-                       reports=args.reports, use_cache=not args.fresh, overwrite=args.overwrite, **_executor(args))
+    session = _session(args, console, reports=args.reports, use_cache=not args.fresh, overwrite=args.overwrite,
+                       **_executor(args))
     specs = [session.load(path)[0] for path in args.specs]  # every spec valid before any runs
     for spec in specs:  # and every output writable, nothing clobbered
         session.check_output(spec, args.output)
@@ -139,8 +160,10 @@ def cmd_run(args, console: Console) -> ExitCode:
 def cmd_resume(args, console: Console) -> ExitCode:
     if args.output or len(args.specs) > 1:
         raise UserError(f"--resume {args.resume} writes into that run folder: give it at most one SPEC, and no -o")
-    session = _session(args, console, overrides={"device": args.device} if args.device else None, reports=args.reports,
-                       **_executor(args))
+    if args.fresh:
+        raise UserError(f"--resume {args.resume} --fresh: a resumed run keeps the comparisons it finished, --fresh "
+                        "recomputes everything; to recompute, run the spec again without --resume (a new run folder)")
+    session = _session(args, console, reports=args.reports, **_executor(args))
     return session.resume(args.resume, args.specs[0] if args.specs else None).exit_code
 
 
@@ -156,19 +179,21 @@ def cmd_check(args, console: Console) -> ExitCode:
         try:
             spec, _ = session.load(path)
         except SpecError as error:
-            console.print(format_error(error))
+            console.print(format_error(error))  # a Text: printed as it is, never read as markup
             status = ExitCode.BAD_INPUT
             continue
-        console.print(f"{path}: ok — {len(spec.models)} models, {len(spec.data)} data, "
-                      f"{len(spec.comparisons)} comparisons, {len(spec.expectations)} expectations")
+        say(console, f"{path}: ok — {len(spec.models)} models, {len(spec.data)} data, "
+                     f"{len(spec.comparisons)} comparisons, {len(spec.expectations)} expectations")
+        for note in spec.notes:
+            say(console, f"{path}: {note}", label="note")
         for comparison in spec.comparisons:
-            console.print(f"  {comparison.name}: {comparison.a} vs {comparison.b} on {comparison.data} "
-                          f"[{', '.join(comparison.metrics)}]", markup=False)
+            say(console, f"  {comparison.name}: {comparison.a} vs {comparison.b} on {comparison.data} "
+                         f"[{', '.join(comparison.metrics)}]")
     return status
 
 
 def cmd_plugins(args, console: Console) -> ExitCode:
-    manager = build_manager(args.plugin, on_warning=lambda m: console.print(f"[yellow]warning[/] {m}", highlight=False))
+    manager = build_manager(args.plugin, on_warning=lambda m: say(console, m, label="warning"))
     table = Table(title="probekit plugins")
     for column in ("plugin", "distribution", "version", "provides"):
         table.add_column(column, overflow="fold")
@@ -184,7 +209,7 @@ def cmd_report(args, console: Console) -> ExitCode:
     render(table, console)
     run_dir = args.run_dir if args.run_dir.is_dir() else args.run_dir.parent
     written = write_figures(table, run_dir)
-    console.print(f"figures: {len(written)} PNG files in {run_dir}")
+    say(console, f"figures: {len(written)} PNG files in {run_dir}")
     return ExitCode.OK
 
 
@@ -195,7 +220,7 @@ def cmd_ls(args, console: Console) -> ExitCode:
         spec = document.get("name") if isinstance(document.get("name"), str) else Path(spec).stem
     runs, unreadable = find_runs(args.reports, spec)
     for problem in unreadable:
-        console.print(Text.assemble(("skipped ", "yellow"), problem), soft_wrap=True)
+        say(console, problem, label="skipped")
     if not runs:
         others = sorted({r.spec for r in find_runs(args.reports)[0]}) if spec is not None else []
         console.print(f"no runs{f' of spec {spec!r}' if spec is not None else ''} under {args.reports}"
@@ -221,7 +246,7 @@ def cmd_diff(args, console: Console) -> ExitCode:
         console.print(f"{label}: {run.spec} run {run.run_id} ({run.date}, {run.status}) {run.run_dir}",
                       markup=False, highlight=False, soft_wrap=True)
     if records[0].spec != records[1].spec:
-        console.print(f"note: the runs are of different specs ({records[0].spec}, {records[1].spec})", style="yellow")
+        say(console, f"note: the runs are of different specs ({records[0].spec}, {records[1].spec})", style="yellow")
     kind = "relative" if diff.relative else "absolute"
     table = Table(title=f"B - A per layer, tolerance {diff.tolerance:g} ({kind})")
     for column in ("comparison", "metric", "layer", *(["head"] if args.heads else []), "A", "B", "delta", ""):

@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.text import Text
 
-_LABEL_STYLES = {"warning": "yellow", "error": "red", "note": "cyan"}
+_LABEL_STYLES = {"warning": "yellow", "error": "red", "note": "cyan", "skipped": "yellow"}
 
 
 def say(console: Any, message: str, *, label: str = "", style: str = "") -> None:

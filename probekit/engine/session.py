@@ -134,6 +134,8 @@ class Session:
     def run(self, spec: str | Path | Spec, output: str | Path | None = None) -> RunResult:
         """Run one spec to its verdict: results written, report and figures drawn, expectations judged."""
         spec, manager = self.load(spec)
+        for note in spec.notes:
+            self._warn(f"{spec.path}: {note}")
         replace = self.check_output(spec, output)  # before any fine-tune or probe
         if replace:
             earlier = run_of(Path(output)) or {}

@@ -8,6 +8,7 @@ including the spec's own ``plugins = [...]``). docs/specs.md documents the forma
 from __future__ import annotations
 
 import codecs
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import fields, replace
@@ -22,8 +23,10 @@ from probekit.metrics.options import option_fields, parse_options
 from probekit.models.adapters import ADAPTER_CONFIG
 from probekit.models.finetune import LORA_KEYS, FinetuneSettings
 from probekit.spec.expectations import parse_expectations
+from probekit.spec.include import blamed_on_overrides, resolve_includes, with_includes_text, with_overrides
 from probekit.spec.model import (
     MAX_DRAWS,
+    RAY_KEYS,
     ComparisonSpec,
     DataSpec,
     MetricSpec,
@@ -37,7 +40,7 @@ from probekit.spec.series import SERIES_KEYS, model_folder_problem, parse_series
 from probekit.spec.tables import TableReader
 
 TOP_LEVEL_KEYS = ("name", "description", "plugins", "markers", "run", "finetune", "models", "data", "metrics",
-                  "comparisons", "expect")
+                  "comparisons", "expect", "include")
 
 
 def _read_toml(path: Path) -> tuple[str, dict]:
@@ -83,9 +86,17 @@ def _looks_utf16(raw: bytes) -> bool:
 
 
 def read_spec(path: str | Path) -> tuple[str, dict]:
-    """A spec file's text and TOML document; SpecError naming the file when it cannot be read."""
+    """A spec file's text and TOML document, its ``include`` files merged in (spec/include.py: the including
+    file wins); SpecError naming the file when it cannot be read. The text carries the included files' too."""
     path = Path(path)
-    return _read_toml(path)
+    text, document = _read_toml(path)
+    document, included = resolve_includes(document, path, _read_toml)
+    return with_includes_text(text, included, path.parent.resolve()), document
+
+
+def document_of(text: str, path: Path) -> dict:
+    """The TOML document of a spec's recorded text (its includes read again from beside ``path``)."""
+    return resolve_includes(tomllib.loads(text), path, _read_toml)[0]
 
 
 def declared_plugins(document: Any) -> tuple[str, ...]:
@@ -105,6 +116,7 @@ def parse_spec(
     plugin that failed to load), added to that problem."""
     overrides = dict(overrides or {})
     problems: list[Problem] = []
+    document = with_overrides(document, overrides) if isinstance(document, dict) else document
     top = TableReader(document, "", problems)
     name = top.get("name", str, path.stem)
     description = top.get("description", str, "")
@@ -116,7 +128,7 @@ def parse_spec(
         top.problem("markers", repr(list(markers)), 'pytest marker names, e.g. ["slow"]')
         markers = ()
 
-    run = parse(RunSettings, {**top.get("run", dict, {}), **overrides}, "run", problems) or RunSettings()
+    run = parse(RunSettings, top.get("run", dict, {}), "run", problems) or RunSettings()
     finetune_defaults = parse(FinetuneSettings, top.get("finetune", dict, {}), "finetune", problems) or FinetuneSettings()
 
     data = {key: _parse_data(key, table, path.parent, sources, problems)
@@ -140,9 +152,10 @@ def parse_spec(
         metrics=metric_specs, comparisons=tuple(comparisons), plugins=tuple(p for p in plugins if isinstance(p, str)),
         markers=markers, overrides=overrides,
     )
-    spec = replace(spec, expectations=tuple(parse_expectations(expect_tables, spec, kinds, problems)))
+    spec = replace(spec, expectations=tuple(parse_expectations(expect_tables, spec, kinds, problems)),
+                   notes=tuple(_spec_checks(spec, top.data, problems)))
     if problems:
-        raise SpecError(path, problems)
+        raise SpecError(path, blamed_on_overrides(problems, overrides))
     return spec
 
 
@@ -288,6 +301,35 @@ def _check_mixes(data: dict[str, DataSpec], problems: list[Problem]) -> None:
                 problems.append(Problem(f"data.{spec.name}.mix", f"the mix {part!r}", "plain data sources, not mixes"))
 
 
+#: What a spec's ``name`` may hold: it names the run folders (reports/spec_name=<name>/), so no path separators,
+#: no leading dot, nothing a shell or a file system reads specially.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+
+
+def _spec_checks(spec: Spec, document: dict, problems: list[Problem]) -> list[str]:
+    """Checks across sections: the name that becomes a folder, bootstrap groups against the examples declared;
+    the notes (settings that change nothing) are returned."""
+    if not NAME_PATTERN.fullmatch(spec.name) or ".." in spec.name:
+        given = "name" in document
+        problems.append(Problem("name", repr(spec.name) + ("" if given else f" (from the file name {spec.path.name})"),
+                                "a name of letters, digits, '_', '-' and '.', not starting with '.', up to 100 "
+                                "characters: it names the run folder under reports/ (e.g. name = \"glue_probe\")"))
+    if spec.run.bootstrap:
+        for name, data in spec.data.items():
+            if data.limit is not None and data.limit < spec.run.bootstrap_groups and any(
+                    c.data == name for c in spec.comparisons):
+                problems.append(Problem("run.bootstrap_groups", f"{spec.run.bootstrap_groups}, more groups than the "
+                                        f"{data.limit} examples data.{name} declares (limit)", "at most as many groups as "
+                                        "examples, each group a share of them (e.g. 16 or 32)"))
+    notes = []
+    if spec.run.executor == "local":
+        ray_only = [key for key in RAY_KEYS if getattr(spec.run, key) is not None]
+        if ray_only:
+            notes.append(f"[run] {', '.join(ray_only)}: read by the Ray executor only; this spec runs locally "
+                         '(executor = "ray" or --executor ray reads it)')
+    return notes
+
+
 def _parse_metrics(tables: dict[str, Any], known: Mapping[str, type[Metric]], problems: list[Problem],
                    explain_missing: Callable[[str], str]) -> dict[str, MetricSpec]:
     metrics = {}
@@ -316,7 +358,8 @@ def _check_permutations(label: str, metric_cls: type[Metric], value: Any, known:
                         problems: list[Problem]) -> int:
     key = f"metrics.{label}.permutations"
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DRAWS:
-        problems.append(Problem(key, repr(value), f"a number of null draws from 1 to {MAX_DRAWS} (e.g. 100)"))
+        problems.append(Problem(key, repr(value), f"a number of null draws from 1 to {MAX_DRAWS} (e.g. 100), or 0 "
+                                "for none (as when it is left out)"))
         return 0
     if value and not supports_permutation_null(metric_cls):
         having = ", ".join(sorted(n for n, c in known.items() if supports_permutation_null(c)))

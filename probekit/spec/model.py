@@ -175,6 +175,7 @@ class Spec:
     plugins: tuple[str, ...] = ()
     markers: tuple[str, ...] = ()  # pytest markers for the spec's expectation items
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # what validation noticed that does not stop the run (shown by check and run)
 
     @property
     def base_dir(self) -> Path:

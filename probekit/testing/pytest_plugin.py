@@ -90,7 +90,7 @@ class _SessionState:
 
     def overrides(self) -> dict[str, str]:
         device = self.option("probekit_device")
-        return {"device": device} if device else {}
+        return {"run.device": device} if device else {}
 
     @property
     def session(self):

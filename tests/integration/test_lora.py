@@ -222,4 +222,4 @@ def test_unchanged_lora_is_in_the_results_warnings(folder):
     with pytest.warns(UnchangedModelWarning):
         results = api.run(spec(folder, lr=1e-20), base_dir=folder, reports=folder / "reports")
     assert ("models.lora: the LoRA adapter leaves every encoder weight unchanged; its comparisons will measure 0"
-            in results.metadata["warnings"])
+            in [note.message for note in results.notes])

@@ -19,6 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from probekit.results.events import events_of
 from probekit import api
 from probekit.cli import main
 from probekit.errors import UserError
@@ -445,7 +446,7 @@ def test_a_fine_tune_that_does_not_beat_the_majority_rate_is_flagged_and_learned
     meta = metadata(pq.read_table(out / "results.parquet"))
     seed1 = meta["models"]["seed1"]
     assert seed1["majority"] == 0.75 and seed1["chance"] == 0.5 and seed1["accuracy"] <= 0.77
-    [warning] = meta["warnings"]
+    [warning] = [note.message for note in events_of(meta, "note")]
     assert warning.startswith(f"models.seed1: validation accuracy {seed1['accuracy']:.1%} does not beat the "
                               "majority-class rate of its validation data (75.0%; chance 50.0%) by 2 points")
     assert f"warning {warning}" in captured.err and f"warning {warning}" in captured.out  # live, and in the report

@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from probekit.results.events import Event
 from probekit import api
 from probekit.engine.session import Session
 from probekit.errors import ExitCode, PluginError, SpecError
@@ -226,7 +227,7 @@ def test_a_details_value_of_the_wrong_type_fails_that_metric_alone(tmp_path, mod
     spec = write_spec(tmp_path, models, plugins=["wrong_type.py"], metrics="[metrics.mean_shift]\n[metrics.svcca]\n")
     result = Session(use_cache=False).run(spec, output=tmp_path / "run")
     assert result.exit_code == ExitCode.RUN_FAILURE
-    assert "details['count'] = 'many' is not int as declared" in result.failures[0]
+    assert "details['count'] = 'many' is not int as declared" in result.failures[0].message
     written = pq.read_table(tmp_path / "run" / "results.parquet")
     assert set(written.column("metric").to_pylist()) == {"svcca"}
     assert written.schema.field("count").type == "int64"  # the declared type, even with no value written
@@ -240,7 +241,7 @@ def test_metric_error_in_init_drops_that_metric_with_its_message(tmp_path, model
     spec = write_spec(tmp_path, models, plugins=["picky.py"], metrics="[metrics.mean_shift]\n[metrics.svcca]\n")
     result = Session(use_cache=False).run(spec, output=tmp_path / "run")
     assert result.exit_code == ExitCode.BAD_INPUT and not result.failures
-    assert result.errors == ["a_vs_b / mean_shift: needs two different vocabularies"]
+    assert result.errors == [Event("error", "needs two different vocabularies", "a_vs_b", "mean_shift")]
     assert set(result.table.column("metric").to_pylist()) == {"svcca"}
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from probekit.results.events import events_of
 from probekit.cli import main
 from probekit.engine.executors.ray import check_cache
 from probekit.engine.executors.tasks import Task, task_plan
@@ -267,7 +268,7 @@ def test_a_study_on_two_ray_nodes_writes_exactly_the_local_run(cluster, study, l
     assert "trained, accuracy" in log  # the workers' own progress, forwarded by Ray
     assert read_table(out).num_rows > 0 and exact(out) == exact(local_run)
     ray_meta, local_meta = metadata(read_table(out)), metadata(read_table(local_run))
-    assert ray_meta["complete"] is True and ray_meta["errors"] == local_meta["errors"] == []
+    assert ray_meta["complete"] is True and events_of(ray_meta, "error", "failure") == events_of(local_meta, "error", "failure") == []
     assert {name: (m["identity"], m["accuracy"]) for name, m in ray_meta["models"].items()} == \
         {name: (m["identity"], m["accuracy"]) for name, m in local_meta["models"].items()}
     finetunes = [m["source"] for m in ray_meta["models"].values() if m["identity"].startswith("finetune:")]

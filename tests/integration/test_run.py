@@ -4,6 +4,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
+from probekit.results.events import events_of
 from probekit.cli import main
 from probekit.results.io import metadata
 from probekit.testing.fixtures import WORDS, tiny_encoder, tiny_tokenizer, write_tiny_csv
@@ -122,7 +123,7 @@ def test_finished_comparisons_survive_a_later_failure(spec_file, tmp_path, tiny_
     assert "a_vs_c:" in captured.out and "different tokenizers" in captured.out
     table = pq.read_table(out / "results.parquet")
     assert set(table.column("comparison").to_pylist()) == {"a_vs_b", "a_vs_a"}
-    assert any("a_vs_c" in error for error in metadata(table)["errors"])
+    assert [error.comparison for error in events_of(metadata(table), "error")] == ["a_vs_c"]
 
 
 def test_unreachable_hub_model_is_a_clear_error(tmp_path, capsys):

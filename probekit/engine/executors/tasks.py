@@ -8,7 +8,6 @@ do not pickle by reference, but the text and the plugin names do.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 from probekit.engine.plan import plan
 from probekit.hooks.manager import PluginManager, build_manager
 from probekit.models.loading import pick_device
-from probekit.spec.load import declared_plugins, parse_spec
+from probekit.spec.load import declared_plugins, document_of, parse_spec
 from probekit.spec.model import Spec
 
 
@@ -83,7 +82,7 @@ class Recipe:
 
     def rebuild(self, task: Task) -> tuple[Spec, PluginManager]:
         """The spec a task runs: the driver's text and overrides, the shared cache, only the task's comparisons."""
-        document = tomllib.loads(self.text)
+        document = document_of(self.text, self.path)
         # The driver has shown the plugin set's warnings already.
         manager = build_manager([*self.plugins, *declared_plugins(document)], self.path.parent, autoload=self.autoload,
                                 on_warning=lambda _: None)
