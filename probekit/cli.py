@@ -57,9 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true",
                      help="write into a non-empty -o folder that is not an earlier run of the spec "
                           "(replaces results.parquet, verdict.json and *.png there, nothing else)")
-    check = command("check", "validate specs without loading any model")
-    check.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
-    _set_option(check)
+    _set_option(command("check", "validate specs without loading any model"), specs_required=True)
     command("plugins", "list plugins, the metrics and data sources they provide")
     report = command("report", "re-render the report and figures of a run from its Parquet file", plugins=False)
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -84,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--cache", type=Path, metavar="DIR", help="the cache folder (default $PROBEKIT_CACHE, else ~/.cache/probekit)")
         if action == "prune":
             sub.add_argument("--older-than", metavar="AGE", help="remove entries last used longer ago than AGE (30d, 12h, 2w)")
-            sub.add_argument("--max-size", metavar="SIZE", help="then remove the oldest entries until the cache holds at most SIZE (5GB, 500MB)")
+            sub.add_argument("--max-size", metavar="SIZE", help="then remove the oldest entries until the cache holds at most SIZE (5GB, 5GiB: docs/specs.md)")
             sub.add_argument("--dry-run", action="store_true", help="show what would be removed, remove nothing")
     return parser
 
@@ -112,7 +110,9 @@ def format_error(error: BaseException) -> Text:
     return Text.assemble((f"{kind}: ", "bold red"), str(error), ("\n(run with --verbose for the traceback)", "dim"))
 
 
-def _set_option(parser: argparse.ArgumentParser) -> None:
+def _set_option(parser: argparse.ArgumentParser, specs_required: bool = False) -> None:
+    if specs_required:  # `probekit check SPEC...`
+        parser.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                         help="override one spec key for this command, validated like the file: --set finetune.lr=2e-5, "
                              "--set run.batch_size=16 (a TOML value, else a string); repeatable")

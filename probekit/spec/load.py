@@ -384,37 +384,11 @@ def parse_model_ref(value: str) -> tuple[str, float | None] | None:
 def _parse_comparisons(tables: list, models, data, metrics, problems: list[Problem],
                        declared_metrics: tuple[str, ...] = ()) -> list[ComparisonSpec]:
     """``declared_metrics``: every [metrics.*] label, valid or not (an invalid one is reported once, under [metrics])."""
-    comparisons = []
+    comparisons: list[ComparisonSpec] = []
     positions: dict[str, int] = {}  # comparison name -> its [[comparisons]] table, for messages
     for index, table in enumerate(tables):
         reader = TableReader(table, f"comparisons[{index}]", problems)
-        sides = []
-        for side in ("a", "b"):
-            value = reader.get(side, str)
-            if value is None:
-                reader.problem(side, "nothing", "a declared model name (optionally name@snapshot, e.g. seed1@0.5)")
-                sides.append(None)
-                continue
-            parsed = parse_model_ref(value)
-            if parsed is None:
-                reader.problem(side, repr(value), "name or name@fraction, e.g. seed1@0.5")
-                sides.append(None)
-                continue
-            model, snapshot = parsed
-            if model not in models:
-                reader.problem(side, repr(model), "a declared model name", did_you_mean(model, models))
-            elif snapshot is not None and models[model].is_series:
-                steps = [point.step for point in models[model].series]
-                if snapshot not in steps:
-                    reader.problem(side, repr(value), f"a step of models.{model}'s checkpoints: "
-                                   + ", ".join(f"{model}@{step}" for step in steps))
-            elif snapshot is not None:
-                finetune = models[model].finetune
-                kept = finetune.snapshots if finetune else ()
-                if snapshot not in kept:
-                    reader.problem(side, repr(value), f"a snapshot that models.{model} keeps: "
-                                   + (", ".join(f"{model}@{s:g}" for s in kept) if kept else f"it keeps none (add snapshots = [...] to models.{model})"))
-            sides.append(ModelRef(model, snapshot))
+        sides = [_parse_side(reader, side, models) for side in ("a", "b")]
         data_name = reader.get("data", str)
         if data_name is None:
             reader.problem("data", "nothing", "a declared data name to evaluate on")
@@ -423,44 +397,83 @@ def _parse_comparisons(tables: list, models, data, metrics, problems: list[Probl
         names = reader.get("metrics", list, list(metrics))
         for metric in names:
             if metric not in metrics and metric not in declared_metrics:
-                reader.problem("metrics", repr(metric), "a metric declared under [metrics]: " + ", ".join(metrics), did_you_mean(metric, metrics))
+                reader.problem("metrics", repr(metric), "a metric declared under [metrics]: " + ", ".join(metrics),
+                               did_you_mean(metric, metrics))
         if not names and not (set(declared_metrics) - set(metrics)):  # not when [metrics] has a problem of its own
             reader.problem("metrics", "no metrics", "at least one metric (declare it under [metrics.NAME])")
-        default_name = f"{sides[0]}_vs_{sides[1]}" if all(sides) else f"comparison {index}"
-        name = reader.get("name", str, default_name)
+        name = reader.get("name", str, f"{sides[0]}_vs_{sides[1]}" if all(sides) else f"comparison {index}")
         if any(c.name == name for c in comparisons):
             reader.problem("name", repr(name), "a name no other comparison uses")
         moving = _series_side(reader, sides, models)
-        every_snapshot = reader.get("every_snapshot", bool, moving is not None)
-        kept = ()
-        if moving is not None:
-            kept = tuple(float(point.step) for point in models[sides[moving].model].series[:-1]) if every_snapshot else ()
-        elif every_snapshot and sides[1] is not None and sides[1].model in models:
-            finetune = models[sides[1].model].finetune
-            kept = finetune.snapshots if finetune else ()
-            if not kept or sides[1].snapshot is not None:
-                reader.problem("every_snapshot", "true", f"a plain fine-tuned model `b` that keeps snapshots = [...] "
-                               f"(models.{sides[1].model}), or a checkpoint series")
+        kept = _points_kept(reader, sides, models, moving)
         spread = reader.get("seed_spread", (str, list), [])
-        spread = [spread] if isinstance(spread, str) else spread
         reader.finish(["name", "a", "b", "data", "metrics", "every_snapshot", "seed_spread"])
         if all(sides) and data_name in data:
             chosen = tuple(n for n in names if n in metrics)
-            comparisons.append(ComparisonSpec(name, sides[0], sides[1], data_name, chosen, tuple(spread)))
+            comparison = ComparisonSpec(name, sides[0], sides[1], data_name, chosen,
+                                        (spread,) if isinstance(spread, str) else tuple(spread))
+            comparisons += [comparison, *_along_training(comparison, kept, moving)]
             positions[name] = index
-            # One comparison per training snapshot (or earlier checkpoint) shows when in training each layer moves;
-            # the plain comparison is the end of training.
-            moved = 1 if moving is None else moving
-            for point in kept:
-                if moving is None and (point >= 1.0 or sides[1].snapshot is not None):
-                    continue
-                pair = list(sides)
-                pair[moved] = ModelRef(sides[moved].model, point)
-                comparisons.append(ComparisonSpec(f"{name}@{point_text(point)}", pair[0], pair[1], data_name, chosen))
     if not tables:
         problems.append(Problem("comparisons", "no [[comparisons]]", "at least one comparison of two models on some data"))
     _check_seed_spreads(comparisons, positions, problems)
     return comparisons
+
+
+def _parse_side(reader: TableReader, side: str, models: dict[str, ModelSpec]) -> ModelRef | None:
+    """``a`` or ``b``: a declared model, optionally ``@`` a snapshot it keeps or a step of its checkpoints."""
+    value = reader.get(side, str)
+    if value is None:
+        reader.problem(side, "nothing", "a declared model name (optionally name@snapshot, e.g. seed1@0.5)")
+        return None
+    parsed = parse_model_ref(value)
+    if parsed is None:
+        reader.problem(side, repr(value), "name or name@fraction, e.g. seed1@0.5")
+        return None
+    model, snapshot = parsed
+    if model not in models:
+        reader.problem(side, repr(model), "a declared model name", did_you_mean(model, models))
+    elif snapshot is not None and models[model].is_series:
+        steps = [point.step for point in models[model].series]
+        if snapshot not in steps:
+            reader.problem(side, repr(value), f"a step of models.{model}'s checkpoints: "
+                           + ", ".join(f"{model}@{step}" for step in steps))
+    elif snapshot is not None:
+        kept = models[model].finetune.snapshots if models[model].finetune else ()
+        if snapshot not in kept:
+            reader.problem(side, repr(value), f"a snapshot that models.{model} keeps: " + (
+                ", ".join(f"{model}@{s:g}" for s in kept) if kept else
+                f"it keeps none (add snapshots = [...] to models.{model})"))
+    return ModelRef(model, snapshot)
+
+
+def _points_kept(reader: TableReader, sides: list[ModelRef | None], models: dict[str, ModelSpec],
+                 moving: int | None) -> tuple[float, ...]:
+    """``every_snapshot``: the earlier checkpoints of the moving series, or the snapshots fine-tuned `b` keeps."""
+    every_snapshot = reader.get("every_snapshot", bool, moving is not None)
+    if moving is not None:
+        return tuple(float(point.step) for point in models[sides[moving].model].series[:-1]) if every_snapshot else ()
+    if not (every_snapshot and sides[1] is not None and sides[1].model in models):
+        return ()
+    finetune = models[sides[1].model].finetune
+    kept = finetune.snapshots if finetune else ()
+    if not kept or sides[1].snapshot is not None:
+        reader.problem("every_snapshot", "true", f"a plain fine-tuned model `b` that keeps snapshots = [...] "
+                       f"(models.{sides[1].model}), or a checkpoint series")
+    return tuple(point for point in kept if point < 1.0 and sides[1].snapshot is None)
+
+
+def _along_training(comparison: ComparisonSpec, kept: tuple[float, ...], moving: int | None) -> list[ComparisonSpec]:
+    """One comparison per training snapshot (or earlier checkpoint): when in training each layer moves; the plain
+    comparison is the end of training."""
+    moved = 1 if moving is None else moving
+    found = []
+    for point in kept:
+        pair = [comparison.a, comparison.b]
+        pair[moved] = ModelRef(pair[moved].model, point)
+        found.append(ComparisonSpec(f"{comparison.name}@{point_text(point)}", pair[0], pair[1], comparison.data,
+                                    comparison.metrics))
+    return found
 
 
 def _series_side(reader: TableReader, sides: list[ModelRef | None], models: dict[str, ModelSpec]) -> int | None:
