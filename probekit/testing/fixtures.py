@@ -27,7 +27,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-from probekit.api import Results
+from probekit.api import Results, to_toml
 from probekit.data.batching import make_batches
 from probekit.data.example import Example
 from probekit.engine.capture import forward
@@ -157,8 +157,8 @@ def run_metric(metric_cls: type[Metric], model_a: LoadedModel, model_b: LoadedMo
         raise TypeError("; ".join(problems))
     parsed, option_problems = parse_options(metric_cls.Options, options)
     if option_problems:
-        raise ValueError("; ".join(f"{key or 'options'}: found {found}; expected {expected}"
-                                   for key, found, expected in option_problems))
+        raise ValueError("; ".join(f"{p.key or 'options'}: found {p.found}; expected {p.expected}"
+                                   for p in option_problems))
     context = MetricContext(comparison, model_a, model_b, model_a.num_layers, torch.device(device),
                             causal=any(family_of(m.encoder).causal for m in (model_a, model_b)))
     metric = metric_cls(parsed, context)
@@ -175,3 +175,33 @@ def rows_to_results(rows: Iterable[Row], metric: str, *, comparison: str = "a_vs
     """Rows from :func:`run_metric` as a :class:`probekit.api.Results`, so the assertion helpers apply."""
     context = RowContext("test", spec, comparison, "a", "b", None, None, "tiny", metric)
     return Results(build_table(to_records(context, rows), {"run_id": "test", "spec_name": spec}))
+
+
+def tiny_spec(folder: str | Path, models: Sequence[str | Path] | None = None, *, name: str = "tiny",
+              examples: int = 40, **sections: Any) -> Path:
+    """A complete spec, written to ``folder/<name>.toml``: two tiny models (``models``, else two saved into
+    ``folder``) compared with ``svcca`` on a CSV of ``examples`` tiny examples (``folder/eval.csv``).
+
+    Each keyword replaces that top-level key (``metrics={"linear_cka": {}}``, ``comparisons=[...]``,
+    ``expect=[...]``, ``plugins=[...]``, ``models={...}``, ``data={...}``); ``run`` and ``finetune`` merge
+    into the defaults (``run={"bootstrap": 20}`` keeps ``batch_size = 8``). The tests' one spec builder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if models is None:
+        models = (save_tiny_model(folder / "tiny_a", seed=0), save_tiny_model(folder / "tiny_b", seed=1))
+    write_tiny_csv(folder / "eval.csv", examples)
+    document: dict[str, Any] = {
+        "name": name,
+        "run": {"batch_size": 8, "max_length": 16, **sections.pop("run", {})},
+        "models": {"a": {"id": str(models[0])}, "b": {"id": str(models[1])}},
+        "data": {"eval": {"path": "eval.csv"}},
+        "metrics": {"svcca": {}},
+        "comparisons": [{"a": "a", "b": "b", "data": "eval"}],
+    }
+    if "finetune" in sections:
+        document["finetune"] = sections.pop("finetune")
+    document.update(sections)
+    path = folder / f"{name}.toml"
+    path.write_text(to_toml(document))
+    return path

@@ -19,7 +19,7 @@ from probekit.plugins.cross_layer import CrossLayer
 from probekit.plugins.linear_cka import LinearCKA
 from probekit.plugins.svcca import SVCCA
 from probekit.results.io import metadata, read_table
-from probekit.testing.fixtures import TINY_CONFIG, save_tiny_model, tiny_examples, tiny_model_pair, write_tiny_csv
+from probekit.testing.fixtures import TINY_CONFIG, tiny_examples, tiny_model_pair, tiny_spec
 
 MAX_LENGTH = TINY_CONFIG["max_position_embeddings"]
 EXAMPLES = tiny_examples(60)
@@ -120,35 +120,10 @@ def test_the_permutation_null_gives_the_smallest_p_value_for_related_and_a_large
     assert p_value(unrelated) > 0.05
 
 
-def write_spec(folder: Path, extra: str = "") -> Path:
-    save_tiny_model(folder / "tiny_a", seed=0)
-    save_tiny_model(folder / "tiny_b", seed=1)
-    write_tiny_csv(folder / "tiny.csv", 60)
-    path = folder / "spec.toml"
-    path.write_text(f"""
-name = "resampled"
-[run]
-bootstrap = 30
-bootstrap_groups = 6
-max_length = 32
-[models.a]
-id = "./tiny_a"
-[models.b]
-id = "./tiny_b"
-[data.d]
-path = "tiny.csv"
-[metrics.svcca]
-[metrics.linear_cka]
-permutations = 9
-[metrics.attention_js]
-[metrics.cross_layer]
-[[comparisons]]
-name = "a_vs_b"
-a = "a"
-b = "b"
-data = "d"
-{extra}""")
-    return path
+def write_spec(folder: Path, expect: list | None = None) -> Path:
+    return tiny_spec(folder, name="resampled", examples=60, run={"bootstrap": 30, "bootstrap_groups": 6, "max_length": 32},
+                     metrics={"svcca": {}, "linear_cka": {"permutations": 9}, "attention_js": {}, "cross_layer": {}},
+                     comparisons=[{"name": "a_vs_b", "a": "a", "b": "b", "data": "eval"}], expect=expect or [])
 
 
 def test_a_run_with_bootstrap_writes_intervals_p_values_and_draws_bands(tmp_path):
@@ -175,19 +150,8 @@ def test_a_confidence_expectation_fails_when_the_interval_straddles_the_bound(tm
                and r["head"] is None)
     assert row["ci_low"] < row["value"] < row["ci_high"]
     middle = (row["ci_low"] + row["value"]) / 2  # below the value, inside the interval
-    expect = f"""
-[[expect]]
-name = "on the value"
-metric = "attention_js"
-layers = "1"
-above = {middle!r}
-[[expect]]
-name = "on the interval"
-metric = "attention_js"
-layers = "1"
-above = {middle!r}
-confidence = 0.95
-"""
+    on_value = {"name": "on the value", "metric": "attention_js", "layers": "1", "above": middle}
+    expect = [on_value, {**on_value, "name": "on the interval", "confidence": 0.95}]
     second = run(write_spec(tmp_path / "expect", expect), reports=tmp_path / "reports", use_cache=False)
     verdicts = {o.name: o.passed for o in second.outcomes}
     assert verdicts == {"on the value": True, "on the interval": False}

@@ -7,7 +7,7 @@ import pytest
 from probekit.results.events import events_of
 from probekit.cli import main
 from probekit.results.io import metadata
-from probekit.testing.fixtures import WORDS, tiny_encoder, tiny_tokenizer, write_tiny_csv
+from probekit.testing.fixtures import WORDS, tiny_encoder, tiny_spec, tiny_tokenizer, write_tiny_csv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,10 +45,10 @@ data = "eval"
 
 @pytest.fixture
 def spec_file(tmp_path, tiny_models):
-    write_tiny_csv(tmp_path / "eval.csv", 80)
-    path = tmp_path / "tiny.toml"
-    path.write_text(SPEC.format(a=tiny_models[0], b=tiny_models[1]))
-    return path
+    return tiny_spec(tmp_path, tiny_models, examples=80, data={"eval": {"path": "eval.csv", "limit": 60}},
+                     metrics={"attention_js": {}, "svcca": {}},
+                     comparisons=[{"name": "a_vs_b", "a": "a", "b": "b", "data": "eval"},
+                                  {"name": "a_vs_a", "a": "a", "b": "a", "data": "eval"}])
 
 
 def test_run_writes_parquet_and_report(spec_file, tmp_path, capsys):
