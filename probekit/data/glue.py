@@ -21,7 +21,6 @@ test splits) are dropped.
 """
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from probekit.data.example import Example
-from probekit.errors import DataError
+from probekit.errors import DataError, did_you_mean
 
 __all__ = [
     "GLUE_TASKS",
@@ -153,9 +152,10 @@ class GlueFileNotFoundError(FileNotFoundError):
 # --------------------------------------------------------------------- names
 
 
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
+def _did_you_mean(word: str, choices) -> str:
+    """probekit's one did-you-mean (errors.did_you_mean), as a sentence after a message."""
+    hint = did_you_mean(word, choices)
+    return f" {hint[0].upper()}{hint[1:]}" if hint else ""
 
 
 def normalize_task(task: str) -> str:

@@ -27,7 +27,6 @@ See ``docs/tasks.md`` for how each task is built and example lines.
 """
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import random
@@ -35,6 +34,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from probekit.errors import did_you_mean
 from probekit.data.example import Example
 
 __all__ = ["NOISE_RATE", "TASKS", "TaskInfo", "load_task"]
@@ -1667,9 +1667,10 @@ _GENERATORS: dict[str, Callable[[_Rng, str], tuple[str, str | None]]] = {
 }
 
 
-def _did_you_mean(word: str, options) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
+def _did_you_mean(word: str, choices) -> str:
+    """probekit's one did-you-mean (errors.did_you_mean), as a sentence after a message."""
+    hint = did_you_mean(word, choices)
+    return f" {hint[0].upper()}{hint[1:]}" if hint else ""
 
 
 @functools.lru_cache(maxsize=32)
