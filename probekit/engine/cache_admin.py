@@ -30,6 +30,7 @@ from probekit.engine.resultcache import CACHE_INFO_FILE
 from probekit.declare import Invalid, format_size
 from probekit.declare import parse_size as declared_size
 from probekit.errors import ExitCode, UserError
+from probekit.say import say
 from probekit.models.manifest import MANIFEST_FILE, entry_problem, folder_size, last_used, leftover
 from probekit.results.io import RESULTS_FILE, metadata, read_table
 
@@ -262,9 +263,9 @@ def run_verify(root: Path, console: Console) -> ExitCode:
                       "(or delete the folders)", markup=False, highlight=False, soft_wrap=True)
         return ExitCode.EXPECTATIONS_FAILED
     leftovers = [v for v in verdicts if v.entry.kind not in ("finetune", "results")]
-    console.print(f"no corrupt entry: {len(verdicts) - len(leftovers)} entries intact in {root}"
-                  + (f"; {len(leftovers)} leftover folders (`probekit cache prune` removes those of no live process)"
-                     if leftovers else ""), style="green", highlight=False, soft_wrap=True)
+    say(console, f"no corrupt entry: {len(verdicts) - len(leftovers)} entries intact in {root}"
+        + (f"; {len(leftovers)} leftover folders (`probekit cache prune` removes those of no live process)"
+           if leftovers else ""), style="green")
     return ExitCode.OK
 
 
