@@ -163,7 +163,8 @@ class _Reader:
             except Invalid as invalid:
                 self.problem(path, repr(raw), invalid.expected, invalid.hint)
                 return _BAD
-        value = self._typed(annotation, raw, path)
+        rules = [e.expected for e in extras if isinstance(e, Rule)]
+        value = self._typed(annotation, raw, path, rules[-1] if rules else "")
         if value is _BAD:
             return _BAD
         for rule in extras:
@@ -174,7 +175,8 @@ class _Reader:
                 return _BAD
         return value
 
-    def _typed(self, annotation: Any, raw: Any, path: str) -> Any:
+    def _typed(self, annotation: Any, raw: Any, path: str, expected: str = "") -> Any:
+        """``raw`` checked against a type without constraints; ``expected`` (a rule's words) names a mismatch."""
         origin = typing.get_origin(annotation)
         if dataclasses.is_dataclass(annotation):
             return _BAD if (built := self.table(annotation, raw, path)) is None else built
@@ -195,7 +197,7 @@ class _Reader:
         if origin is tuple:
             return self._array(typing.get_args(annotation)[0], raw, path)
         if not _matches(annotation, raw):
-            self.problem(path, f"{type_name(raw)} {raw!r}", describe_type(annotation))
+            self.problem(path, f"{type_name(raw)} {raw!r}", expected or describe_type(annotation))
             return _BAD
         return float(raw) if annotation is float else raw
 
