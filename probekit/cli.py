@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write into a non-empty -o folder that is not an earlier run of the spec "
                           "(replaces results.parquet, verdict.json and *.png there, nothing else)")
     _set_option(command("check", "validate specs without loading any model"), specs_required=True)
-    command("plugins", "list plugins, the metrics and data sources they provide")
+    command("plugins", "list plugins, the metrics, data sources and expectation kinds they provide")
     report = command("report", "re-render the report and figures of a run from its Parquet file", plugins=False)
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     ls = command("ls", "list earlier runs: spec, run id, date, complete or not, models, expectations passed", plugins=False)
@@ -198,7 +198,8 @@ def cmd_plugins(args, console: Console) -> ExitCode:
     for column in ("plugin", "distribution", "version", "provides"):
         table.add_column(column, overflow="fold")
     for plugin in manager.plugins():
-        provides = [*plugin.metrics, *(f"data: {kind}" for kind in plugin.sources)]
+        provides = [*plugin.metrics, *(f"data: {kind}" for kind in plugin.sources),
+                    *(f"expect: {kind}" for kind in plugin.expectations)]
         table.add_row(plugin.name, plugin.origin.distribution, plugin.origin.version, ", ".join(provides) or "hooks")
     console.print(table)
     return ExitCode.OK

@@ -71,6 +71,10 @@ class Expectation:
     def describe(self) -> str:
         return f"{self.key}: {self.assertion}"
 
+    def keywords(self) -> set[str]:
+        """The words ``pytest -k`` matches besides the name: the kind and what it is about."""
+        return {self.kind}
+
     def checked(self, spec: Spec, problem: Report) -> Expectation:
         """This expectation checked against the rest of the spec (problems reported; may load what it needs)."""
         return self
@@ -104,6 +108,9 @@ class LayerExpectation(Expectation):
     metric: str = ""
     layers: LayerSelection = field(default_factory=lambda: parse_layers("all"))
     head: int | None = None
+
+    def keywords(self) -> set[str]:
+        return {self.kind, self.metric, *self.comparisons}
 
     def describe(self) -> str:
         """'svcca of a_vs_b, layers last 2: each above 0.01'."""
@@ -731,6 +738,9 @@ class Learned(Expectation):
 
     def describe(self) -> str:
         return f"models {', '.join(self.models)}: {self.assertion}"
+
+    def keywords(self) -> set[str]:
+        return {self.kind, *self.models}
 
     def checked(self, spec: Spec, problem: Report) -> Learned:
         if not self.models:

@@ -75,6 +75,7 @@ class PluginInfo:
     origin: Origin
     metrics: tuple[str, ...]
     sources: tuple[str, ...]
+    expectations: tuple[str, ...] = ()  # expectation kinds
 
 
 class _StrictPluginManager(pluggy.PluginManager):
@@ -253,7 +254,8 @@ class PluginManager:
         return [
             PluginInfo(name, self.origins[name],
                        tuple(m for m, info in self.metrics.items() if info.plugin == name),
-                       tuple(k for k, p in self.source_plugins.items() if p == name))
+                       tuple(k for k, p in self.source_plugins.items() if p == name),
+                       tuple(k for k, p in self.expectation_plugins.items() if p == name))
             for name, plugin in self.pm.list_name_plugin()
             if plugin is not None and name in self.origins
         ]

@@ -161,7 +161,7 @@ class ExpectationItem(pytest.Item):
         self.expectation = expectation
         self.line = line
         self.add_marker("probekit")
-        self.extra_keyword_matches.update({expectation.metric, expectation.kind, *expectation.comparisons})
+        self.extra_keyword_matches.update(expectation.keywords())
 
     def runtest(self) -> None:
         from probekit.expect.evaluate import evaluate
