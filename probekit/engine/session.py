@@ -202,7 +202,7 @@ class Session:
         if output:
             out = self._output(spec, Path(output), _run_id(table), replace)
             path = out.write(table)
-            failures = [f"{out.failure}; the results are saved in {path} instead"] if out.failure else []
+            failures = [Event("failure", f"{out.failure}; the results are saved in {path} instead")] if out.failure else []
         else:
             path = run_dir / RESULTS_FILE
         self.stderr.print(f"probekit: {spec.name}: nothing changed since run {_run_id(table)}; reusing its results "
