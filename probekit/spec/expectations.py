@@ -35,7 +35,7 @@ def parse_expectations(tables: Any, spec: Spec, kinds: Mapping[str, Any], proble
             problems.append(Problem(key, type_name(table), "a table: [[expect]] with comparison, metric, layers and "
                                     "one assertion"))
             continue
-        expectation = _parse_one(key, table, spec, kinds, problems)
+        expectation = _parse_table(key, table, spec, kinds, problems)
         if expectation is None:
             continue
         if expectation.name in names:
@@ -47,7 +47,7 @@ def parse_expectations(tables: Any, spec: Spec, kinds: Mapping[str, Any], proble
     return expectations
 
 
-def _parse_one(key: str, table: dict, spec: Spec, kinds: Mapping[str, Any], problems: list[Problem]) -> Any:
+def _parse_table(key: str, table: dict, spec: Spec, kinds: Mapping[str, Any], problems: list[Problem]) -> Any:
     chosen = [kind for kind in kinds.values() if any(trigger in table for trigger in kind.triggers)]
     if len(chosen) != 1:
         triggers = ", ".join(" / ".join(kind.triggers) + ("" if name in kind.triggers else f" ({name})")
