@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from probekit.declare import Rule, between, fields_of, non_negative, parse
+from probekit.declare import Convert, Rule, between, fields_of, non_negative, parse
 from probekit.errors import Problem, did_you_mean
 from probekit.expect.evaluate import (
     Missing,
@@ -412,7 +412,7 @@ class Trend(LayerExpectation):
 class ContrastTable:
     """``contrast = { low = "1-4", factor = 3.0 }`` (or ``margin``)."""
 
-    low: str | int
+    low: str | int | tuple[int, ...]  # a layer selection, as `layers` takes it
     factor: Annotated[float, Rule(lambda v: v > 0, "a positive factor (the mean of `layers` >= factor x the mean of "
                                   "`low`)")] | None = None
     margin: float | None = None
@@ -725,12 +725,13 @@ class Learned(Expectation):
 
     kind: ClassVar[str] = "learned"
     triggers: ClassVar[tuple[str, ...]] = ("learned",)
-    learned: tuple[str, ...] | str
+    learned: Annotated[tuple[str, ...], Convert(str | tuple[str, ...], lambda v: (v,) if isinstance(v, str) else tuple(v),
+                                                'a fine-tuned model\'s name or an array of them, e.g. learned = ["seed1", "seed2"]')]
     margin: Annotated[float, between(0, 1, "a fraction of accuracy >= 0 and < 1 (0.05 = 5 points)", open_high=True)] = LEARNED_MARGIN
 
     @property
     def models(self) -> tuple[str, ...]:
-        return (self.learned,) if isinstance(self.learned, str) else tuple(dict.fromkeys(self.learned))
+        return tuple(dict.fromkeys(self.learned))
 
     @property
     def assertion(self) -> str:
