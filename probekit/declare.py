@@ -178,7 +178,7 @@ class _Reader:
     def _typed(self, annotation: Any, raw: Any, path: str, expected: str = "") -> Any:
         """``raw`` checked against a type without constraints; ``expected`` (a rule's words) names a mismatch."""
         origin = typing.get_origin(annotation)
-        if dataclasses.is_dataclass(annotation):
+        if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
             return _BAD if (built := self.table(annotation, raw, path)) is None else built
         if is_union(annotation):
             options = [a for a in typing.get_args(annotation) if a is not type(None)]
