@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 from probekit.errors import Problem, did_you_mean, type_name
 
 SCALAR_TYPES = (bool, int, float, str)
+_PLURALS = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
 _TYPE_WORDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
                dict: "a table"}
 
@@ -104,7 +105,8 @@ def describe_type(annotation: Any) -> str:
     if is_union(annotation):
         return " or ".join(describe_type(a) for a in typing.get_args(annotation) if a is not type(None))
     if origin is tuple:
-        return f"an array of {describe_type(typing.get_args(annotation)[0])}"
+        item = typing.get_args(annotation)[0]
+        return f"an array of {_PLURALS.get(item) or describe_type(item)}"
     if dataclasses.is_dataclass(annotation):
         return "a table"
     return _TYPE_WORDS.get(annotation, getattr(annotation, "__name__", str(annotation)))
@@ -205,8 +207,11 @@ class _Reader:
         if not isinstance(raw, list | tuple):
             self.problem(path, f"{type_name(raw)} {raw!r}", f"an array of {describe_type(item)}")
             return _BAD
-        table_items = dataclasses.is_dataclass(_strip(item)[0])
-        values = [self.value(item, v, f"{path}[{i}]" if table_items else path) for i, v in enumerate(raw)]
+        tables = dataclasses.is_dataclass(_strip(item)[0])
+        if not tables and not all(_matches(item, v) for v in raw):
+            self.problem(path, repr(raw), describe_type(tuple[item, ...]))  # the array as written, not item by item
+            return _BAD
+        values = [self.value(item, v, f"{path}[{i}]" if tables else path) for i, v in enumerate(raw)]
         return _BAD if any(v is _BAD for v in values) else tuple(values)
 
     def table(self, cls: type, raw: Any, path: str, given: Mapping[str, Any] | None = None,

@@ -21,7 +21,7 @@ def unsupported_options(options_cls: type) -> list[str]:
         fields = option_fields(options_cls)
     except (NameError, TypeError) as error:  # an annotation that does not resolve
         return [f"its annotations do not resolve ({error})"]
-    return [f"{name}: {describe_type(annotation)}" for name, (annotation, _) in fields.items()
+    return [f"{name}: {getattr(annotation, '__name__', annotation)}" for name, (annotation, _) in fields.items()
             if not is_supported(annotation)]
 
 

@@ -183,7 +183,7 @@ def test_tuple_options_are_checked_and_given_as_tuples(tmp_path, models):
     spec, _ = Session().load(good)
     assert spec.metrics["mean_shift"].options.layers == (1, 2)
     bad = write_spec(tmp_path, models, plugins=["tuple_option.py"], metrics='[metrics.mean_shift]\nlayers = ["x"]\n')
-    with pytest.raises(SpecError, match=r"metrics.mean_shift.layers: found \['x'\]; expected an array of int"):
+    with pytest.raises(SpecError, match=r"metrics.mean_shift.layers: found \['x'\]; expected an array of integers"):
         Session().load(bad)
 
 
