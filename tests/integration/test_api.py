@@ -278,7 +278,7 @@ def test_a_third_party_metric_in_a_few_lines():
     assert all(row.value == 0 for row in same)
     results = rows_to_results(rows, "mean_gap")
     assert_layers_above(results, "a_vs_b", "mean_gap", "all", 0.0)
-    with pytest.raises(ValueError, match="squared: found 'yes'; expected bool"):
+    with pytest.raises(ValueError, match="squared: found a string 'yes'; expected a boolean"):
         run_metric(MeanGap, model_a, model_b, batches, squared="yes")
 
 
