@@ -36,9 +36,14 @@ class Event:
                    comparison=str(record.get("comparison") or ""), metric=str(record.get("metric") or ""))
 
 
+_LEGACY_KEYS: tuple[tuple[str, EventKind], ...] = (("errors", "error"), ("failures", "failure"), ("warnings", "note"))
+
+
 def events_of(meta: Mapping[str, Any], *kinds: EventKind) -> list[Event]:
     """The events of a results file's metadata, of the given kinds (every kind when none is given)."""
     found = [Event.of(r) for r in meta.get("events") or [] if isinstance(r, Mapping)]
+    # Files written before events (schema 3 and older) kept plain strings: each stays one whole message.
+    found += [Event(kind, str(message)) for key, kind in _LEGACY_KEYS for message in meta.get(key) or []]
     return [e for e in found if not kinds or e.kind in kinds]
 
 

@@ -327,7 +327,7 @@ def test_hf_validate_rejects_an_empty_name(tmp_path):
 
 def test_hf_unknown_option_is_rejected_by_parse_options():
     _, problems = parse_options(HfSource.Options, {"hf": "x", "colums": "y"})
-    assert [p[0] for p in problems] == ["colums"]
+    assert [p.key for p in problems] == ["colums"]
 
 
 def test_hf_load_of_a_missing_dataset_raises_data_error_naming_where(offline):
