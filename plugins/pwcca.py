@@ -13,6 +13,7 @@ class PWCCA(HiddenStateMoments):
     unit = "1 - weighted mean rho"
     estimator = "exact moments"
     direction = "distance"
+    decomposes = True
     of_moments = staticmethod(pwcca_from_moments)
 
 

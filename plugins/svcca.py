@@ -34,6 +34,7 @@ class SVCCA(HiddenStateMoments):
     unit = "1 - mean rho"
     estimator = "exact moments"
     direction = "distance"
+    decomposes = True
     details = {"k_x": int, "k_y": int, "rule": str, "threshold": float}
     Options = Options
 

@@ -27,7 +27,7 @@ from probekit.engine.capture import forward
 from probekit.engine.examples import ExampleStore
 from probekit.engine.plan import ProbeGroup, last_use, plan
 from probekit.engine.progress import make_progress
-from probekit.engine.resampling import Resampled, Resampling
+from probekit.engine.resampling import Resampled, Resampling, draw_together
 from probekit.engine.sharing import SharedStates
 from probekit.declare import format_size
 from probekit.errors import ModelError
@@ -276,7 +276,17 @@ class Prober:
         for comparison in comparisons:
             dropped = shared[comparison.name].settle(metrics[comparison.name], failed[comparison.name])
             measured.errors.extend(Event("error", why, comparison.name, label) for label, why in dropped)
+        self._draw_replicates([m for c in comparisons for m in metrics[c.name].values()], progress)
+        for comparison in comparisons:
             self._record(comparison, metrics[comparison.name], measured, progress)
+
+    def _draw_replicates(self, metrics: list[Metric | Resampled], progress: Progress) -> None:
+        """The pass's bootstrap replicates, every metric's in turn (so that they share decompositions)."""
+        resampled = [m for m in metrics if isinstance(m, Resampled) and len(m.weights)]
+        if resampled:
+            task = progress.add_task(f"bootstrap {len(resampled)} metrics", total=sum(len(m.weights) for m in resampled),
+                                     status="")
+            draw_together(resampled, on_draw=lambda: progress.advance(task))
 
     def _instantiate(self, comparison: ComparisonSpec, loaded: dict[str, loading.LoadedModel], n_examples: int,
                      measured: Measured) -> dict[str, Metric | Resampled]:

@@ -66,6 +66,9 @@ class Resampled:
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.seen = 0
         self.notes: list[str] = []  # why an interval could not be given; the rows stand
+        self.drawn = 0  # bootstrap replicates drawn so far (rows of weights)
+        self.replicate_values: dict[tuple, list[float]] | None = defaultdict(list)  # None: no interval
+        self.failure: Exception | None = None
 
     def update(self, a, b, batch) -> None:
         self.update_nulls(a, b, batch)
@@ -76,7 +79,10 @@ class Resampled:
         else:
             for group in groups.unique().tolist():
                 index = torch.nonzero(groups == group).flatten().to(batch.input_ids.device)
-                self.groups[group].update(a.select(index), b.select(index), batch.select(index))
+                # Every comparison of the pass deals the batch alike: one selection (and its sums) per model and group.
+                key = ("probekit.group", tuple(index.tolist()))
+                self.groups[group].update(a.derived(key, lambda c=a: c.select(index)),
+                                          b.derived(key, lambda c=b: c.select(index)), batch.select(index))
 
     def update_nulls(self, a, b, batch) -> None:
         """Only the permutation null's instances (the groups' state is taken from another metric)."""
@@ -95,18 +101,47 @@ class Resampled:
         """The point rows, with an interval and a p-value where drawn; ``on_draw`` is called after each draw."""
         rows = self.groups[0].finalize() if len(self.groups) == 1 else \
             self.metric_cls.pooled(self.groups, [1] * len(self.groups)).finalize()
-        replicates = (lambda w=weights: self.metric_cls.pooled(self.groups, w.tolist()).finalize()
-                      for weights in self.weights if weights.any())
-        if len(self.weights) and (draws := self._draws(replicates, on_draw, "a bootstrap replicate")):
-            rows = self._with_intervals(rows, draws)
+        while self.drawn < len(self.weights):
+            self.draw_replicates(REPLICATES_AT_ONCE, on_draw)
+        if self.failure is not None:
+            raise self.failure
+        if len(self.weights) and self.replicate_values:
+            rows = self._with_intervals(rows, self.replicate_values)
         if self.nulls and (draws := self._draws((n.finalize for n in self.nulls), on_draw, "a permutation")):
             rows = self._with_p_values(rows, draws)
         return rows
 
+    def draw_replicates(self, count: int, on_draw: Callable[[], None] = lambda: None) -> None:
+        """Draw the next ``count`` bootstrap replicates (``Metric.replicates``, all at once), kept for :meth:`finalize`.
+
+        After a replicate that cannot be measured (MetricError) no more are drawn and the rows get no interval
+        (a note says why); any other exception is kept and raised by :meth:`finalize`.
+        """
+        chunk = self.weights[self.drawn:self.drawn + count]
+        self.drawn += len(chunk)
+        if self.failure is not None or self.replicate_values is None:
+            return
+        chunk = chunk[chunk.any(axis=1)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the point value already gave every warning a draw would repeat
+            try:
+                drawn = self.metric_cls.replicates(self.groups, chunk) if len(chunk) else []
+            except MetricError as error:
+                self.notes.append(f"no confidence interval: a bootstrap replicate could not be measured ({error})")
+                self.replicate_values = None
+                return
+            except Exception as error:  # noqa: BLE001 - a plugin bug, raised where the engine guards finalize
+                self.failure = error
+                return
+        for rows in drawn:
+            for row in rows:
+                self.replicate_values[_cell(row)].append(row.value)
+            on_draw()
+
     @property
     def draws(self) -> int:
-        """How many finalizations :meth:`finalize` runs beyond the point value (for progress)."""
-        return len(self.weights) + len(self.nulls)
+        """How many finalizations :meth:`finalize` has still to run beyond the point value (for progress)."""
+        return len(self.weights) - self.drawn + len(self.nulls)
 
     def _with_intervals(self, rows: list[Row], draws: dict) -> list[Row]:
         level = self.settings.confidence
@@ -142,6 +177,22 @@ class Resampled:
                                   f"{what} could not be measured ({error})")
                 return {}
         return values
+
+
+#: Bootstrap replicates a metric draws at once: what ``Metric.replicates`` holds is this many pooled states of a layer.
+REPLICATES_AT_ONCE = 4
+
+
+def draw_together(metrics: list[Resampled], on_draw: Callable[[], None] = lambda: None) -> None:
+    """Draw the bootstrap replicates of several metrics in turn, a few replicates of each at a time.
+
+    Comparisons of one pass share the deal into groups and the replicate weights, so replicate r of a
+    model's covariance is the same matrix in every comparison (and metric) that holds the model: drawn in
+    turn, it is decomposed once while it is remembered (``functional.decompose_together``).
+    """
+    while any(metric.drawn < len(metric.weights) for metric in metrics):
+        for metric in metrics:
+            metric.draw_replicates(REPLICATES_AT_ONCE, on_draw)
 
 
 def _cell(row: Row) -> tuple[int, int | None, int | None]:

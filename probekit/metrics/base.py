@@ -160,6 +160,17 @@ class Metric:
         """
         raise NotImplementedError
 
+    @classmethod
+    def replicates(cls, parts: Sequence[Metric], weights: Any) -> list[list[Row]]:
+        """The rows of bootstrap replicates: row r of ``weights`` (a replicates x parts integer array) is
+        ``cls.pooled(parts, weights[r]).finalize()``.
+
+        This default pools and finalizes one replicate at a time; a metric can do all of them
+        at once (the moment metrics pool a layer's replicates in one matrix product and
+        decompose their covariances in one batched call). It must return what the default
+        returns, up to the order of float additions.
+        """
+        return [cls.pooled(parts, [int(w) for w in row]).finalize() for row in weights]
 
     def state_key(self) -> Hashable | None:
         """A key equal for two instances whose state would be equal after the same updates, or None.

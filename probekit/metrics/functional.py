@@ -25,13 +25,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import hashlib
 import math
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.weak import WeakIdKeyDictionary
 
 __all__ = [
     "CCAResult",
@@ -39,6 +40,7 @@ __all__ = [
     "Datapoints",
     "FewDatapointsWarning",
     "HSICMoments",
+    "PooledSums",
     "SVCCAResult",
     "attention_js",
     "attention_js_per_example",
@@ -46,6 +48,7 @@ __all__ = [
     "cca",
     "cca_from_moments",
     "datapoints",
+    "decompose_together",
     "debiased_cka",
     "debiased_cka_from_moments",
     "linear_cka",
@@ -176,7 +179,103 @@ class Datapoints:
                                        torch.equal(a.to(torch.float64), b.to(torch.float64)))
 
 
-class CrossMoments:
+class PooledSums:
+    """Streamed float64 sums over datapoints that pool by weighted addition: the base of :class:`CrossMoments`
+    and :class:`HSICMoments`, so that both pool, and pool replicates in bulk, by one algorithm.
+
+    A subclass keeps its sums about per-side offsets and says how to re-express a part about
+    another part's offsets (``_align``), which sums a pool adds (``_summed``) and what a pool
+    copies from the first part (``_adopt``).
+    """
+
+    identical: bool
+    _n: int
+
+    @property
+    def n(self) -> int:
+        """Number of datapoints (rows) seen so far."""
+        return self._n
+
+    def _align(self, parts: list, identical: bool) -> None:
+        """Re-express the filled ``parts`` about the first one's offsets, in place (exact algebra in float64)."""
+        raise NotImplementedError
+
+    def _summed(self, identical: bool) -> tuple[str, ...]:
+        """The names of the sums a pool adds up."""
+        raise NotImplementedError
+
+    def _adopt(self, first, identical: bool) -> None:
+        """Take the offsets (and widths) of ``first``, a part the pool's sums are expressed about."""
+        raise NotImplementedError
+
+    @classmethod
+    def _empty_like(cls, parts: list):
+        pooled = cls()
+        pooled._dx, pooled._dy = (parts[0]._dx, parts[0]._dy) if parts else (None, None)
+        return pooled
+
+    @classmethod
+    def _aligned(cls, parts: list):
+        """(the filled parts, aligned about the first one's offsets; whether every part had x == y)."""
+        filled = [part for part in parts if part.n]
+        identical = all(part.identical for part in filled)
+        if filled:
+            filled[0]._align(filled, identical)
+        return filled, identical
+
+    @classmethod
+    def pooled(cls, parts: list, weights: list[int]):
+        """The sums of every part's datapoints, part i counted ``weights[i]`` times.
+
+        Parts are first re-expressed, in place, about the first part's offsets (exact
+        algebra in float64; what a part measures does not change), so pooling the
+        same parts again is one weighted sum.
+        """
+        pooled = cls._empty_like(parts)
+        used = [(part, w) for part, w in zip(parts, weights, strict=True) if w and part.n]
+        if not used:
+            return pooled
+        filled, identical = cls._aligned(parts)
+        pooled._adopt(filled[0], identical)
+        for name in pooled._summed(identical):
+            total = torch.zeros_like(getattr(filled[0], name))
+            for part, weight in used:  # add_ with alpha: one pass over memory per part, no temporary
+                total.add_(getattr(part, name), alpha=weight)
+            setattr(pooled, name, total)
+        pooled._n = sum(w * part.n for part, w in used)
+        return pooled
+
+    @classmethod
+    def pooled_many(cls, parts: list, weights) -> list:
+        """:meth:`pooled` for every row of ``weights`` (replicates x parts) at once: each sum of
+        the replicates is one matrix product of the weights with the parts' stacked sums.
+
+        The bootstrap's replicates (docs/reference.md); equal to :meth:`pooled` row by row up to
+        the order of the float64 additions.
+        """
+        weights = np.asarray(weights, dtype=np.int64).reshape(-1, len(parts))
+        filled, identical = cls._aligned(parts)
+        counts = np.array([part.n for part in parts], dtype=np.int64)
+        pools = [cls._empty_like(parts) for _ in weights]
+        if not filled:
+            return pools
+        used = [i for i, part in enumerate(parts) if part.n]
+        first = filled[0]
+        matrix = torch.as_tensor(weights[:, used], dtype=torch.float64, device=getattr(first, first._summed(identical)[0]).device)
+        sums = {name: torch.tensordot(matrix, torch.stack([getattr(part, name) for part in filled]), dims=1)
+                for name in first._summed(identical)}
+        for r, pooled in enumerate(pools):
+            n = int(weights[r] @ counts)
+            if n == 0:
+                continue
+            pooled._adopt(first, identical)
+            for name, stacked in sums.items():
+                setattr(pooled, name, stacked[r])
+            pooled._n = n
+        return pools
+
+
+class CrossMoments(PooledSums):
     """Streaming sufficient statistics of paired activations X (n x dx) and Y (n x dy).
 
     Each :meth:`update` adds one batch of rows. Sums are float64 on the device of
@@ -205,11 +304,6 @@ class CrossMoments:
         self._sy: torch.Tensor | None = None
         self._syy: torch.Tensor | None = None
         self._sxy: torch.Tensor | None = None
-
-    @property
-    def n(self) -> int:
-        """Number of datapoints (rows) seen so far."""
-        return self._n
 
     @property
     def dx(self) -> int | None:
@@ -261,33 +355,16 @@ class CrossMoments:
             self._sxy.addmm_(xs.T, ys)
         self._n += x.n
 
-    @classmethod
-    def pooled(cls, parts: list[CrossMoments], weights: list[int]) -> CrossMoments:
-        """The moments of every part's datapoints, part i counted ``weights[i]`` times.
+    def _align(self, parts: list[CrossMoments], identical: bool) -> None:
+        for part in parts:
+            part._rebase(self._shift_x, self._shift_y, keep_y=not identical)
 
-        Parts are first re-expressed, in place, about the first part's offset (exact
-        algebra in float64; what a part measures does not change), so pooling the
-        same parts again, as each bootstrap replicate does, is one weighted sum.
-        """
-        filled = [part for part in parts if part.n]
-        pooled = cls()
-        pooled._dx, pooled._dy = (parts[0].dx, parts[0].dy) if parts else (None, None)
-        used = [(part, w) for part, w in zip(parts, weights, strict=True) if w and part.n]
-        if not used:
-            return pooled
-        pooled.identical = all(part.identical for part in filled)
-        common = filled[0]
-        for part in filled:
-            part._rebase(common._shift_x, common._shift_y, keep_y=not pooled.identical)
-        pooled._shift_x, pooled._shift_y = common._shift_x, common._shift_y
-        sums = ("_sx", "_sxx") if pooled.identical else ("_sx", "_sxx", "_sy", "_syy", "_sxy")
-        for name in sums:
-            total = torch.zeros_like(getattr(common, name))
-            for part, weight in used:  # add_ with alpha: one pass over memory per part, no temporary
-                total.add_(getattr(part, name), alpha=weight)
-            setattr(pooled, name, total)
-        pooled._n = sum(w * part.n for part, w in used)
-        return pooled
+    def _summed(self, identical: bool) -> tuple[str, ...]:
+        return ("_sx", "_sxx") if identical else ("_sx", "_sxx", "_sy", "_syy", "_sxy")
+
+    def _adopt(self, first: CrossMoments, identical: bool) -> None:
+        self.identical = identical
+        self._shift_x, self._shift_y = first._shift_x, first._shift_y
 
     def block(self, x_columns: slice, y_columns: slice) -> CrossMoments:
         """The moments of X's ``x_columns`` against Y's ``y_columns`` (views of these sums, no copy).
@@ -362,7 +439,7 @@ class CrossMoments:
         return cxx, cyy, cxy
 
 
-class HSICMoments:
+class HSICMoments(PooledSums):
     """Streaming sums from which the unbiased HSIC of linear kernels is exact (debiased CKA).
 
     For datapoints x_i (dx) and y_i (dy), with shifted values x'_i = x_i - c_x and
@@ -393,11 +470,6 @@ class HSICMoments:
         self._m: torch.Tensor | None = None  # (D, D)
         self._v: torch.Tensor | None = None  # (D, sides)
         self._q: torch.Tensor | None = None  # (sides, sides)
-
-    @property
-    def n(self) -> int:
-        """Number of datapoints (rows) seen so far."""
-        return self._n
 
     def update(self, x, y) -> None:
         """Add a batch: ``x`` (n_batch x dx) and ``y`` (n_batch x dy), same rows in the same order."""
@@ -431,32 +503,20 @@ class HSICMoments:
         """:meth:`update` with each side's batch as :class:`Datapoints`."""
         self.update(x.x, y.x)
 
-    @classmethod
-    def pooled(cls, parts: list[HSICMoments], weights: list[int]) -> HSICMoments:
-        """The sums of every part's datapoints, part i counted ``weights[i]`` times.
-
-        Parts are first re-expressed, in place, about the first part's offsets (exact
-        algebra in float64; what a part measures does not change), so pooling the same
-        parts again, as each bootstrap replicate does, is one weighted sum.
-        """
-        filled = [part for part in parts if part.n]
-        pooled = cls()
-        pooled._dx, pooled._dy = (parts[0]._dx, parts[0]._dy) if parts else (None, None)
-        used = [(part, w) for part, w in zip(parts, weights, strict=True) if w and part.n]
-        if not used:
-            return pooled
-        pooled.identical = all(part.identical for part in filled)
-        pooled._joint = not pooled.identical
-        for part in filled:
-            if pooled._joint and not part._joint:
+    def _align(self, parts: list[HSICMoments], identical: bool) -> None:
+        for part in parts:
+            if not identical and not part._joint:
                 part._spell_out_y()
-        for part in filled:
-            part._rebase(filled[0]._shift)
-        pooled._shift = filled[0]._shift
-        pooled._m, pooled._v, pooled._q = (sum(w * getattr(part, name) for part, w in used)
-                                           for name in ("_m", "_v", "_q"))
-        pooled._n = sum(w * part.n for part, w in used)
-        return pooled
+        for part in parts:
+            part._rebase(self._shift)
+
+    def _summed(self, identical: bool) -> tuple[str, ...]:
+        return ("_m", "_v", "_q")
+
+    def _adopt(self, first: HSICMoments, identical: bool) -> None:
+        self.identical = identical
+        self._joint = not identical
+        self._shift = first._shift
 
     def hsic(self) -> tuple[float, float, float]:
         """The unbiased HSIC_1 (Song et al. 2012, eq. 5) of linear kernels: (X, X), (Y, Y), (X, Y).
@@ -556,12 +616,17 @@ def _spectrum(cov: torch.Tensor, side: str) -> _Spectrum:
     # n, and float64 eigensolvers are slow or missing on many accelerators.
     with _one_thread():
         lam, vec = torch.linalg.eigh(cov.cpu())
+    return _descending(cov.shape[0], lam, vec, side)
+
+
+def _descending(width: int, lam: torch.Tensor, vec: torch.Tensor, side: str) -> _Spectrum:
+    """The spectrum of eigh's ascending ``lam``, ``vec`` of a ``width`` x ``width`` covariance."""
     lam = lam.flip(0).clamp_min(0.0)
     vec = vec.flip(1)
     # eigh of a covariance resolves eigenvalues only to about eps * lambda_max
     # (exact duplicate neurons measured up to 1.1 eps * lambda_max); the width,
     # floored at 16, leaves a margin even for narrow inputs.
-    tol = max(cov.shape[0], 16) * torch.finfo(torch.float64).eps * lam[0]
+    tol = max(width, 16) * torch.finfo(torch.float64).eps * lam[0]
     lam = torch.where(lam > tol, lam, 0.0)
     rank = int((lam > 0).sum())
     if rank == 0:
@@ -572,21 +637,73 @@ def _spectrum(cov: torch.Tensor, side: str) -> _Spectrum:
     return _Spectrum(lam, vec, rank)
 
 
-#: Each side's spectrum by the sums it was computed from (never changed in place): comparisons sharing
-#: a model hold the same sums of it (Datapoints.sums), and SVCCA, PWCCA and CCA of one comparison the
-#: same moments (Metric.take_state), so each covariance is decomposed once. Entries go with their sums.
-_SPECTRA = WeakIdKeyDictionary()
+#: Covariance spectra by the covariance's content (a digest of its float64 bytes), most recently used
+#: last. The same covariance recurs: comparisons sharing a model hold the same sums of it
+#: (Datapoints.sums) and see the same bootstrap replicates of it (the same deal and weights), and
+#: SVCCA, PWCCA and CCA of one comparison the same moments (Metric.take_state), so each is decomposed
+#: once while it stays here. Bounded by :data:`SPECTRUM_MEMO_BYTES`.
+_SPECTRA: OrderedDict[tuple, _Spectrum] = OrderedDict()
+
+#: What the spectra kept for reuse may hold (float64 eigenvectors: 1.2 MB at d = 384, 8.4 MB at d = 1024).
+SPECTRUM_MEMO_BYTES = 256 * 2**20
 
 
-def _spectra(moments: CrossMoments, cxx: torch.Tensor, cyy: torch.Tensor) -> tuple[_Spectrum, _Spectrum]:
-    """The spectra of ``moments.covariances()``' cxx and cyy, each decomposed once per state of its sums."""
-    _, sxx, _, syy, _, _ = moments._y_sums()
+def _content_key(cov: torch.Tensor) -> tuple:
+    digest = hashlib.blake2b(cov.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
+    return tuple(cov.shape), digest
+
+
+def _remember(key: tuple, spectrum: _Spectrum) -> None:
+    _SPECTRA[key] = spectrum
+    held = sum(8 * (s.eigenvectors.numel() + s.eigenvalues.numel()) for s in _SPECTRA.values())
+    while held > SPECTRUM_MEMO_BYTES and len(_SPECTRA) > 1:
+        _, gone = _SPECTRA.popitem(last=False)
+        held -= 8 * (gone.eigenvectors.numel() + gone.eigenvalues.numel())
+
+
+def _spectra(cxx: torch.Tensor, cyy: torch.Tensor) -> tuple[_Spectrum, _Spectrum]:
+    """The spectra of covariances ``cxx`` and ``cyy``, each decomposed once while it is remembered."""
     spectra = []
-    for sums, cov, side in ((sxx, cxx, "X"), (syy, cyy, "Y")):
-        if sums not in _SPECTRA:
-            _SPECTRA[sums] = _spectrum(cov, side)
-        spectra.append(_SPECTRA[sums])
+    for cov, side in ((cxx, "X"), (cyy, "Y")):
+        key = _content_key(cov)
+        if key in _SPECTRA:
+            _SPECTRA.move_to_end(key)
+        else:
+            _remember(key, _spectrum(cov, side))
+        spectra.append(_SPECTRA[key])
     return spectra[0], spectra[1]
+
+
+def decompose_together(pools: list[CrossMoments]) -> None:
+    """Decompose the covariances of many moments (a layer's bootstrap replicates) in one batched float64
+    ``eigh`` per width, on the device the sums live on, ahead of the metric that reads them.
+
+    The spectra are remembered by content, so :func:`svcca_from_moments`, :func:`pwcca_from_moments` and
+    :func:`cca_from_moments` of these moments then decompose nothing; moments whose covariances fail
+    (too few datapoints, NaN) are left to those functions, which say why.
+    """
+    pending: dict[tuple, torch.Tensor] = {}
+    for moments in pools:
+        if moments.n < 2 or moments.dx is None:
+            continue
+        try:
+            cxx, cyy, _ = moments.covariances()
+        except ValueError:
+            continue
+        for cov in (cxx, cyy):
+            key = _content_key(cov)
+            if key not in _SPECTRA:
+                pending.setdefault(key, cov)
+    by_width: dict[tuple, list[tuple]] = {}
+    for key, cov in pending.items():
+        by_width.setdefault((cov.shape[0], cov.device), []).append(key)
+    for (width, _), keys in by_width.items():
+        with _one_thread():
+            lam, vec = torch.linalg.eigh(torch.stack([pending[key] for key in keys]))
+        lam, vec = lam.cpu(), vec.cpu()
+        for i, key in enumerate(keys):
+            with contextlib.suppress(ValueError):  # rank 0: the metric raises it with its context
+                _remember(key, _descending(width, lam[i], vec[i], "X"))
 
 
 def _check_datapoints(n: int, dx: int | None, dy: int | None) -> None:
@@ -671,7 +788,7 @@ def svcca_from_moments(
     n = moments.n
     _check_datapoints(n, moments.dx, moments.dy)
     cxx, cyy, cxy = moments.covariances()
-    spec_x, spec_y = _spectra(moments, cxx, cyy)
+    spec_x, spec_y = _spectra(cxx, cyy)
 
     if k is None:
         kx = _choose_k(spec_x, rule, threshold)
@@ -717,7 +834,7 @@ def cca_from_moments(moments: CrossMoments) -> CCAResult:
     n = moments.n
     _check_datapoints(n, moments.dx, moments.dy)
     cxx, cyy, cxy = moments.covariances()
-    spec_x, spec_y = _spectra(moments, cxx, cyy)
+    spec_x, spec_y = _spectra(cxx, cyy)
     if moments.identical:
         rho = np.ones(min(spec_x.rank, spec_y.rank))
     else:
@@ -780,7 +897,7 @@ def pwcca_from_moments(moments: CrossMoments) -> float:
     if moments.identical:
         return 0.0
     cxx, cyy, cxy = moments.covariances()
-    spec_x, spec_y = _spectra(moments, cxx, cyy)
+    spec_x, spec_y = _spectra(cxx, cyy)
     rank_x, rank_y = _resolved_rank(spec_x), _resolved_rank(spec_y)
     wx = spec_x.eigenvectors[:, :rank_x] / spec_x.eigenvalues[:rank_x].sqrt()
     wy = spec_y.eigenvectors[:, :rank_y] / spec_y.eigenvalues[:rank_y].sqrt()

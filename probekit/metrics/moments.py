@@ -11,10 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 
 from probekit.metrics.base import Metric, MetricContext, MetricError, Row
-from probekit.metrics.functional import CrossMoments, Datapoints, datapoints
+from probekit.metrics.functional import CrossMoments, Datapoints, datapoints, decompose_together
 from probekit.metrics.tensors import Batch, Capture
 
 
@@ -46,6 +47,9 @@ class HiddenStateMoments(Metric):
     #: What each layer streams into: anything with ``add(x, y)`` of two :class:`Datapoints` and the classmethod
     #: ``pooled(parts, weights)``.
     accumulator: ClassVar[type] = CrossMoments
+    #: Whether ``layer_row`` decomposes each side's covariance (SVCCA, PWCCA, CCA): bootstrap replicates
+    #: then decompose a layer's covariances in one batched call (``functional.decompose_together``).
+    decomposes: ClassVar[bool] = False
 
     def __init__(self, options: Any, context: MetricContext) -> None:
         super().__init__(options, context)
@@ -82,6 +86,34 @@ class HiddenStateMoments(Metric):
     @classmethod
     def pooled(cls, parts: Sequence[HiddenStateMoments], weights: Sequence[int]) -> HiddenStateMoments:
         return pooled_layer_moments(parts, weights)
+
+    @classmethod
+    def replicates(cls, parts: Sequence[HiddenStateMoments], weights: Any) -> list[list[Row]]:
+        """:meth:`Metric.replicates`, layer by layer: the layer's replicates pooled in one matrix product
+        (``PooledSums.pooled_many``) and, for a metric that ``decomposes`` its covariances, those
+        decomposed in one batched call (``functional.decompose_together``) before each replicate's
+        ``layer_row``. Memory: one layer's replicates at a time. A metric that overrides ``finalize``
+        gets the default."""
+        weights = np.asarray(weights, dtype=np.int64).reshape(-1, len(parts))
+        if cls.finalize is not HiddenStateMoments.finalize:
+            return super().replicates(parts, weights)
+        counts = np.array([part.n_examples for part in parts], dtype=np.int64)
+        replicas = []
+        for row in weights:
+            replica = copy.copy(parts[0])
+            replica.n_examples = int(row @ counts)
+            replicas.append(replica)
+        rows: list[list[Row]] = [[] for _ in replicas]
+        for layer, states in enumerate(zip(*(part.moments for part in parts))):
+            pools = type(states[0]).pooled_many(list(states), weights)
+            if cls.decomposes:
+                decompose_together(pools)
+            for replica, moments, out in zip(replicas, pools, rows, strict=True):
+                try:
+                    out.append(replica.layer_row(layer, moments))
+                except ValueError as error:
+                    raise MetricError(f"layer {layer}: {error}") from error
+        return rows
 
     def finalize(self) -> list[Row]:
         rows = []
