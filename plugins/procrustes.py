@@ -3,7 +3,7 @@ representation is from the best rotation of the other's (0 = identical up to rot
 from __future__ import annotations
 
 import probekit
-from probekit.metrics.functional import procrustes_from_moments
+from probekit.metrics.functional import CrossProducts, procrustes_from_moments
 from probekit.metrics.moments import HiddenStateMoments
 
 
@@ -14,6 +14,7 @@ class Procrustes(HiddenStateMoments):
     estimator = "exact moments"
     direction = "distance"
     of_moments = staticmethod(procrustes_from_moments)
+    accumulator = CrossProducts  # X^T Y and two traces: one product per batch, and defined for n <= d
 
 
 @probekit.hookimpl

@@ -37,6 +37,7 @@ import torch
 __all__ = [
     "CCAResult",
     "CrossMoments",
+    "CrossProducts",
     "Datapoints",
     "FewDatapointsWarning",
     "HSICMoments",
@@ -437,6 +438,96 @@ class CrossMoments(PooledSums):
         if not all(torch.isfinite(c).all() for c in (cxx, cyy, cxy)):
             raise ValueError("activations contain NaN or infinite values")
         return cxx, cyy, cxy
+
+    def cross_covariance_and_traces(self) -> tuple[torch.Tensor, float, float]:
+        """Cxy (dx x dy, ddof = 1), tr Cxx and tr Cyy, float64 (what the Procrustes distance needs)."""
+        cxx, cyy, cxy = self.covariances()
+        return cxy, float(torch.trace(cxx)), float(torch.trace(cyy))
+
+
+class CrossProducts(PooledSums):
+    """Streaming sums from which the orthogonal Procrustes distance is exact: X^T Y and each side's
+    sum and sum of squared norms (the traces of the covariances), not X^T X and Y^T Y.
+
+    One d_x x d_y product per batch instead of three; offsets and pooling as :class:`CrossMoments`.
+    ``identical`` stays True while every batch had x exactly equal to y.
+    """
+
+    def __init__(self) -> None:
+        self.identical = True
+        self._n = 0
+        self._dx: int | None = None
+        self._dy: int | None = None
+        self._shift_x: torch.Tensor | None = None
+        self._shift_y: torch.Tensor | None = None
+        self._sx = self._sy = self._sxy = self._qx = self._qy = None
+
+    @property
+    def dx(self) -> int | None:
+        return self._dx
+
+    @property
+    def dy(self) -> int | None:
+        return self._dy
+
+    def update(self, x, y) -> None:
+        """Add a batch: ``x`` (n_batch x dx) and ``y`` (n_batch x dy), same rows in the same order."""
+        x, y = _checked_batch(x, y, self._dx, self._dy, self._shift_x)
+        self.add(Datapoints(x), Datapoints(y))
+
+    def add(self, x: Datapoints, y: Datapoints) -> None:
+        """:meth:`update` with each side's batch as :class:`Datapoints`."""
+        _checked_batch(x.x, y.x, self._dx, self._dy, self._shift_x)
+        if self._dx is None:
+            self._dx, self._dy = x.x.shape[1], y.x.shape[1]
+        if x.n == 0:
+            return
+        self.identical = self.identical and (x is y or x.equals(y))
+        if self._n == 0:
+            self._shift_x, self._shift_y = x.shift, y.shift
+        xs, ys = x.rows(self._shift_x), y.rows(self._shift_y)
+        if self._sxy is None:
+            self._sxy = xs.new_zeros(self._dx, self._dy)
+            self._sx, self._sy = xs.new_zeros(self._dx), ys.new_zeros(self._dy)
+            self._qx, self._qy = xs.new_zeros(()), ys.new_zeros(())
+        self._sxy = torch.addmm(self._sxy, xs.T, ys)
+        self._sx, self._sy = self._sx + xs.sum(dim=0), self._sy + ys.sum(dim=0)
+        self._qx, self._qy = self._qx + xs.square().sum(), self._qy + ys.square().sum()
+        self._n += x.n
+
+    def _align(self, parts: list[CrossProducts], identical: bool) -> None:
+        for part in parts:
+            part._rebase(self._shift_x, self._shift_y)
+
+    def _summed(self, identical: bool) -> tuple[str, ...]:
+        return ("_sx", "_sy", "_sxy", "_qx", "_qy")
+
+    def _adopt(self, first: CrossProducts, identical: bool) -> None:
+        self.identical = identical
+        self._shift_x, self._shift_y = first._shift_x, first._shift_y
+
+    def _rebase(self, shift_x: torch.Tensor, shift_y: torch.Tensor) -> None:
+        """Re-express the sums about new offsets (out of place: the sums may be inference tensors)."""
+        if shift_x is self._shift_x and shift_y is self._shift_y:
+            return
+        dx, dy, n = self._shift_x - shift_x, self._shift_y - shift_y, self._n
+        self._sxy = self._sxy + torch.outer(dx, self._sy) + torch.outer(self._sx, dy) + n * torch.outer(dx, dy)
+        self._qx = self._qx + 2 * dx @ self._sx + n * dx @ dx
+        self._qy = self._qy + 2 * dy @ self._sy + n * dy @ dy
+        self._sx, self._sy = self._sx + n * dx, self._sy + n * dy
+        self._shift_x, self._shift_y = shift_x, shift_y
+
+    def cross_covariance_and_traces(self) -> tuple[torch.Tensor, float, float]:
+        """Cxy (dx x dy, ddof = 1), tr Cxx and tr Cyy, float64."""
+        if self._n < 2:
+            raise ValueError(f"covariances need at least 2 datapoints; got n={self._n}")
+        n = self._n
+        mx, my = self._sx / n, self._sy / n
+        cxy = (self._sxy - n * torch.outer(mx, my)) / (n - 1)
+        traces = [float((q - n * m @ m) / (n - 1)) for q, m in ((self._qx, mx), (self._qy, my))]
+        if not (torch.isfinite(cxy).all() and all(math.isfinite(t) for t in traces)):
+            raise ValueError("activations contain NaN or infinite values")
+        return cxy, traces[0], traces[1]
 
 
 class HSICMoments(PooledSums):
@@ -919,20 +1010,22 @@ def _resolved_rank(spec: _Spectrum) -> int:
     return int((spec.eigenvalues[: spec.rank] > RESOLVED_VARIANCE * spec.eigenvalues[0]).sum())
 
 
-def procrustes_from_moments(moments: CrossMoments) -> float:
+def procrustes_from_moments(moments: CrossProducts | CrossMoments) -> float:
     """Orthogonal Procrustes distance of centred representations scaled to unit Frobenius norm.
 
     min over orthogonal Q of ||X/||X|| - Y Q/||Y|| ||_F^2 = 2 - 2 ||X^T Y||_* / (||X|| ||Y||),
     with X and Y centred (Ding et al. 2021's "Procrustes"); from the moments:
-    2 - 2 ||Cxy||_* / sqrt(tr Cxx tr Cyy). 0 for identical inputs, at most 2.
+    2 - 2 ||Cxy||_* / sqrt(tr Cxx tr Cyy). 0 for identical inputs, at most 2. Defined for any
+    n >= 2, also with fewer datapoints than neurons (unlike CCA, nothing is inverted).
     """
-    _check_datapoints(moments.n, moments.dx, moments.dy)
-    if moments.identical:
-        return 0.0
-    cxx, cyy, cxy = moments.covariances()
-    scale = math.sqrt(float(torch.trace(cxx)) * float(torch.trace(cyy)))
+    if moments.dx is None or moments.dy is None:
+        raise ValueError("no activations were added: call update first")
+    cxy, trace_x, trace_y = moments.cross_covariance_and_traces()
+    scale = math.sqrt(trace_x * trace_y)
     if scale == 0.0:
         raise ValueError("a side is constant over the datapoints (zero variance): the Procrustes distance is undefined")
+    if moments.identical:
+        return 0.0
     with _one_thread():
         nuclear = float(torch.linalg.svdvals(cxy.cpu()).sum())
     return max(0.0, 2.0 - 2.0 * nuclear / scale)
@@ -944,8 +1037,11 @@ def pwcca(x, y) -> float:
 
 
 def procrustes(x, y) -> float:
-    """Procrustes distance between ``x`` (n x dx) and ``y`` (n x dy); see :func:`procrustes_from_moments`."""
-    return procrustes_from_moments(_moments_of(x, y))
+    """Procrustes distance between ``x`` (n x dx) and ``y`` (n x dy); see :func:`procrustes_from_moments`.
+
+    Streams only X^T Y and each side's sums (:class:`CrossProducts`).
+    """
+    return procrustes_from_moments(_moments_of(x, y, CrossProducts))
 
 
 def linear_cka_from_moments(moments: CrossMoments) -> float:

@@ -7,6 +7,9 @@ import torch
 
 from probekit.metrics.functional import (
     CrossMoments,
+    CrossProducts,
+    pwcca as pwcca_of,
+    svcca,
     procrustes,
     procrustes_from_moments,
     pwcca,
@@ -85,6 +88,36 @@ def test_values_do_not_depend_on_how_the_rows_are_batched(measure):
         streamed.update(x[start : start + 37], y[start : start + 37])
     from_moments = {procrustes: procrustes_from_moments, pwcca: pwcca_from_moments}[measure]
     assert from_moments(streamed) == pytest.approx(measure(x, y), abs=1e-12)
+
+
+@pytest.mark.parametrize(("n", "dx", "dy"), [(60, 128, 128), (5, 40, 30), (2, 3, 3)])
+def test_procrustes_is_measured_with_fewer_datapoints_than_neurons(n, dx, dy):
+    """Nothing is inverted, so the distance exists for any n >= 2 (scipy returns it on a 60 x 128 input too)."""
+    x, y = RNG.standard_normal((n, dx)), RNG.standard_normal((n, dy))
+    assert procrustes(x, y) == pytest.approx(direct_procrustes(x, y), abs=1e-9)
+
+
+def test_the_cca_family_still_refuses_fewer_datapoints_than_neurons():
+    x, y = RNG.standard_normal((60, 128)), RNG.standard_normal((60, 128))
+    for measure in (lambda: svcca(x, y), lambda: pwcca_of(x, y)):
+        with pytest.raises(ValueError, match="CCA is meaningless"):
+            measure()
+
+
+def test_procrustes_streams_and_pools_only_the_cross_products():
+    """CrossProducts keeps X^T Y and two traces; streamed in batches and pooled with weights it equals the direct value."""
+    x, y = CASES["offset_means"]
+    parts = [CrossProducts() for _ in range(3)]
+    for i, start in enumerate(range(0, 600, 200)):
+        for chunk in range(start, start + 200, 70):
+            parts[i].update(x[chunk:min(chunk + 70, start + 200)], y[chunk:min(chunk + 70, start + 200)])
+    assert parts[0]._sxy.shape == (8, 8) and not hasattr(parts[0], "_sxx")
+    pooled = CrossProducts.pooled(parts, [2, 0, 1])
+    repeated = np.concatenate([x[:200], x[:200], x[400:]]), np.concatenate([y[:200], y[:200], y[400:]])
+    assert procrustes_from_moments(pooled) == pytest.approx(direct_procrustes(*repeated), abs=1e-12)
+    many = CrossProducts.pooled_many(parts, [[2, 0, 1], [1, 1, 1]])
+    assert procrustes_from_moments(many[0]) == pytest.approx(procrustes_from_moments(pooled), abs=1e-12)
+    assert procrustes_from_moments(many[1]) == pytest.approx(direct_procrustes(x, y), abs=1e-12)
 
 
 def test_procrustes_of_a_constant_side_is_an_error():
