@@ -35,6 +35,8 @@ class AttentionJS(probekit.Metric):
     layers = "attentions"
     per_head = True
     estimator = "per-example means"
+    interval = "percentile"  # a mean over examples: unbiased, no shift to correct
+    value_range = (0.0, None)
     Options = Options
 
     def __init__(self, options: Options, context) -> None:

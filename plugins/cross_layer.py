@@ -55,6 +55,10 @@ class CrossLayer(HiddenStateMoments):
     def direction_of(cls, options: Options) -> str:
         return MEASURES[options.measure][1]
 
+    @classmethod
+    def range_of(cls, options: Options) -> tuple[float, float]:
+        return (0.0, 2.0) if options.measure == "procrustes" else (0.0, 1.0)
+
     def __init__(self, options: Options, context) -> None:
         super().__init__(options, context)
         self.moments = [CrossMoments()]  # one for all layers side by side; pooling treats it as one "layer"

@@ -26,6 +26,7 @@ class DebiasedCKA(HiddenStateMoments):
     description = "debiased CKA (unbiased HSIC) of hidden states, per layer (0 = embeddings)"
     unit = "CKA (unbiased HSIC)"
     estimator = "exact moments"
+    value_range = (-1.0, 1.0)
     direction = "similarity"
     Options = Options
     of_moments = staticmethod(debiased_cka_from_moments)

@@ -12,6 +12,7 @@ class LinearCKA(HiddenStateMoments):
     description = "linear CKA of hidden states, per layer (0 = embeddings)"
     unit = "CKA"
     estimator = "exact moments"
+    value_range = (0.0, 1.0)
     direction = "similarity"
     of_moments = staticmethod(linear_cka_from_moments)
 

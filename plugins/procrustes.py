@@ -12,6 +12,7 @@ class Procrustes(HiddenStateMoments):
     description = "orthogonal Procrustes distance of hidden states, per layer (0 = embeddings)"
     unit = "2 - 2 ||X'Y||_*"
     estimator = "exact moments"
+    value_range = (0.0, 2.0)
     direction = "distance"
     of_moments = staticmethod(procrustes_from_moments)
     accumulator = CrossProducts  # X^T Y and two traces: one product per batch, and defined for n <= d

@@ -12,6 +12,7 @@ class PWCCA(HiddenStateMoments):
     description = "PWCCA distance of hidden states, per layer (0 = embeddings)"
     unit = "1 - weighted mean rho"
     estimator = "exact moments"
+    value_range = (0.0, 1.0)
     direction = "distance"
     decomposes = True
     of_moments = staticmethod(pwcca_from_moments)

@@ -33,6 +33,7 @@ class SVCCA(HiddenStateMoments):
     description = "SVCCA distance of hidden states, per layer (0 = embeddings)"
     unit = "1 - mean rho"
     estimator = "exact moments"
+    value_range = (0.0, 1.0)
     direction = "distance"
     decomposes = True
     details = {"k_x": int, "k_y": int, "rule": str, "threshold": float}

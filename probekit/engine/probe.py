@@ -564,7 +564,7 @@ def _metric_entry(spec: Spec, metric: MetricSpec, manager: PluginManager) -> dic
     cls = metric.metric_class
     run = spec.run
     bootstrap = run.bootstrap and supports_bootstrap(cls)
-    interval = {"method": "random-groups Poisson bootstrap, basic interval", "replicates": run.bootstrap,
+    interval = {"method": f"random-groups Poisson bootstrap, {cls.interval} interval", "replicates": run.bootstrap,
                 "groups": run.bootstrap_groups, "confidence": run.confidence} if bootstrap else None
     return {"metric": metric.metric, "unit": cls.unit_of(metric.options), "direction": cls.direction_of(metric.options),
             "layers": cls.layers, "per_head": cls.per_head, "estimator": cls.estimator, "interval": interval,

@@ -5,11 +5,18 @@ of (nearly) equal size, and each group feeds its own instance of the metric. The
 point value pools every group once; replicate r pools group g with a Poisson(1)
 weight (the Poisson bootstrap, drawn over groups rather than single examples, so
 memory is G metric states however many replicates are drawn). The interval is the
-basic (reverse-percentile) interval [2v - q_high, 2v - q_low] of the R replicate
-values around the point value v: CCA-family and CKA estimates are biased by the
-sample size, replicates (which repeat examples) are biased the same way once
-more, and the basic interval corrects for that shift where the percentile
-interval would double it.
+metric's ``interval``: the basic (reverse-percentile) interval [2v - q_high, 2v - q_low]
+of the R replicate values around the point value v for the moment metrics
+(CCA-family and CKA estimates are biased by the sample size, replicates, which
+repeat examples, are biased the same way once more, and the basic interval corrects
+for that shift where the percentile interval would double it), the percentile
+interval [q_low, q_high] for means over examples; either clipped to the metric's
+``value_range``. Each row records the bootstrap bias (mean of the replicates minus
+v), and a value outside its own interval, or fewer than FEW_GROUPS groups, is noted.
+Replicates are drawn a few at a time through ``Metric.replicates`` (the moment
+metrics pool and decompose them in bulk), every metric of a pass in turn
+(:func:`draw_together`), so a covariance that recurs across comparisons is
+decomposed once.
 
 The permutation null: P more instances see every batch with the pairing of the
 two models' datapoints shuffled within the batch; the p-value is
@@ -55,6 +62,8 @@ class Resampled:
         self.metric_cls = metric_cls
         self.details = metric_cls.details
         self.direction = metric_cls.direction_of(options)
+        self.interval = metric_cls.interval
+        self.value_range = metric_cls.range_of(options)
         self.settings = settings
         bootstrap = settings.replicates > 0 and supports_bootstrap(metric_cls)
         count = max(1, min(settings.groups, n_examples)) if bootstrap else 1
@@ -69,6 +78,9 @@ class Resampled:
         self.drawn = 0  # bootstrap replicates drawn so far (rows of weights)
         self.replicate_values: dict[tuple, list[float]] | None = defaultdict(list)  # None: no interval
         self.failure: Exception | None = None
+        if bootstrap and count < FEW_GROUPS:
+            self.notes.append(f"the interval resamples only {count} groups of examples (bootstrap_groups = {settings.groups}, "
+                              f"{n_examples} examples); below {FEW_GROUPS} groups the bootstrap's quantiles are noisy")
 
     def update(self, a, b, batch) -> None:
         self.update_nulls(a, b, batch)
@@ -144,11 +156,27 @@ class Resampled:
         return len(self.weights) - self.drawn + len(self.nulls)
 
     def _with_intervals(self, rows: list[Row], draws: dict) -> list[Row]:
+        """Each row with its interval (the metric's ``interval`` method, clipped to its range) and bias estimate;
+        a note for each value that falls outside its own interval."""
         level = self.settings.confidence
         quantiles = ((1 - level) / 2, (1 + level) / 2)
-        bounds = {key: np.quantile(values, quantiles) for key, values in draws.items()}
-        return [replace(row, ci_low=2 * row.value - float(bounds[key][1]), ci_high=2 * row.value - float(bounds[key][0]))
-                if (key := _cell(row)) in bounds else row for row in rows]
+        lowest, highest = self.value_range
+        out = []
+        for row in rows:
+            values = draws.get(_cell(row))
+            if not values:
+                out.append(row)
+                continue
+            q_low, q_high = (float(q) for q in np.quantile(values, quantiles))
+            low, high = (q_low, q_high) if self.interval == "percentile" else (2 * row.value - q_high, 2 * row.value - q_low)
+            low, high = max(low, lowest) if lowest is not None else low, min(high, highest) if highest is not None else high
+            bias = float(np.mean(values)) - row.value
+            if not low <= row.value <= high:
+                self.notes.append(f"{_where(row)}: the value {row.value:.4g} lies outside its interval [{low:.4g}, {high:.4g}]"
+                                  f" (bootstrap bias {bias:+.2g}: the estimate is biased at this sample size; more "
+                                  "datapoints per neuron shrink it)")
+            out.append(replace(row, ci_low=low, ci_high=high, ci_bias=bias))
+        return out
 
     def _with_p_values(self, rows: list[Row], draws: dict) -> list[Row]:
         similarity = self.direction == "similarity"
@@ -179,6 +207,9 @@ class Resampled:
         return values
 
 
+#: Fewer groups than this make the bootstrap's quantiles noisy (docs/reference.md): a note says so.
+FEW_GROUPS = 20
+
 #: Bootstrap replicates a metric draws at once: what ``Metric.replicates`` holds is this many pooled states of a layer.
 REPLICATES_AT_ONCE = 4
 
@@ -193,6 +224,12 @@ def draw_together(metrics: list[Resampled], on_draw: Callable[[], None] = lambda
     while any(metric.drawn < len(metric.weights) for metric in metrics):
         for metric in metrics:
             metric.draw_replicates(REPLICATES_AT_ONCE, on_draw)
+
+
+def _where(row: Row) -> str:
+    """The row's place in words: layer (and model b's layer, head)."""
+    return f"layer {row.layer}" + (f" x layer_b {row.layer_b}" if row.layer_b is not None else "") + \
+        (f" head {row.head}" if row.head is not None else "")
 
 
 def _cell(row: Row) -> tuple[int, int | None, int | None]:

@@ -26,6 +26,7 @@ class AttentionChange(Metric):
     layers = "attentions"
     per_head = True
     estimator = "per-example means"
+    interval = "percentile"  # a difference of means over examples: unbiased, no shift to correct
     statistic: ClassVar[str]
 
     def __init__(self, options: Any, context: MetricContext) -> None:

@@ -35,6 +35,10 @@ NEEDS = frozenset({"hidden_states", "attentions", "attention_rows", "models"})
 Direction = Literal["distance", "similarity"]
 DIRECTIONS: tuple[str, ...] = ("distance", "similarity")
 
+#: How a bootstrap interval is read off the replicates (docs/reference.md).
+Interval = Literal["basic", "percentile"]
+INTERVALS: tuple[str, ...] = ("basic", "percentile")
+
 #: Which layers a metric reports: hidden states are numbered 0 (the embeddings)
 #: to L; attention maps 1 to L (the embeddings attend to nothing).
 LayerRange = Literal["hidden_states", "attentions"]
@@ -61,8 +65,9 @@ class Row:
     in ``Metric.details`` (for SVCCA: ``k_x``, ``k_y``); each becomes a column.
     ``layer_b`` is set by metrics that compare every layer of model a (``layer``)
     with every layer of model b (a cross-layer matrix); None otherwise.
-    ``ci_low``, ``ci_high`` (the bootstrap interval) and ``p_value`` (the
-    permutation null's) are filled in by probekit, never by a metric.
+    ``ci_low``, ``ci_high`` (the bootstrap interval), ``ci_bias`` (the bootstrap's
+    estimate of the value's bias: the replicates' mean minus the value) and ``p_value``
+    (the permutation null's) are filled in by probekit, never by a metric.
     """
 
     layer: int
@@ -75,6 +80,7 @@ class Row:
     ci_low: float | None = None
     ci_high: float | None = None
     p_value: float | None = None
+    ci_bias: float | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,11 @@ class Metric:
     details: ClassVar[Mapping[str, type]] = {}
     estimator: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
+    #: The bootstrap interval it gets (docs/reference.md): "basic", [2v - q_hi, 2v - q_lo], for a statistic
+    #: biased by the sample size (the CCA family, CKA), or "percentile", [q_lo, q_hi], for means over examples.
+    interval: ClassVar[Interval] = "basic"
+    #: The values it can take, (lowest, highest), None where unbounded: no interval bound lies outside.
+    value_range: ClassVar[tuple[float | None, float | None]] = (None, None)
 
     def __init__(self, options: Any, context: MetricContext) -> None:
         self.options = options
@@ -135,6 +146,11 @@ class Metric:
     def unit_of(cls, options: Any) -> str:
         """The unit of the values under these options (``unit`` unless an option changes it)."""
         return cls.unit
+
+    @classmethod
+    def range_of(cls, options: Any) -> tuple[float | None, float | None]:
+        """The values it can take under these options (``value_range`` unless an option changes it)."""
+        return cls.value_range
 
     @classmethod
     def direction_of(cls, options: Any) -> Direction:

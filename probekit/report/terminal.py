@@ -80,9 +80,15 @@ def layer_values(table: pa.Table) -> dict[tuple[str, str], dict[int, float]]:
     return series
 
 
+def large_bias(row: dict) -> bool:
+    """Whether the bootstrap's bias estimate is large against the interval: over a quarter of its width."""
+    bias = row.get("ci_bias")
+    return bias is not None and abs(bias) > (row["ci_high"] - row["ci_low"]) / 4
+
+
 def layer_marks(table: pa.Table) -> dict[tuple[str, str, int], str]:
     """(comparison, metric, layer) -> what the report adds after a layer's value: its interval, p-value, seed spread."""
-    wanted = [c for c in ("ci_low", "ci_high", "p_value", "above_seed_spread") if c in table.column_names]
+    wanted = [c for c in ("ci_low", "ci_high", "ci_bias", "p_value", "above_seed_spread") if c in table.column_names]
     if not wanted:
         return {}
     marks = {}
@@ -90,6 +96,8 @@ def layer_marks(table: pa.Table) -> dict[tuple[str, str, int], str]:
         parts = []
         if row.get("ci_low") is not None and row.get("ci_high") is not None:
             parts.append(f"[{format_value(row['ci_low'])}, {format_value(row['ci_high'])}]")
+            if large_bias(row):
+                parts.append(f"bias {row['ci_bias']:+.2g}")
         if row.get("p_value") is not None:
             parts.append(f"p={row['p_value']:.2g}")
         if row.get("above_seed_spread") is not None:

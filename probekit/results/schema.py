@@ -35,6 +35,7 @@ COLUMNS = pa.schema([
     ("value", pa.float64()),
     ("ci_low", pa.float64()),  # the bootstrap interval at [run] confidence (null without [run] bootstrap)
     ("ci_high", pa.float64()),
+    ("ci_bias", pa.float64()),  # the bootstrap's bias estimate: the replicates' mean minus the value (null without)
     ("p_value", pa.float64()),  # the permutation null's (null without permutations)
     ("seed_spread", pa.float64()),  # what the comparison's seed_spread comparisons reach here (null without)
     ("above_seed_spread", pa.bool_()),  # whether the value (its whole interval) is beyond that
@@ -68,7 +69,7 @@ def to_records(context: RowContext, rows: Iterable[Row]) -> list[dict[str, Any]]
     base = {name: getattr(context, name) for name in RowContext.__dataclass_fields__}
     return [
         {**base, "layer": row.layer, "layer_b": row.layer_b, "head": row.head, "value": float(row.value),
-         "ci_low": row.ci_low, "ci_high": row.ci_high, "p_value": row.p_value,
+         "ci_low": row.ci_low, "ci_high": row.ci_high, "ci_bias": row.ci_bias, "p_value": row.p_value,
          "n_examples": row.n_examples, "n_tokens": row.n_tokens, **row.details}
         for row in rows
     ]
