@@ -209,6 +209,8 @@ class PooledSums:
         """Take the offsets (and widths) of ``first``, a part the pool's sums are expressed about."""
         raise NotImplementedError
 
+    _frozen = False
+
     @classmethod
     def _empty_like(cls, parts: list):
         pooled = cls()
@@ -273,6 +275,7 @@ class PooledSums:
             for name, stacked in sums.items():
                 setattr(pooled, name, stacked[r])
             pooled._n = n
+            pooled._frozen = True
         return pools
 
 
@@ -305,6 +308,8 @@ class CrossMoments(PooledSums):
         self._sy: torch.Tensor | None = None
         self._syy: torch.Tensor | None = None
         self._sxy: torch.Tensor | None = None
+        self._frozen = False  # a replicate pooled in bulk: nothing is added to it
+        self._covariances: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
     def dx(self) -> int | None:
@@ -420,6 +425,8 @@ class CrossMoments(PooledSums):
 
         float64, on the device the batches came from.
         """
+        if self._covariances is not None:
+            return self._covariances
         if self._n < 2:
             raise ValueError(f"covariances need at least 2 datapoints; got n={self._n}")
         n = self._n
@@ -437,6 +444,8 @@ class CrossMoments(PooledSums):
         # Checked once here instead of per batch: NaN/inf inputs reach every sum.
         if not all(torch.isfinite(c).all() for c in (cxx, cyy, cxy)):
             raise ValueError("activations contain NaN or infinite values")
+        if self._frozen:  # a pool: its sums never change, and decompose_together and the metric both read these
+            self._covariances = (cxx, cyy, cxy)
         return cxx, cyy, cxy
 
     def cross_covariance_and_traces(self) -> tuple[torch.Tensor, float, float]:
