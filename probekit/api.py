@@ -38,7 +38,8 @@ from probekit.results.events import Event, events_of
 from probekit.expect.evaluate import Outcome, evaluate
 from probekit.models.loading import load_encoder, load_tokenizer, pick_device, resolve
 from probekit.report.figures import iter_figures
-from probekit.report.terminal import format_value
+from probekit.report.html import notebook_view, verdicts_from_outcomes, verdicts_from_record
+from probekit.results.history import read_verdict
 from probekit.results.io import RESULTS_FILE, metadata, read_table
 from probekit.results.layers import format_layers, parse_layers, series_index, trend_offenders
 from probekit.expect.kinds import Expectation
@@ -214,40 +215,15 @@ class Results:
 
     # -- notebooks -------------------------------------------------------------------
 
-    #: At most this many (comparison, metric) rows in the notebook table.
-    html_rows = 40
-
     def _repr_html_(self) -> str:
-        """Jupyter's view: comparisons x metrics as rows, layers as columns (the layer values, not heads)."""
-        index = self._series_index()
-        pairs = list(dict.fromkeys((c, m) for c, m, head in index if head is None))
-        shown = pairs[: self.html_rows]
-        layers = sorted({layer for c, m in shown for layer in index[(c, m, None)]})
-        meta = self.metadata
-        flags = [flag for flag, on in (("cached", self.cached), ("incomplete", meta.get("complete") is False)) if on]
-        title = (f"<b>probekit results</b> of spec <code>{_h(meta.get('spec_name', '?'))}</code>, "
-                 f"run <code>{_h(meta.get('run_id', '?'))}</code>" + (f" ({', '.join(flags)})" if flags else "")
-                 + f": {self.table.num_rows} rows" + (f" in <code>{_h(self.run_dir)}</code>" if self.run_dir else ""))
-        parts = ['<div class="probekit-results">', f"<p>{title}</p>"]
-        if shown:
-            parts.append('<table><thead><tr><th style="text-align:left">comparison</th>'
-                         '<th style="text-align:left">metric</th>'
-                         + "".join(f'<th style="text-align:right">layer {layer}</th>' for layer in layers) + "</tr></thead><tbody>")
-            for comparison, metric in shown:
-                values = index[(comparison, metric, None)]
-                cells = "".join(f'<td style="text-align:right">{format_value(values[layer]) if layer in values else ""}</td>'
-                                for layer in layers)
-                parts.append(f'<tr><td style="text-align:left">{_h(comparison)}</td>'
-                             f'<td style="text-align:left">{_h(metric)}</td>{cells}</tr>')
-            parts.append("</tbody></table>")
-        else:
-            parts.append("<p>no layer values</p>")
-        if len(pairs) > len(shown):
-            parts.append(f"<p><i>the first {len(shown)} of {len(pairs)} comparison and metric rows; "
-                         "<code>.to_pandas()</code> has them all</i></p>")
-        parts.extend(f'<p style="color:#b22222">error: {_h(error)}</p>' for error in self.errors)
-        parts.append("</div>")
-        return "\n".join(parts)
+        """Jupyter's view: the run's HTML report (report.html's content), its expectations judged when known."""
+        if self.outcomes or self.spec is not None:
+            verdicts = verdicts_from_outcomes(self.outcomes)
+        else:  # loaded from a run folder: the verdict.json beside it, if judging finished
+            record = read_verdict(self.run_dir) if self.run_dir else None
+            verdicts = verdicts_from_record(record) if record is not None else None
+        where = f"{'cached, ' if self.cached else ''}in {self.run_dir}" if self.run_dir else ""
+        return notebook_view(self.table, verdicts, note=where)
 
     def plot(self, metric: str | None = None) -> Figures:
         """The matplotlib figures a run writes (``Figure.get_label()`` is the PNG's name), of one metric if given."""
@@ -301,6 +277,7 @@ def run(
     console: Console | None = None,
     base_dir: str | Path | None = None,
     overwrite: bool = False,
+    log: Iterable[str] = (),
 ) -> Results:
     """Run a spec (a TOML path or a dict) exactly as ``probekit run`` does, and return its results.
 
@@ -309,10 +286,11 @@ def run(
     raises a UserError before anything runs, unless ``overwrite`` (``--overwrite``).
     ``plugins``: extra plugin modules or files, as ``-p`` takes them (``no:NAME`` blocks one).
     ``use_cache``: reuse the results of an earlier identical run (False: ``--fresh``).
+    ``log``: experiment trackers to log the run to besides the spec's ``[run] log`` (``--log``: "wandb", "mlflow").
     Raises a :class:`probekit.errors.UserError` for a spec or input that cannot run.
     """
     session = Session(plugins=plugins, overrides=overrides, reports=reports, console=console, use_cache=use_cache,
-                      overwrite=overwrite)
+                      overwrite=overwrite, log=log)
     if isinstance(spec, Mapping):
         parsed = session.load(*_document(spec, base_dir))[0]
     else:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,15 +15,18 @@ from rich.text import Text
 from probekit.engine import cache_admin
 from probekit.engine.session import Session
 from probekit.errors import ExitCode, ProbekitError, SpecError, UserError, exit_code_of
+from probekit.expect.evaluate import evaluate
 from probekit.hooks.manager import build_manager
 from probekit.models.finetune import cache_root
 from probekit.report.figures import write_figures
+from probekit.report.html import Verdict, diff_page, verdicts_from_outcomes, verdicts_from_record, write_report
 from probekit.report.terminal import output_width, render
-from probekit.results.history import diff_tables, find_runs, read_record, resolve_run
-from probekit.results.io import read_table
+from probekit.results.history import diff_tables, find_runs, read_record, read_verdict, resolve_run
+from probekit.results.io import metadata, read_table
 from probekit.say import say
 from probekit.spec.include import set_value
 from probekit.spec.load import read_spec
+from probekit.spec.model import TRACKERS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,11 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
                           "default [run] ray_address, else $RAY_ADDRESS, else a local Ray started for the run")
     run.add_argument("--overwrite", action="store_true",
                      help="write into a non-empty -o folder that is not an earlier run of the spec "
-                          "(replaces results.parquet, verdict.json and *.png there, nothing else)")
+                          "(replaces results.parquet, verdict.json, report.html and *.png there, nothing else)")
+    run.add_argument("--log", action="append", default=[], choices=TRACKERS, metavar="TRACKER",
+                     help="also log the run to an experiment tracker: wandb or mlflow (pip install 'probekit[wandb]' "
+                          "or 'probekit[mlflow]'; docs/results.md); repeatable; adds to [run] log")
     _set_option(command("check", "validate specs without loading any model"), specs_required=True)
     command("plugins", "list plugins, the metrics, data sources and expectation kinds they provide")
     report = command("report", "re-render the report and figures of a run from its Parquet file", plugins=False)
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    report.add_argument("--html", action="store_true",
+                        help="write the run's report.html (self-contained, opens offline) instead of the terminal report")
     ls = command("ls", "list earlier runs: spec, run id, date, complete or not, models, expectations passed", plugins=False)
     ls.add_argument("spec", nargs="?", metavar="SPEC", help="only the runs of this spec (its name or its file)")
     ls.add_argument("--reports", type=Path, default=Path("reports"), help="where run folders are (default ./reports)")
@@ -73,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--relative", action="store_true", help="the tolerance is relative to the larger magnitude of the two")
     diff.add_argument("--heads", action="store_true", help="compare per-head values too, not only the layers' values")
     diff.add_argument("--changed", action="store_true", help="show only the values that changed beyond the tolerance")
+    diff.add_argument("--html", nargs="?", type=Path, const=Path("diff.html"), metavar="FILE",
+                      help="also write the two runs side by side as a self-contained page (default ./diff.html)")
     cache = command("cache", "the checkpoint and results cache: ls, verify, prune", plugins=False)
     actions = cache.add_subparsers(dest="action", required=True)
     for action, text in (("ls", "list cached fine-tunes and results: what each is, its size, when last used"),
@@ -150,6 +161,7 @@ def cmd_run(args, console: Console) -> ExitCode:
     if args.output and len(args.specs) > 1:
         raise UserError("--output names one run folder: give it one spec")
     session = _session(args, console, reports=args.reports, use_cache=not args.fresh, overwrite=args.overwrite,
+                       log=args.log,
                        **_executor(args))
     specs = [session.load(path)[0] for path in args.specs]  # every spec valid before any runs
     for spec in specs:  # and every output writable, nothing clobbered
@@ -163,7 +175,7 @@ def cmd_resume(args, console: Console) -> ExitCode:
     if args.fresh:
         raise UserError(f"--resume {args.resume} --fresh: a resumed run keeps the comparisons it finished, --fresh "
                         "recomputes everything; to recompute, run the spec again without --resume (a new run folder)")
-    session = _session(args, console, reports=args.reports, **_executor(args))
+    session = _session(args, console, reports=args.reports, log=args.log, **_executor(args))
     return session.resume(args.resume, args.specs[0] if args.specs else None).exit_code
 
 
@@ -207,11 +219,32 @@ def cmd_plugins(args, console: Console) -> ExitCode:
 
 def cmd_report(args, console: Console) -> ExitCode:
     table = read_table(args.run_dir)
-    render(table, console)
     run_dir = args.run_dir if args.run_dir.is_dir() else args.run_dir.parent
+    if args.html:
+        path = write_report(table, run_dir, judged_again(table, run_dir, console))
+        console.print(f"report: {path}", markup=False, highlight=False, soft_wrap=True)
+        return ExitCode.OK
+    render(table, console)
     written = write_figures(table, run_dir)
     say(console, f"figures: {len(written)} PNG files in {run_dir}")
     return ExitCode.OK
+
+
+def judged_again(table, run_dir: Path, console: Console) -> tuple[Verdict, ...] | None:
+    """The run's expectations judged again from the spec text its results file holds; where that text no longer
+    validates (a data file moved), the verdict.json beside it (names and reasons, no values); else None."""
+    meta = metadata(table)
+    text = meta.get("spec_text")
+    if text:
+        try:
+            spec, _ = Session(console=console).load(Path(meta.get("spec_path") or "spec.toml"), tomllib.loads(text), text)
+        except (UserError, tomllib.TOMLDecodeError) as error:
+            console.print(f"note: the expectations are shown from verdict.json: the recorded spec does not validate "
+                          f"now ({str(error).splitlines()[0]})", markup=False, highlight=False, soft_wrap=True)
+        else:
+            return verdicts_from_outcomes(evaluate(spec.expectations, table))
+    record = read_verdict(run_dir)
+    return verdicts_from_record(record) if record is not None else None
 
 
 def cmd_ls(args, console: Console) -> ExitCode:
@@ -243,6 +276,10 @@ def cmd_diff(args, console: Console) -> ExitCode:
     tables = [read_table(path) for path in paths]
     records = [read_record(path) for path in paths]
     diff = diff_tables(*tables, tolerance=args.tolerance, relative=args.relative, heads=args.heads)
+    if args.html:
+        titles = [f"run {run.run_id} ({run.date}, {run.status}) {run.run_dir}" for run in records]
+        args.html.write_text(diff_page(tables, titles, diff), encoding="utf-8")
+        console.print(f"side by side: {args.html}", markup=False, highlight=False, soft_wrap=True)
     for label, run in zip("AB", records, strict=True):
         console.print(f"{label}: {run.spec} run {run.run_id} ({run.date}, {run.status}) {run.run_dir}",
                       markup=False, highlight=False, soft_wrap=True)

@@ -4,7 +4,7 @@
   the same spec (its ``results.parquet`` metadata names the spec); anything else is refused
   before a model loads, unless ``--overwrite`` (``overwrite=True``).
 * Writing into an earlier run folder (or, with ``--overwrite``, into any folder) first removes
-  the files a run writes there — ``results.parquet``, ``verdict.json`` and the ``*.png``
+  the files a run writes there — ``results.parquet``, ``verdict.json``, ``report.html``, ``tracking.json`` and the ``*.png``
   figures — and nothing else, so no stale figure stays beside the new results.
 * The folder (or, for a new one, its nearest existing parent) must take a file: a temporary
   file is created and removed before any fine-tune or probe starts.
@@ -27,11 +27,13 @@ from pathlib import Path
 import pyarrow as pa
 
 from probekit.errors import UserError
+from probekit.report.html import REPORT_FILE
+from probekit.report.tracking import TRACKING_FILE
 from probekit.results.history import VERDICT_FILE
 from probekit.results.io import RESULTS_FILE, metadata, read_table, write_table
 
 #: Files a run writes into its folder besides the figures (``*.png``).
-RUN_FILES = (RESULTS_FILE, VERDICT_FILE)
+RUN_FILES = (RESULTS_FILE, VERDICT_FILE, REPORT_FILE, TRACKING_FILE)
 UNSAVED = "unsaved"
 
 
@@ -90,7 +92,7 @@ def check_output(folder: Path, spec_name: str, overwrite: bool) -> bool:
         what = f"files that are not a run of spec {spec_name!r} ({shown})"
     raise UserError(f"-o {folder}: the folder is not empty: it holds {what}; nothing was run. Give a new or empty "
                     f"folder, or pass --overwrite (overwrite=True in probekit.api.run) to write there: it replaces "
-                    f"{RESULTS_FILE}, {VERDICT_FILE} and the *.png files and leaves every other file alone")
+                    f"{RESULTS_FILE}, {VERDICT_FILE}, {REPORT_FILE} and the *.png files and leaves every other file alone")
 
 
 def clear_run_files(folder: Path) -> list[Path]:

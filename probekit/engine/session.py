@@ -47,7 +47,7 @@ from probekit.results.io import RESULTS_FILE, metadata
 from probekit.results.schema import build_table
 from probekit.expect.kinds import LEARNED_MARGIN
 from probekit.spec.load import declared_plugins, parse_spec, read_spec
-from probekit.spec.model import Spec
+from probekit.spec.model import TRACKERS, Spec
 
 
 @dataclass
@@ -62,6 +62,7 @@ class RunResult:
     failures: list[Event] = field(default_factory=list)  # kind "failure": plugin bugs, unsaved files (exit 3)
     tracebacks: list[str] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
+    log: tuple[str, ...] = ()  # the experiment trackers this run logs to: [run] log, then --log
 
     @property
     def run_dir(self) -> Path:
@@ -84,8 +85,9 @@ class Session:
     def __init__(self, *, plugins: Iterable[str] = (), overrides: Mapping[str, Any] | None = None,
                  reports: str | Path = "reports", console: Console | None = None, use_cache: bool = True,
                  verbose: bool = False, autoload: bool | None = None, overwrite: bool = False,
-                 executor: str | None = None, ray_address: str | None = None) -> None:
+                 executor: str | None = None, ray_address: str | None = None, log: Iterable[str] = ()) -> None:
         self.plugins = tuple(plugins)
+        self.log = tuple(log)  # --log: outside the overrides too, so logging a run does not recompute it
         # who runs the fine-tunes and probes (--executor, --ray-address; else the spec's [run]): outside the
         # overrides, so the results cache reuses a run whatever executor made it
         self.executor = executor
@@ -137,11 +139,12 @@ class Session:
         for note in spec.notes:
             self._warn(f"{spec.path}: {note}")
         replace = self.check_output(spec, output)  # before any fine-tune or probe
+        log = self._starting(spec, manager)
         if replace:
             earlier = run_of(Path(output)) or {}
             what = (f"holds the earlier run {earlier.get('run_id', '?')} of {spec.name}: its"
                     if earlier.get("spec_name") == spec.name else "with --overwrite: the")
-            self.stderr.print(f"probekit: -o {output} {what} results.parquet, verdict.json and *.png are replaced "
+            self.stderr.print(f"probekit: -o {output} {what} results.parquet, verdict.json, report.html and *.png are replaced "
                               "by this run's; other files are kept", markup=False, highlight=False, soft_wrap=True)
         examples = ExampleStore(spec, manager.sources)
         key = results_key(spec, manager, examples) if self.use_cache else None
@@ -150,6 +153,7 @@ class Session:
             result = self._compute(spec, manager, output, replace)
             if key and not (result.errors or result.failures):
                 write_cached(cache_dir(spec, key), result.table, result.run_dir)
+        result.log = log
         self._finish(result, manager)
         return result
 
@@ -166,6 +170,7 @@ class Session:
         spec, manager = self.load(spec if spec is not None else _recorded_spec(folder, earlier))
         check_same_spec(folder, earlier, spec.name, spec.text)
         check_writable(folder, "--resume")
+        log = self._starting(spec, manager)
         remove_temporaries(folder)
         start = _Start.resumed(spec, table)
         finished = len(spec.comparisons) - len(start.todo.comparisons)
@@ -173,8 +178,22 @@ class Session:
                           f"{len(spec.comparisons)} comparisons finished, probing the others", markup=False,
                           highlight=False, soft_wrap=True)
         result = self._compute(spec, manager, folder, start=start)
+        result.log = log
         self._finish(result, manager)
         return result
+
+    def _starting(self, spec: Spec, manager: PluginManager) -> tuple[str, ...]:
+        """The trackers the run logs to, once the run-starting hook has let it start (a plugin refuses with a
+        UserError, exit 2: a tracker that is not installed); before anything is computed or reused."""
+        log = tuple(dict.fromkeys((*spec.run.log, *self.log)))
+        for name in log:
+            if name not in TRACKERS:
+                raise UserError(f"--log {name}: not a tracker probekit logs to; choose from {', '.join(TRACKERS)}")
+            if manager.pm.is_blocked(name):
+                raise UserError(f"--log {name}: the {name} plugin is blocked (-p no:{name}), so nothing would log "
+                                f"to {name}; drop one of the two")
+        manager.run_starting(spec, log)
+        return log
 
     def check_output(self, spec: Spec, output: str | Path | None) -> bool:
         """Refuse (UserError, exit 2) an output the run could not write or would clobber, before anything runs.
@@ -264,7 +283,9 @@ class Session:
                             plugins=self.plugins, overrides=self.overrides, autoload=self.autoload)
 
     def _finish(self, result: RunResult, manager: PluginManager) -> None:
-        """The run-finished hook (report, figures, third-party outputs), then the expectations' verdict."""
+        """The expectations judged, the run-finished hook (report, figures, HTML, trackers, third-party outputs)
+        with them, then the verdict shown and written."""
+        result.outcomes = evaluate(result.spec.expectations, result.table)
         try:
             manager.run_finished(result, self.console)
         except Exception as error:  # noqa: BLE001 - the results are written; an output plugin's bug is reported
@@ -276,7 +297,6 @@ class Session:
         if self.verbose:
             for trace in filter(None, result.tracebacks):
                 self.console.print(trace, markup=False, highlight=False)
-        result.outcomes = evaluate(result.spec.expectations, result.table)
         render_outcomes(result.outcomes, self.console)
         try:  # beside the results file, which was written before the hook: `probekit ls` counts what passed
             verdicts = [{"name": o.name, "passed": o.passed, "reason": o.reason} for o in result.outcomes]

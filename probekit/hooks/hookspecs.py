@@ -70,16 +70,32 @@ def probekit_register_expectations(register: Callable[[type], None]) -> None:
 
 
 @hookspec
+def probekit_run_starting(spec: object, log: tuple[str, ...]) -> None:
+    """Called once per spec after it is validated and its output checked, before anything is computed or reused.
+
+    :param spec: the validated :class:`probekit.spec.model.Spec`.
+    :param log: the experiment trackers the run logs to (``[run] log``, then ``--log``), e.g. ``("mlflow",)``.
+
+    A plugin refuses the run by raising a :class:`probekit.errors.UserError` (exit 2) that says what
+    is missing; nothing has run yet. The built-in ``wandb`` and ``mlflow`` plugins do so when their
+    tracker is asked for and its package is not installed (the message names the extra to install).
+    """
+
+
+@hookspec
 def probekit_run_finished(run: object, console: Console) -> None:
-    """Called once per spec after its results file is written (and before expectations are shown).
+    """Called once per spec after its results file is written and its expectations judged (before they are shown).
 
     :param run: the :class:`probekit.engine.session.RunResult`: ``spec``,
         ``table`` (the results as a pyarrow Table), ``run_dir``, ``path``,
-        ``errors`` and ``cached`` (whether the results were reused).
+        ``errors``, ``cached`` (whether the results were reused), ``outcomes``
+        (the expectations' :class:`probekit.expect.evaluate.Outcome` list) and ``log``
+        (the trackers the run logs to).
     :param console: the rich console the run reports to.
 
-    The built-in ``report`` plugin prints the terminal report here and the
-    built-in ``figures`` plugin writes the PNG figures; ``-p no:figures`` skips them.
+    The built-in ``report`` plugin prints the terminal report here, the built-in
+    ``figures`` plugin writes the PNG figures, ``html`` writes ``report.html`` and
+    ``wandb`` / ``mlflow`` log the run when ``log`` names them; ``-p no:NAME`` skips one.
     An exception here is reported as a plugin failure (exit 3); the results are
     already written.
     """

@@ -38,7 +38,9 @@ BUILTIN_PLUGINS = (
     "attention_js", "attention_entropy", "attention_special", "svcca", "pwcca", "procrustes",
     "linear_cka", "debiased_cka", "cross_layer", "layer_replacement",
     "source_task", "source_path", "source_glue", "source_hf", "expectations",
-    "figures", "report",  # pluggy calls the last registered first: the report, then the figures
+    # pluggy calls the last registered first: the report, the figures, report.html, then the trackers (which
+    # log the figures and report.html the others wrote)
+    "wandb", "mlflow", "html", "figures", "report",
 )
 #: Column names a metric's details may not take: the identity columns, and the run folders'
 #: Hive keys that readers of reports/ see as columns too.
@@ -246,6 +248,9 @@ class PluginManager:
         self.source_plugins[kind] = plugin
 
     # -- hooks of a run ----------------------------------------------------------------
+
+    def run_starting(self, spec: object, log: tuple[str, ...]) -> None:
+        self.pm.hook.probekit_run_starting(spec=spec, log=log)
 
     def run_finished(self, run: object, console: object) -> None:
         self.pm.hook.probekit_run_finished(run=run, console=console)

@@ -17,6 +17,9 @@ Dtype = Literal["auto", "float32", "float64", "bfloat16", "float16"]
 DeviceMap = Literal["auto", "balanced", "sequential"]
 AttentionPath = Literal["auto", "recomputed", "maps"]
 DTYPES, DEVICE_MAPS, ATTENTION_PATHS = get_args(Dtype), get_args(DeviceMap), get_args(AttentionPath)
+#: The experiment trackers a run may log to (``[run] log``, ``--log``); each is a built-in output plugin of that name.
+Tracker = Literal["wandb", "mlflow"]
+TRACKERS = get_args(Tracker)
 #: Draws per bootstrap or permutation null: below 10 a percentile is meaningless, above this a typo.
 MAX_DRAWS = 100_000
 DEFAULT_REPLICATES = 200
@@ -71,6 +74,7 @@ class RunSettings:
     # the GPUs (accelerate), for models larger than one device; None: each model whole on `device`
     attention: AttentionPath = "auto"  # how attention rows are read: "auto" recomputed from queries and keys under
     # an SDPA forward where the family allows (eager maps elsewhere), "recomputed" (an error where it cannot), "maps"
+    log: tuple[Tracker, ...] = ()  # experiment trackers this run also logs to (docs/results.md), with --log
 
 
 @dataclass(frozen=True)
