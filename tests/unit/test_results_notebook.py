@@ -1,4 +1,4 @@
-"""Results in a notebook: ``Results._repr_html_`` (a compact table) and ``Results.plot()`` (the run's figures),
+"""Results in a notebook: ``Results._repr_html_`` (the run's HTML report) and ``Results.plot()`` (the run's figures),
 from hand-built results tables."""
 from __future__ import annotations
 
@@ -38,40 +38,39 @@ def two_metrics() -> Results:
     return results(records)
 
 
-def test_repr_html_is_a_table_of_comparisons_metrics_and_layers(two_metrics):
+def test_repr_html_is_the_run_report(two_metrics):
     page = two_metrics._repr_html_()
-    assert page.startswith('<div class="probekit-results">') and page.count("<table>") == 1
-    assert "spec-1" in page and "run-1" in page and f"{two_metrics.table.num_rows} rows" in page
-    header = page.split("<thead>")[1].split("</thead>")[0]
+    assert page.count('<div class="probekit-report">') == 1 and "<style>" in page and "<script>" in page
+    assert "probekit: spec-1" in page and "run run-1" in page and f"{two_metrics.table.num_rows} rows" in page
+    tables = page.split("<h2>Values per comparison</h2>")[1].split("<h2>")[0]
+    first = tables.split("<h3>")[1]
+    assert first.startswith("pre_vs_ft: pre vs ft on dev</h3>")
+    header = first.split("<thead>")[1].split("</thead>")[0]
     assert [cell.split(">")[1] for cell in header.split("<th")[1:]] == [
-        "comparison</th", "metric</th", "layer 0</th", "layer 1</th", "layer 2</th"]
-    body = page.split("<tbody>")[1].split("</tbody>")[0]
-    rows = body.split("<tr>")[1:]
-    assert len(rows) == 3  # pre_vs_ft x 2 metrics, ft_vs_ft2 x svcca; the per-head rows are not rows here
-    assert "pre_vs_ft" in rows[0] and "svcca" in rows[0] and "0.2500" in rows[0]
-    assert "attention_js" in rows[1] and "0.0123" in rows[1]
-    assert rows[1].count('<td style="text-align:right"></td>') == 1  # attention_js has no layer 0
-    assert "ft_vs_ft2" in rows[2] and "the first" not in page
+        "layer</th", "svcca (1 - mean rho, 0 = identical)</th", "attention_js (nats, 0 = identical)</th"]
+    rows = first.split("<tbody>")[1].split("</tbody>")[0].split("<tr>")[1:]
+    assert len(rows) == 3  # layers 0-2; the per-head rows are not rows here
+    assert ">0.2500<" in rows[1] and ">0.0123<" in rows[1] and rows[0].rstrip().endswith('<td class="num" data-sort=""></td></tr>')
+    assert "<h3>ft_vs_ft2: ft vs ft2 on dev</h3>" in tables
+    assert "<p>not judged (no verdict is known for this run)</p>" in page  # no spec, no run folder
 
 
-def test_repr_html_shows_the_first_rows_with_a_note_and_escapes_names(two_metrics):
+def test_repr_html_says_incomplete_first_and_escapes_names():
     records: list[dict] = []
-    for index in range(5):
+    for index in range(2):
         add(records, f"<b>c{index}</b>", "svcca", {0: 0.1 * index})
-    many = results(records, complete=False)
-    many.html_rows = 3
-    page = many._repr_html_()
-    assert page.split("<tbody>")[1].count("<tr>") == 3
-    assert "the first 3 of 5 comparison and metric rows" in page and ".to_pandas()" in page
+    page = results(records, complete=False, comparisons=["<b>c0</b>", "<b>c1</b>", "c2"])._repr_html_()
     assert "<b>c0</b>" not in page and html.escape("<b>c0</b>") in page
-    assert "(incomplete)" in page
+    body = page.split('<div class="probekit-report">')[1]
+    assert body.lstrip().startswith('<div class="banner" role="alert">INCOMPLETE run (stopped before the end): '
+                                    "2 of 3 comparisons (missing c2)</div>")
 
 
 def test_repr_html_lists_errors():
     records: list[dict] = []
     add(records, "a_vs_b", "svcca", {0: 0.1})
     page = results(records, errors=["a_vs_b / attention_js: needs attentions"])._repr_html_()
-    assert "error: a_vs_b / attention_js: needs attentions" in page
+    assert '<li class="error">a_vs_b / attention_js: needs attentions</li>' in page
 
 
 def test_plot_returns_the_figures_a_run_writes(two_metrics, tmp_path):
