@@ -244,7 +244,7 @@ def test_every_metric_through_a_spec(family, tmp_path):
         tokenizer_of(family).save_pretrained(tmp_path / name)
     write_tiny_csv(tmp_path / "d.csv", 48)
     results = api.run(_spec(tmp_path / "a", tmp_path / "b"), output=tmp_path / "run", base_dir=tmp_path,
-                      use_cache=False, plugins=["no:figures", "no:report"])
+                      use_cache=False, plugins=["no:figures", "no:html", "no:report"])
     assert results.exit_code == 0 and results.errors == [], results.errors
     rows = results.table.to_pylist()
     for metric in METRICS:

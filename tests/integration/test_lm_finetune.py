@@ -133,7 +133,7 @@ def spec(folder, **lm) -> dict:
 
 
 def test_spec_compares_a_decoder_with_its_lm_finetune(folder, tmp_path):
-    results = api.run(spec(folder), base_dir=folder, output=tmp_path / "run", plugins=["no:figures", "no:report"])
+    results = api.run(spec(folder), base_dir=folder, output=tmp_path / "run", plugins=["no:figures", "no:html", "no:report"])
     assert results.exit_code == 0
     rows = results.table.to_pylist()
     for metric in ("svcca", "attention_js"):
@@ -149,11 +149,11 @@ def test_lm_finetune_on_a_plain_text_file(folder, tmp_path):
     texts.write_text("\n\n".join(example.text for example in tiny_examples(40, seed=8)) + "\n", encoding="utf-8")
     document = spec(folder)
     document["data"]["train"] = {"path": str(texts)}
-    results = api.run(document, base_dir=folder, output=tmp_path / "run", plugins=["no:figures", "no:report"])
+    results = api.run(document, base_dir=folder, output=tmp_path / "run", plugins=["no:figures", "no:html", "no:report"])
     assert results.exit_code == 0 and all(r["value"] > 0 for r in results.table.to_pylist() if r["metric"] == "svcca")
     document["models"]["lm"]["objective"] = "classification"
     with pytest.raises(DataError, match=r"models\.lm: the training data has no labels \(unlabelled text"):
-        api.run(document, base_dir=folder, output=tmp_path / "run2", plugins=["no:figures", "no:report"])
+        api.run(document, base_dir=folder, output=tmp_path / "run2", plugins=["no:figures", "no:html", "no:report"])
 
 
 def test_lm_objective_on_an_encoder_names_the_key(folder, tmp_path):
@@ -161,7 +161,7 @@ def test_lm_objective_on_an_encoder_names_the_key(folder, tmp_path):
     bert["models"]["base"]["id"] = str(folder / "bert")
     with pytest.raises(ModelError, match=r"models\.lm\.objective: \"lm\" \(set there or under \[finetune\]\) trains "
                        r"next-token prediction, which needs a decoder; the base .*bert' is a BERT encoder") as error:
-        api.run(bert, base_dir=folder, output=tmp_path / "run", plugins=["no:figures", "no:report"])
+        api.run(bert, base_dir=folder, output=tmp_path / "run", plugins=["no:figures", "no:html", "no:report"])
     assert exit_code_of(error.value) == 2
 
 

@@ -81,7 +81,7 @@ def counted(monkeypatch):
 
 
 def run(path, tmp_path, **session):
-    return Session(plugins=["no:figures", "no:report"], use_cache=False, **session).run(path, output=tmp_path / path.stem)
+    return Session(plugins=["no:figures", "no:html", "no:report"], use_cache=False, **session).run(path, output=tmp_path / path.stem)
 
 
 def test_each_distinct_model_runs_once_per_batch(folders, tmp_path, counted):

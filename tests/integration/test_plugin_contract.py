@@ -321,7 +321,7 @@ def test_run_api_and_pytest_give_the_same_results_figures_and_report(tmp_path, m
 
 def test_no_figures_blocks_the_figures_plugin(tmp_path, models):
     spec = write_spec(tmp_path, models, metrics="[metrics.svcca]\n")
-    api.run(spec, output=tmp_path / "run", plugins=["no:figures"], use_cache=False)
+    api.run(spec, output=tmp_path / "run", plugins=["no:figures", "no:html"], use_cache=False)
     assert (tmp_path / "run" / "results.parquet").is_file()
     assert not list((tmp_path / "run").glob("*.png"))
 
