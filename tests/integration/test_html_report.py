@@ -13,7 +13,7 @@ import pytest
 
 from probekit import api
 from probekit.cli import main
-from probekit.report.html import REPORT_FILE, report_body
+from probekit.report.html import REPORT_FILE
 from probekit.results.io import RESULTS_FILE, read_table
 from probekit.testing.browser import find_chromium, open_page
 from probekit.testing.fixtures import save_tiny_model, write_tiny_csv
@@ -167,7 +167,9 @@ def test_no_html_blocks_the_report(tiny_run, tmp_path):
 def test_the_notebook_view_is_the_report_body(tiny_run):
     loaded = api.Results.load(tiny_run.run_dir)
     view = loaded._repr_html_()
-    body = report_body(loaded.table, None, note=f"in {loaded.run_dir}")
+    page = (tiny_run.run_dir / REPORT_FILE).read_text()
     assert view.count('<div class="probekit-report">') == 1
-    # the same sections as report.html, with the verdicts read back from verdict.json
-    assert "1 passed, 1 failed</span></h2>" in view and body.split("<h2>Fine-tuned")[1] in view
+    # report.html's sections, built by the same code, with the verdicts read back from verdict.json
+    assert "1 passed, 1 failed</span></h2>" in view
+    shared = page.split("<h2>Fine-tuned")[1].split('<script type="application/json"')[0]
+    assert shared.count("<figcaption>") == len(list(tiny_run.run_dir.glob("*.png"))) and shared in view

@@ -178,6 +178,8 @@ def test_a_wandb_offline_run_holds_the_per_layer_values_of_the_parquet_file(tiny
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_PROJECT", "probekit-tests")
+    monkeypatch.setenv("WANDB_CONSOLE", "off")  # no console capture, no system metrics: less to start and stop
+    monkeypatch.setenv("WANDB_X_DISABLE_STATS", "true")
     results = rerun(tiny, "wandb", log=["wandb"])
     linked = read_tracker_runs(results.run_dir)["wandb"]
     [run_file] = tmp_path.glob(f"wandb/offline-run-*-{linked['run_id']}/run-{linked['run_id']}.wandb")
