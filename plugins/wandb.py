@@ -79,7 +79,7 @@ def log_run(wandb, run) -> dict:
         for path in run_files(run.run_dir):
             artifact.add_file(str(path), name=f"figures/{path.name}" if path.suffix == ".png" else path.name)
         tracker.log_artifact(artifact)
-        info = {"run_id": tracker.id, "project": tracker.project, "where": tracker.url or tracker.dir}
+        info = {"run_id": tracker.id, "project": tracker.project, "where": tracker.dir if tracker.offline else tracker.url}
     finally:
         tracker.finish(exit_code=0 if config.get("complete", True) is not False else 1)
     record_tracker_run(run.run_dir, NAME, info)
