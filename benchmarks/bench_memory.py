@@ -44,7 +44,7 @@ CHILD = textwrap.dedent('''
             "comparisons": [{"a": "a", "b": "b", "data": "eval"}]}
     (folder / "spec.toml").write_text(to_toml(spec))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    Session(plugins=["no:figures", "no:report"], use_cache=False).run(folder / "spec.toml", output=folder / "run")
+    Session(plugins=["no:figures", "no:html", "no:report"], use_cache=False).run(folder / "spec.toml", output=folder / "run")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"before_kb": before, "peak_kb": peak}))
 ''')

@@ -21,7 +21,7 @@ from probekit.engine.session import Session
 
 
 def values(spec: Path, dtype: str, device: str, folder: Path) -> dict[tuple[str, str, int], float]:
-    session = Session(plugins=["no:figures", "no:report"], overrides={"dtype": dtype, "device": device},
+    session = Session(plugins=["no:figures", "no:html", "no:report"], overrides={"dtype": dtype, "device": device},
                       use_cache=False)
     table = session.run(spec, output=folder / dtype).table
     return {(r["comparison"], r["metric"], r["layer"]): r["value"] for r in table.to_pylist() if r["head"] is None}

@@ -86,7 +86,7 @@ def run_session(document: dict, folder: Path) -> float:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "bench_probe.toml"
     path.write_text(to_toml(document))
-    session = Session(plugins=["no:figures", "no:report"], use_cache=False, reports=folder / "reports")
+    session = Session(plugins=["no:figures", "no:html", "no:report"], use_cache=False, reports=folder / "reports")
     started = time.perf_counter()
     session.run(path, output=folder / "run")
     return time.perf_counter() - started

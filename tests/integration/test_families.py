@@ -596,4 +596,5 @@ def test_deberta_forced_onto_recomputed_attention_is_bad_input(tmp_path):
     spec["metrics"] = {"attention_js": {}}
     with pytest.raises(ModelError, match=r"models\.a: \[run\] attention = \"recomputed\", but DeBERTa-v2 attention "
                                          r"cannot be recomputed from queries and keys"):
-        api.run(spec, output=tmp_path / "run", base_dir=tmp_path, use_cache=False, plugins=["no:figures", "no:report"])
+        api.run(spec, output=tmp_path / "run", base_dir=tmp_path, use_cache=False,
+                plugins=["no:figures", "no:html", "no:report"])
