@@ -41,8 +41,9 @@ from probekit.report.terminal import (
     layer_values,
     snapshot_groups,
 )
+from probekit.results.events import events_of
 from probekit.results.io import metadata
-from probekit.spec.expectations import LEARNED_MARGIN
+from probekit.expect.kinds import LEARNED_MARGIN
 
 #: The report's file name in a run folder.
 REPORT_FILE = "report.html"
@@ -358,11 +359,11 @@ def provenance_section(table: pa.Table, meta: dict) -> str:
     parts.append(_records_table("Models", meta.get("models") or {}, "model"))
     parts.append(_records_table("Metrics", meta.get("metrics") or {}, "metric"))
     parts.append(_data_table(table))
-    for key, css in (("warnings", "warning"), ("errors", "error")):
-        lines = meta.get(key) or []
+    for title, kinds, css in (("Warnings", ("note",), "warning"), ("Errors", ("error", "failure"), "error")):
+        lines = [str(event) for event in events_of(meta, *kinds)]
         if lines:
-            parts.append(f"<h3>{key.capitalize()}</h3>\n<ul>" + "".join(f'<li class="{css}">{h(line)}</li>'
-                                                                       for line in lines) + "</ul>")
+            parts.append(f"<h3>{title}</h3>\n<ul>" + "".join(f'<li class="{css}">{h(line)}</li>'
+                                                              for line in lines) + "</ul>")
     if meta.get("spec_text"):
         parts.append(f"<h3>Spec</h3>\n<pre>{h(meta['spec_text'])}</pre>")
     return "\n".join(parts)

@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from probekit.report.html import REPORT_FILE, Verdict
+from probekit.results.events import events_of
 from probekit.results.io import RESULTS_FILE, metadata
 from probekit.results.layers import series_rows
 
@@ -62,8 +63,8 @@ def tracker_config(table: pa.Table) -> dict[str, Any]:
     config["metrics"] = meta.get("metrics") or {}
     config["comparisons"] = list(meta.get("comparisons") or dict.fromkeys(table.column("comparison").to_pylist()))
     config["spec_text"] = meta.get("spec_text", "")
-    config["warnings"] = list(meta.get("warnings") or [])
-    config["errors"] = list(meta.get("errors") or [])
+    config["warnings"] = [str(event) for event in events_of(meta, "note")]
+    config["errors"] = [str(event) for event in events_of(meta, "error", "failure")]
     return config
 
 
