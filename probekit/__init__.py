@@ -30,6 +30,8 @@ _PUBLIC = {
     **{name: "probekit.expect.kinds" for name in (
         "Expectation", "LayerExpectation", "Bounds", "Trend", "Contrast", "Ordering", "Share", "Baseline", "Learned")},
     "Outcome": "probekit.expect.evaluate", "RunView": "probekit.expect.evaluate",
+    "PerExampleMetric": "probekit.metrics.per_example", "PoolingOptions": "probekit.metrics.per_example",
+    "Resample": "probekit.metrics.per_example",
 }
 
 __all__ = [*sorted(_PUBLIC), "__version__", "hookimpl"]

@@ -30,11 +30,13 @@ from probekit.engine.progress import make_progress
 from probekit.engine.resampling import Resampled, Resampling, draw_together
 from probekit.engine.sharing import SharedStates
 from probekit.declare import format_size
+from probekit.engine.state_memory import check_before_loading, refusal, stored_vectors
 from probekit.errors import ModelError
 from probekit.results.events import Event
 from probekit.say import say
 from probekit.hooks.manager import PluginManager
-from probekit.metrics.base import Metric, MetricContext, MetricError, Row, supports_bootstrap
+from probekit.metrics.base import Metric, MetricContext, MetricError, Row, no_interval_reason, supports_bootstrap
+from probekit.metrics.per_example import ExampleVectorStore, is_per_example, vector_bytes
 from probekit.metrics.tensors import ROW_BYTES, Batch
 from probekit.models import loading
 from probekit.models.attention import RECOMPUTED, attention_path
@@ -96,6 +98,7 @@ class Prober:
     def run(self, measured: Measured, on_comparison: Callable[[Measured], None]) -> Measured:
         """Resolve every model (fine-tuning as needed), then probe group by group, reporting after each."""
         groups = plan(self.spec)
+        check_before_loading(self.spec, groups, self.examples, self.budget)
         with self._threads(), make_progress(self.console) as progress:
             self.resolve_all(measured, progress)
             pool = _ModelPool(self, measured.models)
@@ -250,7 +253,10 @@ class Prober:
     def _probe_batches(self, group: ProbeGroup, loaded: dict[str, loading.LoadedModel],
                        comparisons: list[ComparisonSpec], measured: Measured, progress: Progress) -> None:
         examples = self.examples[group.data]
-        metrics = {comparison.name: self._instantiate(comparison, loaded, len(examples), measured)
+        weights = sum(_parameter_bytes(m.encoder) for m in loaded.values())
+        store, kept = ExampleVectorStore(), self._state_room(group.data, loaded, comparisons, len(examples), weights,
+                                                              measured)
+        metrics = {comparison.name: self._instantiate(comparison, loaded, len(examples), measured, store, kept)
                    for comparison in comparisons}
         tokenizer = next(iter(loaded.values())).tokenizer
         label = f"probe {comparisons[0].name}" if len(comparisons) == 1 else \
@@ -258,7 +264,7 @@ class Prober:
         task = progress.add_task(label, total=len(examples), status=f"{len(loaded)} forwards/batch")
         guards = {comparison.name: _Guard(comparison.name, measured) for comparison in comparisons}
         # What the budget leaves for captures once the pass's weights are loaded.
-        room = max(self.budget - sum(_parameter_bytes(m.encoder) for m in loaded.values()), 1)
+        room = max(self.budget - weights - (kept or 0), 1)
         shared = {comparison.name: SharedStates(metrics[comparison.name]) for comparison in comparisons}
         failed: dict[str, dict[str, str]] = {comparison.name: {} for comparison in comparisons}
         for batch in self._batches(examples, tokenizer):
@@ -288,20 +294,38 @@ class Prober:
                                      status="")
             draw_together(resampled, on_draw=lambda: progress.advance(task))
 
+    def _state_room(self, data: str, loaded: dict[str, loading.LoadedModel], comparisons: list[ComparisonSpec],
+                    n_examples: int, weights: int, measured: Measured) -> int | None:
+        """Bytes the pass's per-example state will take; None (each such metric recorded as an error) if it cannot fit."""
+        stored = stored_vectors(self.spec, comparisons)
+        if not stored:
+            return 0
+        shape_of = lambda model: (loaded[model].num_layers, loaded[model].encoder.config.hidden_size)  # noqa: E731
+        message = refusal(self.spec, data, stored, n_examples, shape_of, self.budget, weights)
+        if not message:
+            return sum(vector_bytes(n_examples, *shape_of(s.model)) for s in stored)
+        labels = dict.fromkeys(m for s in stored for m in s.metrics)
+        measured.errors.extend(Event("error", message, c.name, label) for c in comparisons for label in c.metrics
+                               if label in labels)
+        return None
+
     def _instantiate(self, comparison: ComparisonSpec, loaded: dict[str, loading.LoadedModel], n_examples: int,
-                     measured: Measured) -> dict[str, Metric | Resampled]:
+                     measured: Measured, store: ExampleVectorStore, kept: int | None) -> dict[str, Metric | Resampled]:
         model_a, model_b = loaded[str(comparison.a)], loaded[str(comparison.b)]
         context = MetricContext(comparison.name, model_a, model_b, model_a.num_layers, self.device,
-                                causal=any(family_of(m.encoder).causal for m in (model_a, model_b)))
+                                causal=any(family_of(m.encoder).causal for m in (model_a, model_b)), examples=store)
         guard = _Guard(comparison.name, measured)
 
         def make(m: MetricSpec) -> Metric | Resampled:
             settings = self.resampling(m)
+            if settings.replicates and (why := no_interval_reason(m.metric_class)):
+                measured.notes.append(f"{comparison.name} / {m.name}: no confidence interval: {why}")
             if settings.applies_to(m.metric_class):
                 return Resampled(m.metric_class, m.options, context, n_examples, settings)
             return m.metric_class(m.options, context)
 
-        metric_specs = [self.spec.metrics[name] for name in comparison.metrics]
+        metric_specs = [self.spec.metrics[name] for name in comparison.metrics
+                        if kept is not None or not is_per_example(self.spec.metrics[name].metric_class)]
         return {m.name: metric for m in metric_specs if (metric := guard.call(m.name, lambda m=m: make(m))) is not None}
 
     def resampling(self, metric: MetricSpec) -> Resampling:
@@ -564,9 +588,17 @@ def _metric_entry(spec: Spec, metric: MetricSpec, manager: PluginManager) -> dic
     cls = metric.metric_class
     run = spec.run
     bootstrap = run.bootstrap and supports_bootstrap(cls)
-    interval = {"method": f"random-groups Poisson bootstrap, {cls.interval} interval", "replicates": run.bootstrap,
-                "groups": run.bootstrap_groups, "confidence": run.confidence} if bootstrap else None
+    interval = {"method": _interval_method(cls), "replicates": run.bootstrap,
+                "groups": 1 if is_per_example(cls) else run.bootstrap_groups, "confidence": run.confidence} \
+        if bootstrap else ({"none": no_interval_reason(cls)} if run.bootstrap else None)
     return {"metric": metric.metric, "unit": cls.unit_of(metric.options), "direction": cls.direction_of(metric.options),
             "layers": cls.layers, "per_head": cls.per_head, "estimator": cls.estimator, "interval": interval,
+            "state": cls.state,
             "permutations": metric.permutations, "plugin": info.plugin,
             "distribution": info.distribution, "version": info.version}
+
+
+def _interval_method(cls: type[Metric]) -> str:
+    if is_per_example(cls):
+        return cls.resampling.describe()
+    return f"random-groups Poisson bootstrap, {cls.interval} interval"

@@ -24,6 +24,7 @@ two models' datapoints shuffled within the batch; the p-value is
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections import defaultdict
 from collections.abc import Callable
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 
 from probekit.metrics.base import Metric, MetricContext, MetricError, Row, supports_bootstrap
+from probekit.metrics.per_example import is_per_example
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,11 @@ class Resampled:
         self.value_range = metric_cls.range_of(options)
         self.settings = settings
         bootstrap = settings.replicates > 0 and supports_bootstrap(metric_cls)
-        count = max(1, min(settings.groups, n_examples)) if bootstrap else 1
+        # Per-example state is resampled by example index at the end: one instance, no groups.
+        self.per_example = is_per_example(metric_cls)
+        count = max(1, min(settings.groups, n_examples)) if bootstrap and not self.per_example else 1
         rng = np.random.default_rng(settings.seed)
+        self.rng = rng
         self.group_of = torch.from_numpy(rng.permutation(n_examples) % count)  # (n_examples,)
         self.weights = rng.poisson(1.0, size=(settings.replicates if bootstrap else 0, count))  # (R, G)
         self.groups = [metric_cls(options, context) for _ in range(count)]
@@ -78,7 +83,7 @@ class Resampled:
         self.drawn = 0  # bootstrap replicates drawn so far (rows of weights)
         self.replicate_values: dict[tuple, list[float]] | None = defaultdict(list)  # None: no interval
         self.failure: Exception | None = None
-        if bootstrap and count < FEW_GROUPS:
+        if bootstrap and not self.per_example and count < FEW_GROUPS:
             self.notes.append(f"the interval resamples only {count} groups of examples (bootstrap_groups = {settings.groups}, "
                               f"{n_examples} examples); below {FEW_GROUPS} groups the bootstrap's quantiles are noisy")
 
@@ -133,11 +138,13 @@ class Resampled:
         self.drawn += len(chunk)
         if self.failure is not None or self.replicate_values is None:
             return
-        chunk = chunk[chunk.any(axis=1)]
+        if not self.per_example:
+            chunk = chunk[chunk.any(axis=1)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the point value already gave every warning a draw would repeat
             try:
-                drawn = self.metric_cls.replicates(self.groups, chunk) if len(chunk) else []
+                drawn = [self._drawn_by_index() for _ in chunk] if self.per_example else \
+                    self.metric_cls.replicates(self.groups, chunk) if len(chunk) else []
             except MetricError as error:
                 self.notes.append(f"no confidence interval: a bootstrap replicate could not be measured ({error})")
                 self.replicate_values = None
@@ -150,6 +157,29 @@ class Resampled:
                 self.replicate_values[_cell(row)].append(row.value)
             on_draw()
 
+    def _drawn_by_index(self) -> list[Row]:
+        """One replicate of a per-example metric: its examples drawn by index as its ``resampling`` says."""
+        metric = self.groups[0]
+        n, m, replace_ = self._sample_size()
+        index = self.rng.integers(0, n, n) if replace_ else np.sort(self.rng.choice(n, m, replace=False))
+        return metric.finalize_on(torch.from_numpy(index))
+
+    def _sample_size(self) -> tuple[int, int, bool]:
+        """n examples, m drawn per replicate, with replacement or not (the metric's ``resampling``)."""
+        n, how = self.groups[0].n_examples, self.metric_cls.resampling
+        if how is None or how.replace:
+            return n, n, True
+        return n, max(2, round(how.fraction * n)), False
+
+    @property
+    def scale(self) -> float:
+        """What turns the replicates' spread into an interval for n examples: sqrt(m / n) for m of n drawn
+        without replacement (the spread of m-example values is that much wider), else 1."""
+        if not self.per_example:
+            return 1.0
+        n, m, _ = self._sample_size()
+        return math.sqrt(m / n)
+
     @property
     def draws(self) -> int:
         """How many finalizations :meth:`finalize` has still to run beyond the point value (for progress)."""
@@ -157,10 +187,15 @@ class Resampled:
 
     def _with_intervals(self, rows: list[Row], draws: dict) -> list[Row]:
         """Each row with its interval (the metric's ``interval`` method, clipped to its range) and bias estimate;
-        a note for each value that falls outside its own interval."""
+        a note for each value that falls outside its own interval.
+
+        With s = :attr:`scale`: basic [v - s (q_high - v), v - s (q_low - v)], percentile
+        [v - s (v - q_low), v + s (q_high - v)] (s = 1: [2v - q_high, 2v - q_low] and [q_low, q_high]).
+        """
         level = self.settings.confidence
         quantiles = ((1 - level) / 2, (1 + level) / 2)
         lowest, highest = self.value_range
+        scale = self.scale
         out = []
         for row in rows:
             values = draws.get(_cell(row))
@@ -168,7 +203,9 @@ class Resampled:
                 out.append(row)
                 continue
             q_low, q_high = (float(q) for q in np.quantile(values, quantiles))
-            low, high = (q_low, q_high) if self.interval == "percentile" else (2 * row.value - q_high, 2 * row.value - q_low)
+            v = row.value
+            low, high = (v - scale * (v - q_low), v + scale * (q_high - v)) if self.interval == "percentile" else \
+                (v - scale * (q_high - v), v - scale * (q_low - v))
             low, high = max(low, lowest) if lowest is not None else low, min(high, highest) if highest is not None else high
             bias = float(np.mean(values)) - row.value
             if not low <= row.value <= high:

@@ -44,6 +44,12 @@ INTERVALS: tuple[str, ...] = ("basic", "percentile")
 LayerRange = Literal["hidden_states", "attentions"]
 LAYER_RANGES: tuple[str, ...] = ("hidden_states", "attentions")
 
+#: What a metric keeps between batches: "additive" (sums over examples, bounded whatever the number of
+#: examples; pooled for intervals) or "per_example" (one vector per example per layer, kept by probekit once
+#: per model: probekit.metrics.per_example).
+StateKind = Literal["additive", "per_example"]
+STATE_KINDS: tuple[str, ...] = ("additive", "per_example")
+
 #: The types a ``details`` value may have (each key becomes a Parquet column).
 DETAIL_TYPES = (int, float, str, bool)
 
@@ -95,7 +101,8 @@ class MetricContext:
     ``model_a`` / ``model_b`` are :class:`probekit.models.loading.LoadedModel` (name,
     encoder, tokenizer, identity); ``num_layers`` is L, the number of transformer
     layers; ``device`` is where the captures live; ``causal``: a model of the comparison is
-    a decoder (each token attends only to itself and the tokens before it).
+    a decoder (each token attends only to itself and the tokens before it); ``examples``: where a
+    per-example metric's vectors are stored, shared with every other metric of the pass.
     """
 
     comparison: str
@@ -104,6 +111,7 @@ class MetricContext:
     num_layers: int
     device: Any
     causal: bool = False
+    examples: Any = None  # the pass's per-example state (metrics.per_example.ExampleVectorStore); None: the metric's own
 
 
 class Metric:
@@ -119,7 +127,8 @@ class Metric:
     ``per_head``: whether it reports heads too. ``details``: the extra values its
     rows carry, name -> type (int, float, str or bool). ``estimator``: how the value
     is estimated from the data ("exact moments", "per-example means", ...), recorded
-    in the results metadata.
+    in the results metadata. ``state``: "additive" (the metric keeps sums) or "per_example"
+    (subclass :class:`probekit.PerExampleMetric`: probekit keeps every example's vector).
     """
 
     name: ClassVar[str]
@@ -131,6 +140,7 @@ class Metric:
     per_head: ClassVar[bool] = False
     details: ClassVar[Mapping[str, type]] = {}
     estimator: ClassVar[str] = ""
+    state: ClassVar[StateKind] = "additive"
     Options: ClassVar[type] = NoOptions
     #: The bootstrap interval it gets (docs/reference.md): "basic", [2v - q_hi, 2v - q_lo], for a statistic
     #: biased by the sample size (the CCA family, CKA), or "percentile", [q_lo, q_hi], for means over examples.
@@ -217,8 +227,19 @@ def supports_permutation_null(metric_cls: type[Metric]) -> bool:
 
 
 def supports_bootstrap(metric_cls: type[Metric]) -> bool:
-    """Whether ``metric_cls`` implements :meth:`Metric.pooled` (and so gets confidence intervals)."""
+    """Whether ``metric_cls`` gets confidence intervals: per-example state with a ``resampling``, or :meth:`Metric.pooled`."""
+    if metric_cls.state == "per_example":
+        return getattr(metric_cls, "resampling", None) is not None
     return metric_cls.pooled.__func__ is not Metric.pooled.__func__
+
+
+def no_interval_reason(metric_cls: type[Metric]) -> str:
+    """Why ``metric_cls`` gets no confidence interval ("" when it gets one): said in the report and the metadata."""
+    if supports_bootstrap(metric_cls):
+        return ""
+    if metric_cls.state == "per_example":
+        return f"{metric_cls.name} declares resampling = None: its value cannot be bootstrapped"
+    return f"{metric_cls.name} does not implement pooled(): its state is not a sum over examples"
 
 
 def layer_numbers(metric_cls: type[Metric], num_layers: int) -> range:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from probekit.metrics.base import DETAIL_TYPES, DIRECTIONS, LAYER_RANGES, NEEDS, Metric
+from probekit.metrics.base import DETAIL_TYPES, DIRECTIONS, LAYER_RANGES, NEEDS, STATE_KINDS, Metric
 from probekit.metrics.options import unsupported_options
 
 
@@ -23,6 +23,10 @@ def check_metric_class(cls: Any) -> list[str]:
         problems.append(f"{label}.direction is {cls.direction!r}; expected one of {', '.join(map(repr, DIRECTIONS))}")
     if cls.layers not in LAYER_RANGES:
         problems.append(f"{label}.layers is {cls.layers!r}; expected one of {', '.join(map(repr, LAYER_RANGES))}")
+    if cls.state not in STATE_KINDS:
+        problems.append(f"{label}.state is {cls.state!r}; expected one of {', '.join(map(repr, STATE_KINDS))}")
+    elif cls.state == "per_example" and not callable(getattr(cls, "finalize_on", None)):
+        problems.append(f"{label}.state is 'per_example' but it is not a probekit.PerExampleMetric")
     for key, kind in dict(cls.details).items():
         if kind not in DETAIL_TYPES:
             problems.append(f"{label}.details[{key!r}] is {kind!r}; expected one of int, float, str, bool")

@@ -200,6 +200,16 @@ def load_encoder(
     return (encoder if device_map is not None else encoder.to(device)).eval()
 
 
+def saved_shape(source: str) -> tuple[int, int] | None:
+    """(transformer layers, hidden size) from a model folder's config.json, without loading it; None when unknown."""
+    config = Path(resolve(source)) / "config.json"
+    try:
+        values = json.loads(config.read_text())
+        return int(values["num_hidden_layers"]), int(values["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _saved_class(source: str, description: str, revision: str | None):
     """The transformers class a checkpoint was saved from, as its config's ``architectures`` names it."""
     import transformers

@@ -205,7 +205,9 @@ def _fed(cls: type[Metric], options: Any, a, b, examples: list, batch_size: int,
                                         causal=any(family_of(m.encoder).causal for m in (a, b))))
     phase[0] = "update"
     for batch in make_batches(examples, a.tokenizer, batch_size=batch_size, max_length=MAX_LENGTH):
-        metric.update(forward(a.encoder, batch, needs, a.name), forward(b.encoder, batch, needs, b.name), batch)
+        capture_a = forward(a.encoder, batch, needs, a.name)
+        # As the engine does: a model runs once per batch, its capture serves both sides.
+        metric.update(capture_a, capture_a if b is a else forward(b.encoder, batch, needs, b.name), batch)
     phase[0] = "finalize"
     return metric
 

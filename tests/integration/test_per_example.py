@@ -1,0 +1,200 @@
+"""The per-example kind of metric state: stored once per model and pooling, handed over whole, counted against
+``[run] memory``, resampled by example index."""
+from __future__ import annotations
+
+import math
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import probekit
+from probekit.errors import ModelError
+from probekit.api import run
+from probekit.data.batching import make_batches
+from probekit.engine.capture import forward
+from probekit.engine.resampling import Resampled, Resampling
+from probekit.testing.fixtures import TINY_CONFIG, tiny_examples, tiny_model_pair
+
+MAX_LENGTH = TINY_CONFIG["max_position_embeddings"]
+EXAMPLES = tiny_examples(40)
+
+
+class PairedCosine(probekit.PerExampleMetric):
+    """The mean cosine of each example's two vectors: simple enough to check by hand."""
+
+    name = "paired_cosine"
+    direction = "similarity"
+
+    def layer_value(self, x, y):
+        return float(torch.nn.functional.cosine_similarity(x, y, dim=1).mean())
+
+
+@pytest.fixture(scope="module")
+def models():
+    return tiny_model_pair()
+
+
+def context(a, b, store=None):
+    return probekit.MetricContext("a_vs_b", a, b, a.num_layers, torch.device("cpu"), examples=store)
+
+
+def feed(metrics, a, b, examples=EXAMPLES, batch_size=16):
+    for batch in make_batches(examples, a.tokenizer, batch_size=batch_size, max_length=MAX_LENGTH):
+        capture_a, capture_b = forward(a.encoder, batch, frozenset({"hidden_states"})), \
+            forward(b.encoder, batch, frozenset({"hidden_states"}))
+        for metric in metrics:
+            metric.update(capture_a, capture_b, batch)
+
+
+def direct_vectors(model, examples=EXAMPLES):
+    """Mean-pooled float64 vectors per layer, one example at a time (no padding at all)."""
+    layers = []
+    for example in examples:
+        batch = next(iter(make_batches([example], model.tokenizer, batch_size=1, max_length=MAX_LENGTH)))
+        hidden = forward(model.encoder, batch, frozenset({"hidden_states"})).hidden_states
+        layers.append([h[0].double().mean(0) for h in hidden])
+    return [torch.stack(layer) for layer in zip(*layers)]
+
+
+def test_the_metric_gets_every_examples_pooled_vector(models):
+    a, b = models
+    metric = PairedCosine(probekit.PoolingOptions(), context(a, b))
+    feed([metric], a, b)
+    xs, ys = metric.matrices()
+    for x, want in zip(xs, direct_vectors(a), strict=True):
+        assert x.dtype == torch.float64 and x.shape == want.shape
+        torch.testing.assert_close(x, want, rtol=1e-5, atol=1e-6)
+    rows = metric.finalize()
+    expected = [float(torch.nn.functional.cosine_similarity(x, y, dim=1).mean()) for x, y in zip(xs, ys)]
+    assert [r.value for r in rows] == pytest.approx(expected, rel=1e-12)
+    assert all(r.n_examples == len(EXAMPLES) for r in rows)
+
+
+def test_one_store_serves_every_metric_and_null_instance(models):
+    """Two metrics, a resampled one with 5 null draws, one store: each model's vectors are kept once."""
+    a, b = models
+    store = probekit.metrics.per_example.ExampleVectorStore()
+    settings = Resampling(replicates=4, permutations=5)
+    metrics = [PairedCosine(probekit.PoolingOptions(), context(a, b, store)),
+               Resampled(PairedCosine, probekit.PoolingOptions(), context(a, b, store), len(EXAMPLES), settings)]
+    feed(metrics, a, b)
+    one_model = len(EXAMPLES) * (a.num_layers + 1) * a.encoder.config.hidden_size * 8
+    assert store.nbytes == 2 * one_model  # a and b, once each, although 7 instances were fed
+    rows = metrics[1].finalize()
+    assert all(r.p_value is not None and r.ci_low <= r.value <= r.ci_high for r in rows)
+
+
+def test_permuted_instances_pair_examples_shuffled(models):
+    a, b = models
+    metric = PairedCosine(probekit.PoolingOptions(), context(a, b))
+    null = PairedCosine(probekit.PoolingOptions(), context(a, b))
+    generator = torch.Generator().manual_seed(0)
+    for batch in make_batches(EXAMPLES, a.tokenizer, batch_size=16, max_length=MAX_LENGTH):
+        ca, cb = (forward(m.encoder, batch, frozenset({"hidden_states"})) for m in (a, b))
+        metric.update(ca, cb, batch)
+        null.update_permuted(ca, cb, batch, generator)
+    (xs, ys), (xn, yn) = metric.matrices(), null.matrices()
+    assert all(torch.equal(x, w) for x, w in zip(xs, xn))
+    assert not torch.equal(ys[1], yn[1])
+    assert sorted(map(tuple, yn[1].tolist())) == sorted(map(tuple, ys[1].tolist()))
+
+
+class SubsampledCosine(PairedCosine):
+    name = "subsampled_cosine"
+    resampling = probekit.Resample(replace=False, fraction=0.5)
+
+
+@pytest.mark.parametrize("metric_cls", [PairedCosine, SubsampledCosine])
+def test_intervals_equal_a_direct_resampling_of_example_indices(models, metric_cls):
+    a, b = models
+    settings = Resampling(replicates=30, confidence=0.9, seed=3)
+    resampled = Resampled(metric_cls, probekit.PoolingOptions(), context(a, b), len(EXAMPLES), settings)
+    feed([resampled], a, b)
+    rows = resampled.finalize()
+    xs, ys = resampled.groups[0].matrices()
+    rng = np.random.default_rng(3)
+    rng.permutation(len(EXAMPLES)), rng.poisson(1.0, size=(30, 1))  # what the deal draws first
+    n = len(EXAMPLES)
+    m = n if metric_cls.resampling.replace else round(n * metric_cls.resampling.fraction)
+    draws = []
+    for _ in range(30):
+        index = rng.integers(0, n, n) if metric_cls.resampling.replace else np.sort(rng.choice(n, m, replace=False))
+        draws.append([float(torch.nn.functional.cosine_similarity(x[index], y[index], dim=1).mean())
+                      for x, y in zip(xs, ys)])
+    scale = math.sqrt(m / n)
+    for row in rows:
+        low, high = np.quantile([d[row.layer] for d in draws], [0.05, 0.95])
+        assert row.ci_low == pytest.approx(row.value - scale * (high - row.value), rel=1e-9)
+        assert row.ci_high == pytest.approx(row.value - scale * (low - row.value), rel=1e-9)
+        assert row.ci_low < row.value < row.ci_high
+
+
+SPEC = """
+name = "per_example"
+plugins = ["paired.py"]
+[run]
+device = "cpu"
+memory = "{memory}"
+[models.a]
+id = "{a}"
+[models.b]
+id = "{b}"
+[data.d]
+path = "{data}"
+text = "text"
+label = "label"
+limit = {limit}
+[metrics.paired_cosine]
+[metrics.linear_cka]
+[[comparisons]]
+name = "ab"
+a = "a"
+b = "b"
+data = "d"
+"""
+
+PLUGIN = '''
+import torch
+import probekit
+
+
+class PairedCosine(probekit.PerExampleMetric):
+    name = "paired_cosine"
+    direction = "similarity"
+
+    def layer_value(self, x, y):
+        return float(torch.nn.functional.cosine_similarity(x, y, dim=1).mean())
+
+
+@probekit.hookimpl
+def probekit_register_metrics(register):
+    register(PairedCosine)
+'''
+
+
+def write_spec(tmp_path, tiny_models, memory, limit=30):
+    from probekit.testing.fixtures import write_tiny_csv
+    data = write_tiny_csv(tmp_path / "d.csv", 40)
+    (tmp_path / "paired.py").write_text(PLUGIN)
+    path = tmp_path / "spec.toml"
+    path.write_text(SPEC.format(memory=memory, a=tiny_models[0], b=tiny_models[1], data=data, limit=limit))
+    return path
+
+
+def test_a_run_refuses_per_example_state_over_memory_before_loading_a_model(tmp_path, tiny_models, capsys):
+    """3 layers x 32 numbers x 8 bytes x 30 examples x 2 models = 46080 bytes, over a budget of 40 KB."""
+    with pytest.raises(ModelError) as caught:
+        run(write_spec(tmp_path, tiny_models, memory="40KB"), reports=tmp_path / "reports")
+    message = str(caught.value)
+    assert "metrics.paired_cosine" in message and "30 examples" in message and "3 layers x 32 numbers" in message
+    assert "limit" in message and "[run] memory" in message
+    assert "probe " not in capsys.readouterr().out  # nothing loaded, nothing probed
+
+
+def test_a_run_stores_and_reports_per_example_state(tmp_path, tiny_models):
+    results = run(write_spec(tmp_path, tiny_models, memory="1GB"), reports=tmp_path / "reports")
+    values = results.series("ab", "paired_cosine")
+    assert len(values) == 3 and all(-1 <= v <= 1 for v in values.values())
+    assert results.metadata["metrics"]["paired_cosine"]["state"] == "per_example"
