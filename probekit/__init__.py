@@ -32,6 +32,7 @@ _PUBLIC = {
     "Outcome": "probekit.expect.evaluate", "RunView": "probekit.expect.evaluate",
     "PerExampleMetric": "probekit.metrics.per_example", "PoolingOptions": "probekit.metrics.per_example",
     "Resample": "probekit.metrics.per_example",
+    "OptionError": "probekit.metrics.options", "SpecFacts": "probekit.metrics.base",
 }
 
 __all__ = [*sorted(_PUBLIC), "__version__", "hookimpl"]

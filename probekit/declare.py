@@ -245,8 +245,10 @@ class _Reader:
             return None
         try:
             return cls(**values)
-        except Invalid as invalid:
-            self.problem(path, "these values", invalid.expected, invalid.hint)
+        except Invalid as invalid:  # an option's own check names the option (metrics.OptionError)
+            option = getattr(invalid, "option", "")
+            found = repr(values.get(option, declared[option][1])) if option in declared else "these values"
+            self.problem(_join(path, option), found, invalid.expected, invalid.hint)
         except (TypeError, ValueError) as error:  # a __post_init__ may check how fields go together
             self.problem(path, str(error), "values that go together")
         return None

@@ -26,6 +26,7 @@ from rich.console import Console
 
 import probekit
 from probekit.engine.examples import ExampleStore
+from probekit.engine.spec_checks import spec_fact_problems
 from probekit.engine.executors import Executor, executor_for
 from probekit.engine.outputs import (RunOutput, check_output, check_same_spec, check_writable, fallback_folders,
                                      remove_temporaries, resumable_run, run_of)
@@ -129,6 +130,9 @@ class Session:
         parsed = parse_spec(document, path=path, text=text, metrics=metrics, sources=manager.sources,
                             kinds=manager.expectations, overrides=self.overrides,
                             explain_missing=manager.explain_missing_metric)
+        problems = spec_fact_problems(parsed, manager.sources)
+        if problems:
+            raise SpecError(path, problems)
         return parsed, manager
 
     # -- running -----------------------------------------------------------------------

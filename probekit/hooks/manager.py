@@ -36,7 +36,7 @@ ENTRY_POINT_GROUP = "probekit"
 AUTOLOAD_SWITCH = "PROBEKIT_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PLUGINS = (
     "attention_js", "attention_entropy", "attention_special", "svcca", "pwcca", "procrustes",
-    "linear_cka", "debiased_cka", "cross_layer", "layer_replacement",
+    "linear_cka", "debiased_cka", "cross_layer", "layer_replacement", "mutual_knn", "cknna", "rsa",
     "source_task", "source_path", "source_glue", "source_hf", "expectations",
     # pluggy calls the last registered first: the report, the figures, report.html, then the trackers (which
     # log the figures and report.html the others wrote)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from probekit.errors import UserError
+from probekit.metrics.options import OptionError
 
 if TYPE_CHECKING:
     import torch
@@ -87,6 +88,18 @@ class Row:
     ci_high: float | None = None
     p_value: float | None = None
     ci_bias: float | None = None
+
+
+@dataclass(frozen=True)
+class SpecFacts:
+    """What a spec declares, for :meth:`Metric.check_spec`: of the comparisons that use the metric,
+    ``examples`` (data name -> number of examples after ``limit``), ``layers`` (model -> its number
+    of transformer layers L, where its config is on disk) and ``labels`` (data name -> its labels).
+    ``examples`` and ``labels`` read the data on first access (never a model)."""
+
+    examples: Mapping[str, int]
+    layers: Mapping[str, int]
+    labels: Mapping[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -166,6 +179,12 @@ class Metric:
     def direction_of(cls, options: Any) -> Direction:
         """The direction of the values under these options (``direction`` unless an option changes it)."""
         return cls.direction
+
+    @classmethod
+    def check_spec(cls, options: Any, facts: SpecFacts) -> list[OptionError]:
+        """Problems of ``options`` given what the spec declares (``k`` below the number of examples), found at
+        ``probekit check`` time: each an :class:`OptionError` naming the option, what it must be, and the fix."""
+        return []
 
     def update(self, a: Capture, b: Capture, batch: Batch) -> None:
         raise NotImplementedError

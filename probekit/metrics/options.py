@@ -4,10 +4,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from probekit.declare import SCALAR_TYPES, describe_type, fields_of, is_supported, parse
+from probekit.declare import SCALAR_TYPES, Invalid, describe_type, fields_of, is_supported, parse
 from probekit.errors import Problem
 
-__all__ = ["SCALAR_TYPES", "describe_type", "option_fields", "parse_options", "unsupported_options"]
+__all__ = ["SCALAR_TYPES", "OptionError", "describe_type", "option_fields", "parse_options", "unsupported_options"]
+
+
+class OptionError(Invalid):
+    """A bad option value, raised from ``Options.__post_init__`` (or returned by ``Metric.check_spec``).
+
+    ``option``: the field's name (the spec's key is ``metrics.<label>.<option>``); ``expected``:
+    what a good value is ("an integer of at least 1"); ``fix``: what to change ("set k = 10").
+    """
+
+    def __init__(self, option: str, expected: str, fix: str = "") -> None:
+        super().__init__(expected, fix)
+        self.option, self.fix = option, fix
+
+    def __str__(self) -> str:
+        return f"{self.option}: expected {self.expected}" + (f" ({self.fix})" if self.fix else "")
+
+    def problem(self, options: Any) -> tuple[str, str, str]:
+        """(option, found, expected) of this error for ``options`` (the values given, or the built options)."""
+        value = options.get(self.option) if isinstance(options, Mapping) else getattr(options, self.option, None)
+        return self.option, repr(value), self.expected + (f"; {self.fix}" if self.fix else "")
 
 
 def option_fields(options_cls: type) -> dict[str, tuple[Any, Any]]:

@@ -23,7 +23,12 @@ downloaded) and checks the properties every metric must have:
   48, 16, 4 and 7 give the same rows;
 * pooling adds up (for a metric that implements ``pooled``, so gets confidence
   intervals): three groups of the examples pooled with weights 2, 0, 1 give the
-  rows of one instance fed the first group twice and the third once.
+  rows of one instance fed the first group twice and the third once; for a
+  per-example metric, ``finalize_on`` those example indices gives the rows of a
+  fresh instance fed those examples;
+* intervals and the permutation null are drawn: fed as a run with ``bootstrap``
+  and ``permutations`` feeds it (``update_permuted`` included), every row gets an
+  interval and a p-value.
 
 A cross-layer metric (rows with ``layer_b``) is checked on its diagonal where a
 layer-wise metric is checked on its layers; its other cells must cover every
@@ -45,7 +50,17 @@ import torch
 
 from probekit.data.batching import make_batches
 from probekit.engine.capture import forward
-from probekit.metrics.base import Metric, MetricContext, MetricError, Row, layer_numbers, supports_bootstrap
+from probekit.engine.resampling import Resampled, Resampling
+from probekit.metrics.base import (
+    Metric,
+    MetricContext,
+    MetricError,
+    Row,
+    layer_numbers,
+    supports_bootstrap,
+    supports_permutation_null,
+)
+from probekit.metrics.per_example import is_per_example
 from probekit.metrics.checks import check_metric_class
 from probekit.errors import Problem
 from probekit.metrics.options import SCALAR_TYPES, option_fields, parse_options
@@ -64,6 +79,9 @@ ROWS = "rows are well formed"
 IDENTICAL = "identical inputs give the identical value"
 BATCH_SIZE = "results do not depend on the batch size"
 POOLING = "pooling adds up"
+RESAMPLING = "intervals and the permutation null are drawn"
+#: Draws of the resampling check: enough to see an interval and a p-value, few enough to stay fast.
+REPLICATES, PERMUTATIONS = 8, 4
 
 #: Absolute tolerance of the identical-inputs check: the metric's own floating point.
 IDENTICAL_TOLERANCE = 1e-6
@@ -98,8 +116,12 @@ def check_metric(metric_cls: type[Metric], options: Any = None, *, tolerance: fl
     for size, rows in runs.items():
         _check_rows(metric_cls, rows, a, len(examples), _run_label(a, b, size))
     _check_batch_sizes(metric_cls, runs, tolerance)
-    if supports_bootstrap(metric_cls):
+    if supports_bootstrap(metric_cls) and not is_per_example(metric_cls):
         _check_pooling(metric_cls, parsed, a, b, examples, runs[BATCH_SIZES[0]], tolerance)
+    if supports_bootstrap(metric_cls) and is_per_example(metric_cls):
+        _check_example_resampling(metric_cls, parsed, a, b, examples, tolerance)
+    if supports_bootstrap(metric_cls) or supports_permutation_null(metric_cls):
+        _check_resampled(metric_cls, parsed, a, b, examples)
 
 
 def _message(cls: Any, prop: str, problems: Sequence[str], note: str | None = None) -> str:
@@ -388,3 +410,50 @@ def _check_pooling(cls: type[Metric], options: Any, a, b, examples: list, whole:
     if problems:
         _fail(cls, POOLING, problems, f"(tolerance {tolerance:g}; three groups of the {len(examples)} examples, "
                                       "each fed to its own instance, then pooled)")
+
+
+def _check_example_resampling(cls: type[Metric], options: Any, a, b, examples: list, tolerance: float) -> None:
+    """Per-example state: the rows on example indices (first third twice, then the last third) are those of a
+    fresh instance fed those examples."""
+    __tracebackhide__ = True
+    third = len(examples) // 3
+    index = [*range(third), *range(third), *range(2 * third, len(examples))]
+    size = BATCH_SIZES[2]
+    resampled = _guarded(cls, a, b, size, lambda phase: _fed(cls, options, a, b, examples, size, phase).finalize_on(
+        torch.tensor(index)))
+    direct = _guarded(cls, a, b, size, lambda phase: _fed(cls, options, a, b, [examples[i] for i in index], size,
+                                                           phase).finalize())
+    rows = {(row.layer, row.layer_b, row.head): row for row in resampled}
+    problems = [f"{_where(row)}: {what} = {y!r}, expected {x!r}" for reference in direct
+                if (row := rows.get((reference.layer, reference.layer_b, reference.head))) is not None
+                for what, x, y in _differences(reference, row, tolerance)]
+    if problems or len(rows) != len(direct):
+        _fail(cls, RESAMPLING, problems or ["finalize_on(index) gives other cells than a fresh instance"],
+              "(finalize_on(index) must measure the examples at index, repeats included)")
+
+
+def _check_resampled(cls: type[Metric], options: Any, a, b, examples: list) -> None:
+    """As a run with bootstrap and permutations: every row gets an interval around its value and a p-value."""
+    __tracebackhide__ = True
+    context = MetricContext(f"{a.name}_vs_{b.name}", a, b, a.num_layers, torch.device("cpu"))
+    settings = Resampling(replicates=REPLICATES if supports_bootstrap(cls) else 0,
+                          permutations=PERMUTATIONS if supports_permutation_null(cls) else 0, groups=4)
+
+    def measure(phase):
+        resampled = Resampled(cls, options, context, len(examples), settings)
+        phase[0] = "update / update_permuted"
+        needs = frozenset(cls.needs)
+        for batch in make_batches(examples, a.tokenizer, batch_size=BATCH_SIZES[1], max_length=MAX_LENGTH):
+            resampled.update(forward(a.encoder, batch, needs, a.name), forward(b.encoder, batch, needs, b.name), batch)
+        phase[0] = "finalize (with resampling)"
+        return resampled.finalize(), resampled.notes
+
+    rows, notes = _guarded(cls, a, b, BATCH_SIZES[1], measure)
+    problems = [f"no interval or p-value: {note}" for note in notes]
+    for row in rows:
+        if settings.replicates and not (row.ci_low is not None and row.ci_high is not None and row.ci_low <= row.ci_high):
+            problems.append(f"{_where(row)}: interval [{row.ci_low}, {row.ci_high}]")
+        if settings.permutations and not (row.p_value is not None and 0 < row.p_value <= 1):
+            problems.append(f"{_where(row)}: p_value {row.p_value}")
+    if problems:
+        _fail(cls, RESAMPLING, problems, f"({REPLICATES} bootstrap replicates, {PERMUTATIONS} permutations)")

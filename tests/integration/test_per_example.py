@@ -137,6 +137,7 @@ plugins = ["paired.py"]
 [run]
 device = "cpu"
 memory = "{memory}"
+bootstrap = {bootstrap}
 [models.a]
 id = "{a}"
 [models.b]
@@ -147,7 +148,11 @@ text = "text"
 label = "label"
 limit = {limit}
 [metrics.paired_cosine]
+[metrics.fixed_cosine]
 [metrics.linear_cka]
+[metrics.mutual_knn]
+k = 5
+permutations = 9
 [[comparisons]]
 name = "ab"
 a = "a"
@@ -168,18 +173,24 @@ class PairedCosine(probekit.PerExampleMetric):
         return float(torch.nn.functional.cosine_similarity(x, y, dim=1).mean())
 
 
+class FixedCosine(PairedCosine):
+    name = "fixed_cosine"
+    resampling = None  # declares it cannot have intervals
+
+
 @probekit.hookimpl
 def probekit_register_metrics(register):
     register(PairedCosine)
+    register(FixedCosine)
 '''
 
 
-def write_spec(tmp_path, tiny_models, memory, limit=30):
+def write_spec(tmp_path, tiny_models, memory, limit=30, bootstrap="false"):
     from probekit.testing.fixtures import write_tiny_csv
     data = write_tiny_csv(tmp_path / "d.csv", 40)
     (tmp_path / "paired.py").write_text(PLUGIN)
     path = tmp_path / "spec.toml"
-    path.write_text(SPEC.format(memory=memory, a=tiny_models[0], b=tiny_models[1], data=data, limit=limit))
+    path.write_text(SPEC.format(memory=memory, bootstrap=bootstrap, a=tiny_models[0], b=tiny_models[1], data=data, limit=limit))
     return path
 
 
@@ -188,13 +199,22 @@ def test_a_run_refuses_per_example_state_over_memory_before_loading_a_model(tmp_
     with pytest.raises(ModelError) as caught:
         run(write_spec(tmp_path, tiny_models, memory="40KB"), reports=tmp_path / "reports")
     message = str(caught.value)
-    assert "metrics.paired_cosine" in message and "30 examples" in message and "3 layers x 32 numbers" in message
+    assert "metrics.paired_cosine, metrics.fixed_cosine, metrics.mutual_knn" in message and "30 examples" in message and "3 layers x 32 numbers" in message
     assert "limit" in message and "[run] memory" in message
     assert "probe " not in capsys.readouterr().out  # nothing loaded, nothing probed
 
 
-def test_a_run_stores_and_reports_per_example_state(tmp_path, tiny_models):
-    results = run(write_spec(tmp_path, tiny_models, memory="1GB"), reports=tmp_path / "reports")
-    values = results.series("ab", "paired_cosine")
-    assert len(values) == 3 and all(-1 <= v <= 1 for v in values.values())
-    assert results.metadata["metrics"]["paired_cosine"]["state"] == "per_example"
+def test_a_run_gives_per_example_metrics_intervals_and_p_values_and_names_those_without(tmp_path, tiny_models):
+    results = run(write_spec(tmp_path, tiny_models, memory="1GB", bootstrap=10), reports=tmp_path / "reports")
+    table = results.to_pandas()
+    for metric in ("paired_cosine", "mutual_knn"):
+        rows = table[table.metric == metric]
+        assert len(rows) == 3 and rows.ci_low.notna().all() and (rows.ci_low <= rows.ci_high).all()
+    knn = table[table.metric == "mutual_knn"]
+    assert knn.p_value.between(0.1, 1).all() and ((knn.value > 0) & (knn.value <= 1)).all()
+    assert table[table.metric == "fixed_cosine"].ci_low.isna().all()
+    metrics = results.metadata["metrics"]
+    assert metrics["paired_cosine"]["state"] == "per_example" and metrics["linear_cka"]["state"] == "additive"
+    assert metrics["mutual_knn"]["interval"]["method"].startswith("subsampling: m = 0.5 n")
+    assert "resampling = None" in metrics["fixed_cosine"]["interval"]["none"]
+    assert any("fixed_cosine: no confidence interval" in w for w in results.metadata["warnings"])
