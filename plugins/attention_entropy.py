@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import torch
 
 import probekit
-from probekit.metrics.attention import mean_over_rows, query_rows, row_plogp
-from probekit.metrics.attention_change import AttentionChange
+from probekit.functional import mean_over_rows, query_rows, row_plogp
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class Options:
             raise ValueError(f"base = {self.base} is not a logarithm base (expected > 0 and != 1)")
 
 
-class AttentionEntropy(AttentionChange):
+class AttentionEntropy(probekit.AttentionChange):
     name = "attention_entropy"
     description = "change in attention entropy (b - a), per layer and head"
     statistic = "entropy"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 import probekit
-from probekit.metrics.attention import mean_over_rows, query_rows, row_js
+from probekit.functional import mean_over_rows, query_rows, row_js
 
 
 @dataclass(frozen=True)

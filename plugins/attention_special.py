@@ -15,8 +15,7 @@ from typing import Literal
 import torch
 
 import probekit
-from probekit.metrics.attention import mean_over_rows, row_share
-from probekit.metrics.attention_change import AttentionChange
+from probekit.functional import mean_over_rows, row_share
 
 #: Why an example may have no key of the kind ``keys`` selects, and what to change.
 NO_KEY_HINT = {
@@ -31,7 +30,7 @@ class Options:
     keys: Literal["special", "cls", "sep"] = "special"  # which keys' share is measured
 
 
-class AttentionSpecial(AttentionChange):
+class AttentionSpecial(probekit.AttentionChange):
     name = "attention_special"
     description = "change in the share of attention on special tokens (b - a), per layer and head"
     unit = "share"

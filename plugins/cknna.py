@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 import probekit
-from probekit.plugins.mutual_knn import knn_problems, nearest_neighbours
+from probekit.functional import nearest_neighbours, unbiased_hsic
 
 
 @dataclass(frozen=True)
@@ -23,13 +23,6 @@ class Options(probekit.PoolingOptions):
     def __post_init__(self) -> None:
         if self.k < 2:
             raise probekit.OptionError("k", "an integer of at least 2", "set k = 10, as Huh et al. do")
-
-
-def unbiased_hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
-    """The unbiased HSIC estimator of two (n, n) kernels (diagonals ignored)."""
-    n = k.shape[0]
-    k, l = k.clone().fill_diagonal_(0), l.clone().fill_diagonal_(0)
-    return ((k * l.T).sum() + k.sum() * l.sum() / ((n - 1) * (n - 2)) - 2 * (k @ l).sum() / (n - 2)) / (n * (n - 3))
 
 
 def _masked_hsic(kernel_x: torch.Tensor, kernel_y: torch.Tensor, x: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
@@ -72,7 +65,7 @@ class CKNNA(probekit.PerExampleMetric):
 
     @classmethod
     def check_spec(cls, options: Options, facts: probekit.SpecFacts) -> list[probekit.OptionError]:
-        return knn_problems(options.k, facts, cls.resampling)
+        return cls.below_examples("k", options.k, facts)
 
 
 @probekit.hookimpl

@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 
 import probekit
-from probekit.metrics.functional import (
+from probekit.functional import (
     CrossMoments,
     datapoints,
     linear_cka_from_moments,
@@ -24,7 +24,6 @@ from probekit.metrics.functional import (
     pwcca_from_moments,
     svcca_from_moments,
 )
-from probekit.metrics.moments import HiddenStateMoments, TokenOptions
 
 #: measure -> (its value from a pair's moments, its direction, its unit)
 MEASURES: dict[str, tuple[Callable[[CrossMoments], float], str, str]] = {
@@ -36,11 +35,11 @@ MEASURES: dict[str, tuple[Callable[[CrossMoments], float], str, str]] = {
 
 
 @dataclass(frozen=True)
-class Options(TokenOptions):
+class Options(probekit.TokenOptions):
     measure: Literal["linear_cka", "svcca", "pwcca", "procrustes"] = "linear_cka"
 
 
-class CrossLayer(HiddenStateMoments):
+class CrossLayer(probekit.HiddenStateMoments):
     name = "cross_layer"
     description = "a similarity measure between every layer of model a and every layer of model b"
     direction = "similarity"

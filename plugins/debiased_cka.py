@@ -10,17 +10,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 import probekit
-from probekit.metrics.functional import HSICMoments, debiased_cka_from_moments
-from probekit.metrics.moments import HiddenStateMoments, TokenOptions
+from probekit.functional import HSICMoments, debiased_cka_from_moments
 
 
 @dataclass(frozen=True)
-class Options(TokenOptions):
+class Options(probekit.TokenOptions):
     tokens: Literal["all", "cls", "mean"] = "mean"  # one datapoint per example, as Nguyen et al. pool them
 
 
-class DebiasedCKA(HiddenStateMoments):
-    """HiddenStateMoments' streaming and rows, over :class:`HSICMoments` in place of CrossMoments."""
+class DebiasedCKA(probekit.HiddenStateMoments):
+    """probekit.HiddenStateMoments' streaming and rows, over :class:`HSICMoments` in place of CrossMoments."""
 
     name = "debiased_cka"
     description = "debiased CKA (unbiased HSIC) of hidden states, per layer (0 = embeddings)"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import probekit
-from probekit.report.figures import write_figures
+from probekit.outputs import write_figures
 
 
 @probekit.hookimpl

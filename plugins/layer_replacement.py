@@ -31,11 +31,19 @@ from dataclasses import dataclass
 import torch
 
 import probekit
-from probekit.errors import ModelError
-from probekit.metrics.functional import CrossMoments, datapoints
-from probekit.metrics.moments import pooled_layer_moments
-from probekit.models.families import base_model, embedding_modules, family_of, model_inputs, transformer_layers
-from probekit.plugins.svcca import Options, svcca_rows
+from probekit.families import (
+    base_model,
+    embedding_modules,
+    family_of,
+    model_inputs,
+    transformer_layers,
+)
+from probekit.functional import (
+    CrossMoments,
+    datapoints,
+    pooled_layer_moments,
+    svcca_rows,
+)
 
 #: One recorded layer call: the positional arguments after the hidden state, and the keyword arguments.
 Arguments = tuple[tuple, dict]
@@ -56,7 +64,7 @@ def _stack(loaded) -> _Stack:
     encoder = loaded.encoder
     try:
         family, layers = family_of(encoder), transformer_layers(encoder)
-    except ModelError as error:
+    except probekit.ModelError as error:
         raise probekit.MetricError(f"layer_replacement: {loaded.name}: {error}") from error
     problem = family.replacement_problem(encoder.config)
     if problem:
@@ -143,9 +151,9 @@ class LayerReplacement(probekit.Metric):
     layers = "hidden_states"
     details = {"k_x": int, "k_y": int, "rule": str, "threshold": float}
     estimator = "exact moments"
-    Options = Options
+    Options = probekit.SVCCAOptions
 
-    def __init__(self, options: Options, context) -> None:
+    def __init__(self, options: probekit.SVCCAOptions, context) -> None:
         super().__init__(options, context)
         options.check_model(context)
         self.pretrained = _stack(context.model_a)

@@ -3,11 +3,10 @@ centred datapoints, exact from the same streamed moments as SVCCA (docs/referenc
 from __future__ import annotations
 
 import probekit
-from probekit.metrics.functional import linear_cka_from_moments
-from probekit.metrics.moments import HiddenStateMoments
+from probekit.functional import linear_cka_from_moments
 
 
-class LinearCKA(HiddenStateMoments):
+class LinearCKA(probekit.HiddenStateMoments):
     name = "linear_cka"
     description = "linear CKA of hidden states, per layer (0 = embeddings)"
     unit = "CKA"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 import probekit
+from probekit.functional import nearest_neighbours
 
 
 @dataclass(frozen=True)
@@ -20,14 +21,6 @@ class Options(probekit.PoolingOptions):
     def __post_init__(self) -> None:
         if self.k < 1:
             raise probekit.OptionError("k", "an integer of at least 1", "set k = 10, as Huh et al. do")
-
-
-def nearest_neighbours(x: torch.Tensor, k: int) -> torch.Tensor:
-    """(n, k) indices of each row's k most cosine-similar other rows."""
-    unit = torch.nn.functional.normalize(x, dim=1)
-    similarity = unit @ unit.T
-    similarity.fill_diagonal_(-torch.inf)  # an example is not its own neighbour
-    return similarity.topk(k, dim=1).indices
 
 
 def mutual_knn(x: torch.Tensor, y: torch.Tensor, k: int) -> float:
@@ -58,19 +51,7 @@ class MutualKNN(probekit.PerExampleMetric):
 
     @classmethod
     def check_spec(cls, options: Options, facts: probekit.SpecFacts) -> list[probekit.OptionError]:
-        return knn_problems(options.k, facts, cls.resampling)
-
-
-def knn_problems(k: int, facts: probekit.SpecFacts, resampling: probekit.Resample) -> list[probekit.OptionError]:
-    """k must stay below the examples of the smallest dataset, and of its interval subsamples."""
-    if not facts.examples:
-        return []
-    data, n = min(facts.examples.items(), key=lambda item: item[1])
-    m = round(n * resampling.fraction)
-    if k < m:
-        return []
-    return [probekit.OptionError("k", f"an integer below {m} (data.{data} has {n} examples; interval "
-                                      f"subsamples hold {m})", f"lower k, or raise data.{data}.limit above {2 * k + 1}")]
+        return cls.below_examples("k", options.k, facts)
 
 
 @probekit.hookimpl

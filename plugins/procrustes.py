@@ -3,11 +3,11 @@ representation is from the best rotation of the other's (0 = identical up to rot
 from __future__ import annotations
 
 import probekit
-from probekit.metrics.functional import CrossProducts, procrustes_from_moments
-from probekit.metrics.moments import HiddenStateMoments
+from probekit import HiddenStateMoments
+from probekit.functional import CrossProducts, procrustes_from_moments
 
 
-class Procrustes(HiddenStateMoments):
+class Procrustes(probekit.HiddenStateMoments):
     name = "procrustes"
     description = "orthogonal Procrustes distance of hidden states, per layer (0 = embeddings)"
     unit = "2 - 2 ||X'Y||_*"

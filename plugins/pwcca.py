@@ -3,11 +3,10 @@ the canonical correlations, from the same streamed moments as SVCCA (docs/refere
 from __future__ import annotations
 
 import probekit
-from probekit.metrics.functional import pwcca_from_moments
-from probekit.metrics.moments import HiddenStateMoments
+from probekit.functional import pwcca_from_moments
 
 
-class PWCCA(HiddenStateMoments):
+class PWCCA(probekit.HiddenStateMoments):
     name = "pwcca"
     description = "PWCCA distance of hidden states, per layer (0 = embeddings)"
     unit = "1 - weighted mean rho"

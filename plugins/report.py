@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import probekit
-from probekit.report.terminal import render
+from probekit.outputs import render
 
 
 @probekit.hookimpl

@@ -10,11 +10,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import probekit
-from probekit.data.glue import (
-    GLUE_TASKS, HF_GLUE_PATH, default_glue_dir, get_task, load_glue, normalize_split, normalize_task,
+from probekit.sources import (
+    GLUE_TASKS,
+    HF_GLUE_PATH,
+    default_glue_dir,
+    get_task,
+    load_glue,
+    normalize_split,
+    normalize_task,
+    resolve_path,
 )
-from probekit.data.source import resolve_path
-from probekit.errors import Problem, did_you_mean
 
 
 class GlueSource(probekit.DataSource):
@@ -34,14 +39,14 @@ class GlueSource(probekit.DataSource):
             task = normalize_task(options.glue)
         except ValueError:
             expected = "a GLUE task: " + ", ".join(GLUE_TASKS)
-            return options, [Problem("glue", repr(options.glue), expected, did_you_mean(options.glue, GLUE_TASKS))]
+            return options, [probekit.Problem("glue", repr(options.glue), expected, probekit.did_you_mean(options.glue, GLUE_TASKS))]
         glue_dir = str(resolve_path(options.glue_dir, base_dir)) if options.glue_dir else None
         problems = []
         try:
             split = normalize_split(task, options.split)
         except ValueError as error:
             split = options.split
-            problems.append(Problem("split", repr(options.split), f"a split of {task} ({error})"))
+            problems.append(probekit.Problem("split", repr(options.split), f"a split of {task} ({error})"))
         return replace(options, glue=task, split=split, glue_dir=glue_dir), problems
 
     def load(self, options, where: str) -> list[probekit.Example]:

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import probekit
-from probekit.data.files import Columns, rows_to_examples
-from probekit.errors import Problem
+from probekit.sources import Columns, rows_to_examples
 
 
 class HfSource(probekit.DataSource):
@@ -31,7 +30,7 @@ class HfSource(probekit.DataSource):
 
     def validate(self, options, base_dir: Path):
         if not options.hf:
-            return options, [Problem("hf", repr(options.hf), "the name of a Hugging Face dataset")]
+            return options, [probekit.Problem("hf", repr(options.hf), "the name of a Hugging Face dataset")]
         return options, []
 
     def load(self, options, where: str) -> list[probekit.Example]:

@@ -6,9 +6,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import probekit
-from probekit.data.files import FILE_SUFFIXES, Columns, read_rows, rows_to_examples
-from probekit.data.source import resolve_path
-from probekit.errors import Problem
+from probekit.sources import (
+    FILE_SUFFIXES,
+    Columns,
+    read_rows,
+    resolve_path,
+    rows_to_examples,
+)
 
 
 class PathSource(probekit.DataSource):
@@ -27,17 +31,17 @@ class PathSource(probekit.DataSource):
 
     def validate(self, options, base_dir: Path):
         if not options.path:
-            return options, [Problem("path", repr(options.path), "the path of a data file")]
+            return options, [probekit.Problem("path", repr(options.path), "the path of a data file")]
         file = resolve_path(options.path, base_dir)
         problems = []
         if file.is_dir():
-            problems.append(Problem("path", repr(options.path), f"a data file ({file} is a folder, not a file)"))
+            problems.append(probekit.Problem("path", repr(options.path), f"a data file ({file} is a folder, not a file)"))
         elif not file.is_file():
-            problems.append(Problem("path", repr(options.path), f"an existing data file ({file} does not exist)"))
+            problems.append(probekit.Problem("path", repr(options.path), f"an existing data file ({file} does not exist)"))
         elif file.suffix.lower() not in FILE_SUFFIXES:
-            problems.append(Problem("path", repr(options.path), "a file ending in " + ", ".join(FILE_SUFFIXES)))
+            problems.append(probekit.Problem("path", repr(options.path), "a file ending in " + ", ".join(FILE_SUFFIXES)))
         elif file.stat().st_size == 0:
-            problems.append(Problem("path", repr(options.path), f"a data file with rows ({file} is empty: 0 bytes)"))
+            problems.append(probekit.Problem("path", repr(options.path), f"a data file with rows ({file} is empty: 0 bytes)"))
         return replace(options, path=str(file)), problems
 
     def load(self, options, where: str) -> list[probekit.Example]:

@@ -7,9 +7,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import probekit
-import probekit.data.tasks as tasks_module
-from probekit.data.tasks import TASKS, load_task
-from probekit.errors import Problem, did_you_mean
+from probekit.sources import TASKS, load_task
+from probekit.sources import task_generators as tasks_module
 
 
 class TaskSource(probekit.DataSource):
@@ -26,11 +25,11 @@ class TaskSource(probekit.DataSource):
     def validate(self, options, base_dir: Path):
         if options.task not in TASKS:
             expected = "a built-in task: " + ", ".join(TASKS)
-            return options, [Problem("task", repr(options.task), expected, did_you_mean(options.task, TASKS))]
+            return options, [probekit.Problem("task", repr(options.task), expected, probekit.did_you_mean(options.task, TASKS))]
         splits = TASKS[options.task].sizes
         if options.split not in splits:
             expected = "one of " + ", ".join(splits)
-            return options, [Problem("split", repr(options.split), expected, did_you_mean(options.split, splits))]
+            return options, [probekit.Problem("split", repr(options.split), expected, probekit.did_you_mean(options.split, splits))]
         return options, []
 
     def load(self, options, where: str) -> list[probekit.Example]:

@@ -4,7 +4,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from probekit.metrics.base import DETAIL_TYPES, DIRECTIONS, LAYER_RANGES, NEEDS, STATE_KINDS, Metric
+from probekit.metrics.base import (
+    DETAIL_TYPES,
+    DIRECTIONS,
+    LAYER_RANGES,
+    NEEDS,
+    STATE_KINDS,
+    Metric,
+)
 from probekit.metrics.options import unsupported_options
 
 

@@ -23,7 +23,6 @@ Definitions follow the project's method reference (REFERENCE.md):
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import hashlib
 import math
@@ -1249,3 +1248,18 @@ def datapoints(hidden: torch.Tensor, attention_mask: torch.Tensor, tokens: str) 
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1)
     return hidden[attention_mask.bool()]
+
+
+def nearest_neighbours(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(n, k) indices of each row's k most cosine-similar other rows (an example is not its own neighbour)."""
+    unit = torch.nn.functional.normalize(x, dim=1)
+    similarity = unit @ unit.T
+    similarity.fill_diagonal_(-torch.inf)
+    return similarity.topk(k, dim=1).indices
+
+
+def unbiased_hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:  # noqa: E741 - the kernels' usual names
+    """The unbiased HSIC estimator (Song et al. 2012) of two (n, n) kernels; their diagonals are ignored."""
+    n = k.shape[0]
+    k, l = k.clone().fill_diagonal_(0), l.clone().fill_diagonal_(0)  # noqa: E741
+    return ((k * l.T).sum() + k.sum() * l.sum() / ((n - 1) * (n - 2)) - 2 * (k @ l).sum() / (n - 2)) / (n * (n - 3))

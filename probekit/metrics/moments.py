@@ -15,7 +15,14 @@ import numpy as np
 import torch
 
 from probekit.metrics.base import Metric, MetricContext, MetricError, Row
-from probekit.metrics.functional import CrossMoments, Datapoints, datapoints, decompose_together
+from probekit.metrics.functional import (
+    CrossMoments,
+    Datapoints,
+    datapoints,
+    decompose_together,
+    svcca_from_moments,
+)
+from probekit.metrics.options import OptionError
 from probekit.metrics.tensors import Batch, Capture
 
 
@@ -31,6 +38,21 @@ class TokenOptions:
         if self.tokens == "cls" and context.causal:
             raise MetricError("tokens = 'cls': decoders have no [CLS] (their first token sees only itself); "
                               "use tokens = 'last' or 'mean'")
+
+
+@dataclass(frozen=True)
+class SVCCAOptions(TokenOptions):
+    """SVCCA's options: how many directions each side keeps (a rule and threshold, or a fixed ``k``)."""
+
+    rule: Literal["singular_values", "variance"] = "singular_values"
+    threshold: float = 0.99
+    k: int | None = None  # a fixed number of directions per side, instead of the rule
+
+    def __post_init__(self):
+        if not 0 < self.threshold <= 1:
+            raise OptionError("threshold", "a fraction in (0, 1]", "set threshold = 0.99, as Raghu et al. do")
+        if self.k is not None and self.k < 1:
+            raise OptionError("k", "a positive number of directions, or none", "remove k to use the rule")
 
 
 class HiddenStateMoments(Metric):
@@ -141,3 +163,23 @@ def pooled_layer_moments(parts: Sequence[Metric], weights: Sequence[int]) -> Met
     metric.moments = [type(layer[0]).pooled(list(layer), list(weights)) for layer in zip(*(p.moments for p in parts))]
     metric.n_examples = sum(w * p.n_examples for p, w in zip(parts, weights, strict=True))
     return metric
+
+
+def svcca_row(layer: int, moments: CrossMoments, options: SVCCAOptions, n_examples: int) -> Row:
+    """The SVCCA distance of one layer's moments, with k_x, k_y, the rule and threshold."""
+    result = svcca_from_moments(moments, rule=options.rule, threshold=options.threshold, k=options.k)
+    return Row(
+        layer, result.distance, n_examples=n_examples, n_tokens=moments.n,
+        details={"k_x": result.k_x, "k_y": result.k_y, "rule": result.rule, "threshold": result.threshold},
+    )
+
+
+def svcca_rows(per_layer: list[CrossMoments], options: SVCCAOptions, n_examples: int) -> list[Row]:
+    """One row per layer (for metrics that fill the moments their own way, as layer_replacement does)."""
+    rows = []
+    for layer, moments in enumerate(per_layer):
+        try:
+            rows.append(svcca_row(layer, moments, options, n_examples))
+        except ValueError as error:  # e.g. rank 0: every [CLS] embedding is the same vector
+            raise MetricError(f"layer {layer}: {error}") from error
+    return rows

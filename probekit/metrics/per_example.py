@@ -17,14 +17,16 @@ Memory: ``examples x (L + 1) x hidden x 8`` bytes per model and pooling
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
 
-from probekit.metrics.base import Metric, MetricContext, MetricError, Row
+from probekit.metrics.base import Metric, MetricContext, MetricError, Row, SpecFacts
 from probekit.metrics.functional import datapoints
+from probekit.metrics.options import OptionError
 from probekit.metrics.tensors import Batch, Capture
 
 #: Bytes of one stored number (float64).
@@ -188,6 +190,21 @@ class PerExampleMetric(Metric):
 
     def layer_value(self, x: torch.Tensor, y: torch.Tensor) -> float:
         raise NotImplementedError
+
+    @classmethod
+    def below_examples(cls, option: str, value: int, facts: SpecFacts) -> list[OptionError]:
+        """For ``check_spec``: ``value`` (a count of neighbours, say) must stay below the examples of every dataset
+        the metric measures, and of the subsamples its intervals draw."""
+        if not facts.examples:
+            return []
+        data, n = min(facts.examples.items(), key=lambda item: item[1])
+        subsampled = cls.resampling is not None and not cls.resampling.replace
+        m = round(n * cls.resampling.fraction) if subsampled else n
+        if value < m:
+            return []
+        held = f"; interval subsamples hold {m}" if subsampled else ""
+        return [OptionError(option, f"an integer below {m} (data.{data} has {n} examples{held})",
+                            f"lower {option}, or raise data.{data}.limit above {math.ceil((value + 1) * n / m)}")]
 
 
 def is_per_example(metric_cls: type[Metric]) -> bool:

@@ -35,8 +35,8 @@ from probekit.models.attention import RECOMPUTED, attention_path
 from probekit.models.families import FAMILIES, embedding_modules, family_of, model_inputs, transformer_layers
 from probekit.models.loading import LoadedModel, load_encoder, load_tokenizer, quiet_transformers
 from probekit.plugins.attention_js import AttentionJS
-from probekit.plugins.svcca import Options as SVCCAOptions
-from probekit.plugins.svcca import svcca_rows
+from probekit import SVCCAOptions
+from probekit.functional import svcca_rows
 from probekit.testing.fixtures import run_metric, tiny_examples, write_tiny_csv
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -24,6 +24,7 @@ LAYERS = (
     ("probekit.expect",),
     ("probekit.report",),
     ("probekit.engine",),
+    ("probekit.functional", "probekit.sources", "probekit.families", "probekit.outputs"),  # public re-exports
     ("probekit.plugins",),
     ("probekit.api", "probekit.cli", "probekit.testing", "probekit.__main__"),
 )
@@ -151,3 +152,40 @@ def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
     found = imports_of("probekit.data.bad")
     assert found == [("probekit.engine.session", 1, False)]
     assert layer_of(found[0][0]) > layer_of("probekit.data.bad")
+
+
+#: What a plugin may import: the documented public modules (docs/plugins.md, "The public surface").
+PUBLIC_MODULES = ("probekit", "probekit.functional", "probekit.sources", "probekit.families", "probekit.outputs",
+                  "probekit.testing")
+
+
+def _dotted_uses(tree: ast.AST) -> list[tuple[str, int]]:
+    """``probekit.a.b.name`` attribute chains: (the module part, line)."""
+    found = []
+    for node in ast.walk(tree):
+        chain, current = [], node
+        while isinstance(current, ast.Attribute):
+            chain.append(current.attr)
+            current = current.value
+        if isinstance(current, ast.Name) and current.id == "probekit" and len(chain) >= 2:
+            found.append((".".join(["probekit", *reversed(chain[1:])]), node.lineno))
+    return found
+
+
+def test_the_built_in_plugins_import_only_public_names():
+    """Built-ins use probekit exactly as a third party would: nothing beyond the public modules."""
+    private = []
+    for module, path in ALL_MODULES.items():
+        if not module.startswith("probekit.plugins."):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        uses = [(imported, line) for imported, line, _ in imports_of(module)] + _dotted_uses(tree)
+        private += [f"{module}:{line} uses {name}" for name, line in uses
+                    if name not in PUBLIC_MODULES and not (name.startswith("probekit.") and
+                                                           name.rpartition(".")[0] in PUBLIC_MODULES[1:])]
+    assert not private, "\n".join(private)
+
+
+def test_the_private_import_test_catches_one(tmp_path):
+    tree = ast.parse("import probekit\nx = probekit.metrics.base.layer_numbers\n")
+    assert ("probekit.metrics.base", 2) in _dotted_uses(tree)
