@@ -289,7 +289,7 @@ def snapshot_table(group: SnapshotGroup, unit: str, top: float, accuracies: dict
     grid = Table(show_edge=False, pad_edge=False)
     grid.add_column("layer", justify="right")
     for column in group.columns:
-        grid.add_column(column.label, justify="right")
+        grid.add_column(Text(column.label), justify="right")
     for layer in group.layers:
         grid.add_row(str(layer), *(heat_cell(column.values.get(layer), top, colour) for column in group.columns))
     if any(accuracies.get(column.model) is not None for column in group.columns):
@@ -379,11 +379,13 @@ def render(table: pa.Table, console: Console) -> None:
         title = f"{comparison}: {info['model_a']} vs {info['model_b']} on {info['data']}"
         for start in range(0, len(shown), METRICS_PER_TABLE):
             part = shown[start:start + METRICS_PER_TABLE]
-            grid = Table(title=title if start == 0 else f"{comparison} (continued)", title_justify="left",
+            # Spec and plugin text (names, units) goes in as Text: never read as rich markup.
+            grid = Table(title=Text(title if start == 0 else f"{comparison} (continued)", style="table.title"),
+                         title_justify="left",
                          show_edge=False, pad_edge=False)
             grid.add_column("layer", justify="right")
             for metric in part:
-                grid.add_column(column_title(metric, metric_info.get(metric, {})), justify="right")
+                grid.add_column(Text(column_title(metric, metric_info.get(metric, {}))), justify="right")
                 grid.add_column("", min_width=BAR_WIDTH, style="cyan")
             layers = sorted({layer for m in part for layer in series[(comparison, m)]})
             for layer in layers:

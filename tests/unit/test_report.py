@@ -11,6 +11,7 @@ import warnings
 from rich.console import Console
 
 from probekit.metrics.base import Row
+from probekit.results import metadata
 from probekit.report.figures import sanitise, write_figures
 from probekit.report.terminal import heat_cell, render, snapshot_groups
 from probekit.results.events import Event
@@ -225,3 +226,16 @@ def test_import_does_not_load_matplotlib():
     code = ("import sys, probekit.report.figures, probekit.plugins.figures, probekit.cli; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported eagerly'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_plugin_text_is_printed_as_written_never_as_markup():
+    """A metric's message with `[metrics.x]` keeps it; one with `[/` does not crash the report; a unit too."""
+    table = build_table([], {"spec_name": "s", "errors": ["c / m: set [metrics.x] k = 3", "c / m: odd [/] text [bold]"],
+                             "warnings": ["c / m: warned [red]x[/red]"]})
+    text = rendered(table)
+    assert "set [metrics.x] k = 3" in text and "odd [/] text [bold]" in text and "warned [red]x[/red]" in text
+    marked = sample_table(snapshots=(), extra_metrics={"odd": {1: 0.5}})
+    meta = dict(metadata(marked))
+    meta["metrics"]["odd"] = {"metric": "odd", "unit": "[bold]u[/] [/", "plugin": "p"}
+    records = marked.to_pylist()
+    assert "[bold]u" in rendered(build_table(records, meta))  # the header may wrap; it is shown, not parsed
