@@ -40,6 +40,7 @@ class Options(probekit.TokenOptions):
 
 
 class CrossLayer(probekit.HiddenStateMoments):
+    shape = "layer_pairs"  # every layer of a against every layer of b
     name = "cross_layer"
     description = "a similarity measure between every layer of model a and every layer of model b"
     direction = "similarity"

@@ -35,7 +35,15 @@ from probekit.errors import ModelError
 from probekit.results.events import Event
 from probekit.say import say
 from probekit.hooks.manager import PluginManager
-from probekit.metrics.base import Metric, MetricContext, MetricError, Row, no_interval_reason, supports_bootstrap
+from probekit.metrics.base import (
+    Metric,
+    MetricContext,
+    MetricError,
+    Row,
+    no_interval_reason,
+    shape_problems,
+    supports_bootstrap,
+)
 from probekit.metrics.per_example import ExampleVectorStore, is_per_example, vector_bytes
 from probekit.metrics.tensors import ROW_BYTES, Batch
 from probekit.models import loading
@@ -94,6 +102,7 @@ class Prober:
         self.examples = ExampleStore(spec, manager.sources,
                                      warn=lambda m: say(console, m, label="warning"))
         self._checkpoints: dict[str, Checkpoint] = {}
+        self._layers: dict[str, int] = {}  # comparison -> its models' number of layers (rows are checked against it)
 
     def run(self, measured: Measured, on_comparison: Callable[[Measured], None]) -> Measured:
         """Resolve every model (fine-tuning as needed), then probe group by group, reporting after each."""
@@ -312,6 +321,7 @@ class Prober:
     def _instantiate(self, comparison: ComparisonSpec, loaded: dict[str, loading.LoadedModel], n_examples: int,
                      measured: Measured, store: ExampleVectorStore, kept: int | None) -> dict[str, Metric | Resampled]:
         model_a, model_b = loaded[str(comparison.a)], loaded[str(comparison.b)]
+        self._layers[comparison.name] = model_a.num_layers
         context = MetricContext(comparison.name, model_a, model_b, model_a.num_layers, self.device,
                                 causal=any(family_of(m.encoder).causal for m in (model_a, model_b)), examples=store)
         guard = _Guard(comparison.name, measured)
@@ -433,7 +443,8 @@ class Prober:
         guard.measured.notes.extend(Event("note", note, guard.comparison, label) for note in getattr(metric, "notes", []))
         if rows is None:
             return None
-        problems = detail_problems(rows, metric.details)
+        cls = metric.metric_cls if isinstance(metric, Resampled) else type(metric)
+        problems = shape_problems(cls, rows, self._layers[guard.comparison]) or detail_problems(rows, metric.details)
         if problems:
             guard.failed(label, f"rows break the metric's contract: {problems[0]}", "")
             return None

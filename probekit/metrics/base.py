@@ -45,6 +45,11 @@ INTERVALS: tuple[str, ...] = ("basic", "percentile")
 LayerRange = Literal["hidden_states", "attentions"]
 LAYER_RANGES: tuple[str, ...] = ("hidden_states", "attentions")
 
+#: What a metric's rows are: one value per layer (and head, with ``per_head``), or one per pair of layers
+#: (``layer`` of model a, ``layer_b`` of model b: a layer x layer map, whose diagonal is the layer series).
+Shape = Literal["layers", "layer_pairs"]
+SHAPES: tuple[str, ...] = ("layers", "layer_pairs")
+
 #: What a metric keeps between batches: "additive" (sums over examples, bounded whatever the number of
 #: examples; pooled for intervals) or "per_example" (one vector per example per layer, kept by probekit once
 #: per model: probekit.metrics.per_example).
@@ -154,6 +159,7 @@ class Metric:
     details: ClassVar[Mapping[str, type]] = {}
     estimator: ClassVar[str] = ""
     state: ClassVar[StateKind] = "additive"
+    shape: ClassVar[Shape] = "layers"
     Options: ClassVar[type] = NoOptions
     #: The bootstrap interval it gets (docs/reference.md): "basic", [2v - q_hi, 2v - q_lo], for a statistic
     #: biased by the sample size (the CCA family, CKA), or "percentile", [q_lo, q_hi], for means over examples.
@@ -264,3 +270,22 @@ def no_interval_reason(metric_cls: type[Metric]) -> str:
 def layer_numbers(metric_cls: type[Metric], num_layers: int) -> range:
     """The layer numbers ``metric_cls`` reports for a model of ``num_layers`` transformer layers."""
     return range(1 if metric_cls.layers == "attentions" else 0, num_layers + 1)
+
+
+def shape_problems(metric_cls: type[Metric], rows: Sequence[Row], num_layers: int) -> list[str]:
+    """How ``rows`` break what ``metric_cls`` declares (its layers, ``shape`` and ``per_head``): a plugin bug."""
+    layers = set(layer_numbers(metric_cls, num_layers))
+    problems = []
+    for row in rows:
+        cell = f"layer {row.layer}" + ("" if row.layer_b is None else f" x layer_b {row.layer_b}")
+        if row.layer not in layers or (row.layer_b is not None and row.layer_b not in layers):
+            problems.append(f"{cell} is outside its declared layers {min(layers)}..{max(layers)} "
+                            f"(layers = {metric_cls.layers!r})")
+        elif (row.layer_b is not None) != (metric_cls.shape == "layer_pairs"):
+            problems.append(f"{cell}: shape = {metric_cls.shape!r} " +
+                            ("gives every row a layer_b" if metric_cls.shape == "layer_pairs" else "has no layer_b"))
+        elif row.head is not None and not metric_cls.per_head:
+            problems.append(f"{cell} head {row.head}: per_head is not declared")
+        if problems:
+            break
+    return problems

@@ -9,6 +9,7 @@ from probekit.metrics.base import (
     DIRECTIONS,
     LAYER_RANGES,
     NEEDS,
+    SHAPES,
     STATE_KINDS,
     Metric,
 )
@@ -30,6 +31,8 @@ def check_metric_class(cls: Any) -> list[str]:
         problems.append(f"{label}.direction is {cls.direction!r}; expected one of {', '.join(map(repr, DIRECTIONS))}")
     if cls.layers not in LAYER_RANGES:
         problems.append(f"{label}.layers is {cls.layers!r}; expected one of {', '.join(map(repr, LAYER_RANGES))}")
+    if cls.shape not in SHAPES:
+        problems.append(f"{label}.shape is {cls.shape!r}; expected one of {', '.join(map(repr, SHAPES))}")
     if cls.state not in STATE_KINDS:
         problems.append(f"{label}.state is {cls.state!r}; expected one of {', '.join(map(repr, STATE_KINDS))}")
     elif cls.state == "per_example" and not callable(getattr(cls, "finalize_on", None)):

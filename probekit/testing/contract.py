@@ -57,6 +57,7 @@ from probekit.metrics.base import (
     MetricError,
     Row,
     layer_numbers,
+    shape_problems,
     supports_bootstrap,
     supports_permutation_null,
 )
@@ -284,7 +285,8 @@ def _check_rows(cls: type[Metric], rows: Any, model, n_examples: int, run: str) 
               if not isinstance(row, Row)]
     if strays:
         _fail(cls, ROWS, [f"finalize() ({run}): {stray}" for stray in strays])
-    problems = _layer_problems(cls, rows, model.num_layers) + _head_problems(cls, rows, model)
+    problems = shape_problems(cls, rows, model.num_layers) + _layer_problems(cls, rows, model.num_layers) + \
+        _head_problems(cls, rows, model)
     for row in rows:
         problems.extend(f"{_where(row)}: {p}" for p in _row_problems(cls, row, n_examples))
     if problems:

@@ -15,6 +15,7 @@ from probekit.api import run
 from probekit.data.batching import make_batches
 from probekit.engine.capture import forward
 from probekit.engine.resampling import Resampled, Resampling
+from probekit.testing import check_metric
 from probekit.testing.fixtures import TINY_CONFIG, tiny_examples, tiny_model_pair
 
 MAX_LENGTH = TINY_CONFIG["max_position_embeddings"]
@@ -218,3 +219,21 @@ def test_a_run_gives_per_example_metrics_intervals_and_p_values_and_names_those_
     assert metrics["mutual_knn"]["interval"]["method"].startswith("subsampling: m = 0.5 n")
     assert "resampling = None" in metrics["fixed_cosine"]["interval"]["none"]
     assert any("fixed_cosine: no confidence interval" in w for w in results.metadata["warnings"])
+
+
+class OffTheMap(PairedCosine):
+    """A plugin bug: a row for a layer the metric does not declare, and a layer_b without shape = "layer_pairs"."""
+
+    name = "off_the_map"
+
+    def measure(self, xs, ys):
+        return [*super().measure(xs, ys), probekit.Row(len(xs), 0.5), probekit.Row(0, 0.5, layer_b=1)]
+
+
+def test_rows_outside_the_declared_shape_are_a_plugin_bug():
+    problems = probekit.metrics.base.shape_problems(OffTheMap, [probekit.Row(3, 0.5)], 2)
+    assert problems == ["layer 3 is outside its declared layers 0..2 (layers = 'hidden_states')"]
+    assert probekit.metrics.base.shape_problems(OffTheMap, [probekit.Row(0, 0.5, layer_b=1)], 2) == \
+        ["layer 0 x layer_b 1: shape = 'layers' has no layer_b"]
+    with pytest.raises(AssertionError, match="outside its declared layers"):
+        check_metric(OffTheMap)
