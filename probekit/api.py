@@ -15,6 +15,7 @@ docs/testing.md documents it.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
@@ -32,6 +33,8 @@ from rich.console import Console
 from probekit.data.batching import make_batches
 from probekit.data.example import Example
 from probekit.engine.capture import forward
+from probekit.engine.probe import Prober
+from probekit.engine.progress import make_progress
 from probekit.engine.session import Session
 from probekit.errors import ExitCode, Problem, SpecError, did_you_mean
 from probekit.results.events import Event, events_of
@@ -43,7 +46,7 @@ from probekit.results.history import read_verdict
 from probekit.results.io import RESULTS_FILE, metadata, read_table
 from probekit.results.layers import format_layers, parse_layers, series_index, trend_offenders
 from probekit.expect.kinds import Expectation
-from probekit.spec.model import Spec
+from probekit.spec.model import ModelRef, Spec
 
 
 # ------------------------------------------------------------------ layer series
@@ -301,27 +304,58 @@ def run(
 
 
 def activations(model: str | Path, texts: Sequence[str], *, layers: Iterable[int] | None = None,
-                batch_size: int = 32, max_length: int = 128, device: str = "auto") -> dict[int, torch.Tensor]:
+                batch_size: int = 32, max_length: int = 128, device: str = "auto", per_text: bool = False,
+                spec: str | Path | None = None, console: Console | None = None) -> dict[int, Any]:
     """Hidden states of a model on some texts, per layer (0 = embeddings): ``{layer: (real tokens, hidden)}``.
 
-    ``model`` is what a spec's ``id`` takes (``"minilm"``, a hub id, a folder).
-    Padding is dropped, tokens of all texts are concatenated in order, float64 on
-    the CPU: the datapoints the token-level metrics see, for checking a metric by hand.
+    ``model`` is what a spec's ``id`` takes (``"minilm"``, a hub id, a folder), or with ``spec``
+    the name of a model that spec declares (``activations("seed1", texts, spec="specs/x.toml")``:
+    a fine-tune comes from the checkpoint cache, trained first if it is not there). Padding is
+    dropped, float64 on the CPU: the datapoints the token-level metrics see, for checking a metric
+    by hand. ``per_text``: each layer maps to a list with one ``(tokens, hidden)`` tensor per text,
+    in order; else the texts' tokens are concatenated in order. A model is loaded once however many
+    calls ask for it (the last two stay loaded); progress is shown for more than one batch.
     """
     target = pick_device(device)
-    source = resolve(str(model))
-    encoder = load_encoder(source, str(model), eager=False, device=target, dtype=torch.float32)
-    tokenizer = load_tokenizer(source, str(model))
+    console = console or Console(stderr=True)
+    source = _declared_source(spec, str(model), console) if spec is not None else resolve(str(model))
+    encoder, tokenizer = _loaded(source, str(model), str(target))
     examples = [Example(text, None, 0) for text in texts]
     chosen: dict[int, list[torch.Tensor]] = {}
-    for batch in make_batches(examples, tokenizer, batch_size=batch_size, max_length=max_length):
-        batch = batch.to(target)
-        capture = forward(encoder, batch, frozenset({"hidden_states"}), str(model))
-        wanted = range(len(capture.hidden_states)) if layers is None else layers
-        for layer in wanted:
-            # (batch, tokens, hidden) -> (real tokens, hidden)
-            chosen.setdefault(layer, []).append(capture.hidden_states[layer][batch.attention_mask.bool()].double().cpu())
-    return {layer: torch.cat(parts) for layer, parts in chosen.items()}
+    with make_progress(console) as progress:
+        task = progress.add_task(f"activations of {model}", total=len(examples), status="") \
+            if len(examples) > batch_size else None
+        for batch in make_batches(examples, tokenizer, batch_size=batch_size, max_length=max_length):
+            batch = batch.to(target)
+            capture = forward(encoder, batch, frozenset({"hidden_states"}), str(model))
+            mask = batch.attention_mask.bool()
+            for layer in range(len(capture.hidden_states)) if layers is None else layers:
+                hidden = capture.hidden_states[layer].double().cpu()
+                # (batch, tokens, hidden) -> one (real tokens, hidden) per text, or all texts' real tokens
+                chosen.setdefault(layer, []).extend([h[m] for h, m in zip(hidden, mask.cpu())] if per_text
+                                                    else [hidden[mask.cpu()]])
+            if task is not None:
+                progress.advance(task, batch.size)
+    return {layer: parts if per_text else torch.cat(parts) for layer, parts in chosen.items()}
+
+
+@functools.lru_cache(maxsize=2)
+def _loaded(source: str, name: str, device: str):
+    """An encoder and its tokenizer, loaded once per source and device (texts of many calls share it)."""
+    encoder = load_encoder(source, name, eager=False, device=torch.device(device), dtype=torch.float32)
+    return encoder, load_tokenizer(source, name)
+
+
+def _declared_source(spec: str | Path, name: str, console: Console) -> str:
+    """Where ``models.<name>`` of ``spec`` has its weights: its id, or its fine-tune's folder (trained if not cached)."""
+    session = Session(console=console)
+    parsed, manager = session.load(Path(spec))
+    if name not in parsed.models:
+        raise SpecError(parsed.path, [Problem("models", repr(name), "a model the spec declares: " +
+                                              ", ".join(parsed.models), did_you_mean(name, parsed.models))])
+    prober = Prober(parsed, manager, console, run_id="activations")
+    with make_progress(console) as progress:
+        return prober.resolve(ModelRef(name), progress).source
 
 
 def _document(spec: Mapping[str, Any], base_dir: str | Path | None) -> tuple[Path, dict, str]:
