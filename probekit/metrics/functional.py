@@ -1258,8 +1258,8 @@ def nearest_neighbours(x: torch.Tensor, k: int) -> torch.Tensor:
     return similarity.topk(k, dim=1).indices
 
 
-def unbiased_hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:  # noqa: E741 - the kernels' usual names
+def unbiased_hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
     """The unbiased HSIC estimator (Song et al. 2012) of two (n, n) kernels; their diagonals are ignored."""
     n = k.shape[0]
-    k, l = k.clone().fill_diagonal_(0), l.clone().fill_diagonal_(0)  # noqa: E741
+    k, l = k.clone().fill_diagonal_(0), l.clone().fill_diagonal_(0)
     return ((k * l.T).sum() + k.sum() * l.sum() / ((n - 1) * (n - 2)) - 2 * (k @ l).sum() / (n - 2)) / (n * (n - 3))

@@ -51,6 +51,7 @@ import torch
 from probekit.data.batching import make_batches
 from probekit.engine.capture import forward
 from probekit.engine.resampling import Resampled, Resampling
+from probekit.hooks.manager import RESERVED_COLUMNS
 from probekit.metrics.base import (
     Metric,
     MetricContext,
@@ -61,15 +62,19 @@ from probekit.metrics.base import (
     supports_bootstrap,
     supports_permutation_null,
 )
-from probekit.metrics.per_example import is_per_example
 from probekit.metrics.checks import check_metric_class
 from probekit.errors import Problem
 from probekit.metrics.options import SCALAR_TYPES, option_fields, parse_options
+from probekit.metrics.per_example import is_per_example
 from probekit.models.families import family_of
 from probekit.models.loading import LoadedModel
-from probekit.hooks.manager import RESERVED_COLUMNS
 from probekit.results.schema import detail_problems
-from probekit.testing.fixtures import TINY_CONFIG, tiny_encoder, tiny_examples, tiny_tokenizer
+from probekit.testing.fixtures import (
+    TINY_CONFIG,
+    tiny_encoder,
+    tiny_examples,
+    tiny_tokenizer,
+)
 
 __all__ = ["check_metric"]
 
@@ -247,7 +252,7 @@ def _guarded(cls: type[Metric], a, b, batch_size: int, measure) -> list:
         problem = (f"{phase} raised MetricError ({where}): {error}; check_metric needs a metric that can "
                    "measure two random BERT encoders")
         raise AssertionError(_message(cls, RUNS, [problem])) from error
-    except Exception as error:  # noqa: BLE001 - any other exception is a plugin bug, reported as such
+    except Exception as error:
         phase = phase[0]
         problem = (f"{phase} raised {type(error).__name__} ({where}): {error}; only MetricError may say "
                    "that a comparison cannot be measured")

@@ -17,10 +17,15 @@ import pytest
 
 from probekit.api import run
 from probekit.testing import ExpectationFailed, check_metric
-from probekit.testing.fixtures import save_tiny_model, tiny_batches, tiny_model_pair, write_tiny_csv
+from probekit.testing.fixtures import (
+    save_tiny_model,
+    tiny_batches,
+    tiny_model_pair,
+    write_tiny_csv,
+)
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", re.S | re.M)
+FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", re.DOTALL | re.MULTILINE)
 #: (page, first line of the block): why the suite does not run it.
 NOT_RUN = {
     ("testing.md", 'from probekit.api import run, Results'): "runs specs/seed_consistency.toml: two fine-tunes of "

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import math
-import textwrap
 
 import numpy as np
 import pytest
 import torch
 
 import probekit
-from probekit.errors import ModelError
 from probekit.api import run
 from probekit.data.batching import make_batches
 from probekit.engine.capture import forward
 from probekit.engine.resampling import Resampled, Resampling
+from probekit.errors import ModelError
 from probekit.testing import check_metric
 from probekit.testing.fixtures import TINY_CONFIG, tiny_examples, tiny_model_pair
 
