@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import probekit
-from probekit.report.html import verdicts_from_outcomes, write_report
+from probekit.outputs import verdicts_from_outcomes, write_report
 
 
 @probekit.hookimpl

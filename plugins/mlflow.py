@@ -21,10 +21,9 @@ import urllib.request
 from rich.text import Text
 
 import probekit
-from probekit.errors import UserError
-from probekit.report.html import verdicts_from_outcomes
-from probekit.report.tracking import (EXTRAS, flat_params, layer_points, record_tracker_run, run_files,
-                                      tracker_config, verdict_records)
+from probekit import UserError
+from probekit.outputs import (EXTRAS, flat_params, layer_points, record_tracker_run, run_files,
+                                      tracker_config, verdict_records, verdicts_from_outcomes)
 
 NAME = "mlflow"
 #: How long the tracking server has to answer the first request before the run only warns.

@@ -19,9 +19,9 @@ from collections import defaultdict
 from rich.text import Text
 
 import probekit
-from probekit.errors import UserError
-from probekit.report.html import verdicts_from_outcomes
-from probekit.report.tracking import EXTRAS, layer_points, record_tracker_run, run_files, tracker_config, verdict_records
+from probekit import UserError
+from probekit.outputs import (EXTRAS, layer_points, record_tracker_run, run_files, tracker_config, verdict_records,
+                              verdicts_from_outcomes)
 
 NAME = "wandb"
 #: Seconds W&B may take to start its run before the run only warns.
