@@ -3,7 +3,6 @@ representation is from the best rotation of the other's (0 = identical up to rot
 from __future__ import annotations
 
 import probekit
-from probekit import HiddenStateMoments
 from probekit.functional import CrossProducts, procrustes_from_moments
 
 
