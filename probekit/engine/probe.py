@@ -329,7 +329,7 @@ class Prober:
         def make(m: MetricSpec) -> Metric | Resampled:
             settings = self.resampling(m)
             if settings.replicates and (why := no_interval_reason(m.metric_class)):
-                measured.notes.append(f"{comparison.name} / {m.name}: no confidence interval: {why}")
+                measured.notes.append(Event("note", f"no confidence interval: {why}", comparison.name, m.name))
             if settings.applies_to(m.metric_class):
                 return Resampled(m.metric_class, m.options, context, n_examples, settings)
             return m.metric_class(m.options, context)

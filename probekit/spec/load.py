@@ -314,7 +314,8 @@ def _spec_checks(spec: Spec, document: dict, problems: list[Problem]) -> list[st
         problems.append(Problem("name", repr(spec.name) + ("" if given else f" (from the file name {spec.path.name})"),
                                 "a name of letters, digits, '_', '-' and '.', not starting with '.', up to 100 "
                                 "characters: it names the run folder under reports/ (e.g. name = \"glue_probe\")"))
-    if spec.run.bootstrap:
+    # Only a declared number is refused: the default is capped at the examples a pass has (a note says so).
+    if spec.run.bootstrap and "bootstrap_groups" in (document.get("run") or {}):
         for name, data in spec.data.items():
             if data.limit is not None and data.limit < spec.run.bootstrap_groups and any(
                     c.data == name for c in spec.comparisons):

@@ -217,7 +217,7 @@ def test_a_run_gives_per_example_metrics_intervals_and_p_values_and_names_those_
     assert metrics["paired_cosine"]["state"] == "per_example" and metrics["linear_cka"]["state"] == "additive"
     assert metrics["mutual_knn"]["interval"]["method"].startswith("subsampling: m = 0.5 n")
     assert "resampling = None" in metrics["fixed_cosine"]["interval"]["none"]
-    assert any("fixed_cosine: no confidence interval" in w for w in results.metadata["warnings"])
+    assert any(n.metric == "fixed_cosine" and n.message.startswith("no confidence interval") for n in results.notes)
 
 
 class OffTheMap(PairedCosine):
