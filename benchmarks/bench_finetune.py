@@ -23,7 +23,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from probekit.data.batching import make_batches
 from probekit.data.example import label_names
-from probekit.data.tasks import load_task
+from probekit.plugins.source_task.generator import load_task
 from probekit.models.finetune import FinetuneJob, FinetuneSettings, finetune, slanted_triangular, training_precision
 from probekit.models.loading import embedded_model_path, model_identity, quiet_transformers
 

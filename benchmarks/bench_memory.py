@@ -25,7 +25,7 @@ CHILD = textwrap.dedent('''
     import csv, json, resource, sys
     from pathlib import Path
     from probekit.api import to_toml
-    from probekit.data.tasks import load_task
+    from probekit.plugins.source_task.generator import load_task
     from probekit.engine.session import Session
     from probekit.testing.fixtures import save_tiny_model
     folder, examples, layers, copies = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

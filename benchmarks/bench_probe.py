@@ -37,7 +37,7 @@ from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
 from probekit.api import to_toml
 from probekit.data.batching import length_sorted_batches
-from probekit.data.tasks import load_task
+from probekit.plugins.source_task.generator import load_task
 from probekit.engine.session import Session
 from probekit.metrics.base import MetricContext
 from probekit.metrics.tensors import Capture

@@ -13,7 +13,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from probekit import api
-from probekit.data.tasks import load_task
+from probekit.plugins.source_task.generator import load_task
 from probekit.models.loading import embedded_model_path
 from probekit.testing import assert_contrast, assert_share
 from probekit.testing.fixtures import trainer_checkpoints

@@ -482,7 +482,7 @@ def minilm_outputs():
     from transformers import AutoModel, AutoTokenizer
 
     from probekit.models.loading import embedded_model_path
-    from probekit.data.tasks import load_task
+    from probekit.plugins.source_task.generator import load_task
 
     path = embedded_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)

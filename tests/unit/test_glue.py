@@ -1,4 +1,4 @@
-"""Tests for probekit.data.glue: local GLUE folders (offline) and hub-row conversion."""
+"""Tests for probekit.plugins.source_glue.reader: local GLUE folders (offline) and hub-row conversion."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from probekit.data.example import Example
-from probekit.data.glue import (
+from probekit.plugins.source_glue.reader import (
     GLUE_TASKS,
     GlueFileNotFoundError,
     GlueFormatError,

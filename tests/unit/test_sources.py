@@ -3,20 +3,21 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import probekit
-from probekit.data.glue import GlueFormatError
-from probekit.data.tasks import TASKS, load_task
 from probekit.errors import Problem
 from probekit.metrics.options import parse_options
 from probekit.plugins import source_task
 from probekit.plugins.source_glue import GlueSource
+from probekit.plugins.source_glue.reader import GlueFormatError
 from probekit.plugins.source_hf import HfSource
 from probekit.plugins.source_path import PathSource
-from probekit.plugins.source_task import TaskSource
+from probekit.plugins.source_task import TaskSource, generator
+from probekit.plugins.source_task.generator import TASKS, load_task
 
 WHERE = "specs/x.toml: data.dev"
 
@@ -83,21 +84,23 @@ def test_task_load_of_an_unknown_task_raises_data_error_naming_where():
         TaskSource().load(make(TaskSource(), task="nope"), WHERE)
 
 
-def test_task_fingerprint_depends_on_name_split_and_generator(tmp_path, monkeypatch):
+def test_task_fingerprint_depends_on_name_split_and_generated_examples(tmp_path, monkeypatch):
     source = TaskSource()
     train = source.fingerprint(make(source, task="nli"))
     assert train == source.fingerprint(make(source, task="nli", split="train"))
     assert train != source.fingerprint(make(source, task="nli", split="validation"))
     assert train != source.fingerprint(make(source, task="entailment"))
-    edited = tmp_path / "tasks.py"
-    edited.write_bytes(Path(source_task.tasks_module.__file__).read_bytes() + b"\n# new template\n")
-    monkeypatch.setattr(source_task.tasks_module, "__file__", str(edited))
-    source_task._generator_version.cache_clear()
-    try:
-        assert source.fingerprint(make(source, task="nli")) != train
-    finally:
-        monkeypatch.undo()
-        source_task._generator_version.cache_clear()
+    # An edit of the generator's source that generates the same examples (a comment here) keeps the identity.
+    edited = tmp_path / "generator.py"
+    edited.write_bytes(Path(generator.__file__).read_bytes() + b"\n# a comment\n")
+    monkeypatch.setattr(generator, "__file__", str(edited))
+    assert source.fingerprint(make(source, task="nli")) == train
+    # One generated example changed (its label): a new identity.
+    examples = load_task("nli", "train")
+    changed = [replace(examples[0], label="neutral" if examples[0].label != "neutral" else "entailment"), *examples[1:]]
+    monkeypatch.setattr(source_task, "load_task", lambda task, split: changed)
+    assert source.fingerprint(make(source, task="nli")) != train
+    monkeypatch.setattr(source_task, "load_task", lambda task, split: list(examples))
     assert source.fingerprint(make(source, task="nli")) == train
 
 

@@ -1,4 +1,4 @@
-"""Tests for the built-in generated tasks (probekit.data.tasks)."""
+"""Tests for the built-in generated tasks (probekit.plugins.source_task.generator)."""
 from __future__ import annotations
 
 import collections
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from probekit.data.example import Example
-from probekit.data import tasks
-from probekit.data.tasks import NOISE_RATE, TASKS, TaskInfo, load_task
+from probekit.plugins.source_task import generator as tasks
+from probekit.plugins.source_task.generator import NOISE_RATE, TASKS, TaskInfo, load_task
 
 NAMES = ("sentiment", "paraphrase", "entailment", "nli")
 PAIR_TASKS = ("paraphrase", "entailment", "nli")
@@ -133,7 +133,7 @@ def test_seed_changes_the_dataset(name):
 
 def test_independent_of_python_hash_seed():
     code = (
-        "from probekit.data.tasks import load_task;"
+        "from probekit.plugins.source_task.generator import load_task;"
         "e = load_task('nli', 'validation', seed=7)[:25];"
         "print(repr([(x.text, x.text_pair, x.label) for x in e]))"
     )

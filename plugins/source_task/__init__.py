@@ -1,14 +1,13 @@
-"""The ``task`` data source: probekit's built-in tasks, generated offline (``probekit.data.tasks``)."""
+"""The ``task`` data source: probekit's built-in tasks, generated offline by this plugin's ``generator``."""
 from __future__ import annotations
 
-import functools
 import hashlib
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 
 import probekit
-from probekit.sources import TASKS, load_task
-from probekit.sources import task_generators as tasks_module
+from probekit.plugins.source_task.generator import TASKS, load_task
 
 
 class TaskSource(probekit.DataSource):
@@ -34,25 +33,26 @@ class TaskSource(probekit.DataSource):
 
     def load(self, options, where: str) -> list[probekit.Example]:
         try:
-            return load_task(options.task, options.split)
+            examples = load_task(options.task, options.split)
         except ValueError as error:
             raise probekit.DataError(f"{where}: {error}") from error
+        return examples
 
     def fingerprint(self, options) -> str:
-        return _digest(options.task, options.split, _generator_version())
+        # The generated examples themselves, not the generator's source: an edit that leaves every
+        # example as it was (a comment, a refactor) keeps cached results; one that changes any does not.
+        return examples_digest(self.load(options, "fingerprint"))
 
     def validation_split(self, options):
         return None if options.split == "validation" else replace(options, split="validation")
 
 
-@functools.cache
-def _generator_version() -> str:
-    # The generator's templates define the examples, so any edit to them is a new version.
-    return hashlib.sha256(Path(tasks_module.__file__).read_bytes()).hexdigest()
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:20]
+def examples_digest(examples: Iterable[probekit.Example]) -> str:
+    """A digest of examples' content (texts, labels, word tags), in order."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(repr(astuple(example)).encode("utf-8"))
+    return digest.hexdigest()[:20]
 
 
 @probekit.hookimpl

@@ -1,7 +1,7 @@
 """The ``glue`` data source: a GLUE task (SST-2, MRPC, RTE, MNLI) from a local GLUE folder or the hub.
 
 The folder is ``glue_dir`` (relative to the spec's folder), else ``$GLUE_DIR``; with
-neither, the task is loaded from the Hugging Face hub (``probekit.data.glue``).
+neither, the task is loaded from the Hugging Face hub (``probekit.plugins.source_glue.reader``).
 """
 from __future__ import annotations
 
@@ -10,16 +10,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import probekit
-from probekit.sources import (
-    GLUE_TASKS,
-    HF_GLUE_PATH,
-    default_glue_dir,
-    get_task,
-    load_glue,
-    normalize_split,
-    normalize_task,
-    resolve_path,
+from probekit.plugins.source_glue.reader import (
+    GLUE_TASKS, HF_GLUE_PATH, default_glue_dir, get_task, load_glue, normalize_split, normalize_task,
 )
+from probekit.sources import resolve_path
 
 
 class GlueSource(probekit.DataSource):
