@@ -10,5 +10,7 @@ from __future__ import annotations
 
 from probekit.data.files import FILE_SUFFIXES, Columns, read_rows, rows_to_examples
 from probekit.data.source import resolve_path
+from probekit.data.words import split_words, word_spans, word_tokens
 
-__all__ = ["FILE_SUFFIXES", "Columns", "read_rows", "resolve_path", "rows_to_examples"]
+__all__ = ["FILE_SUFFIXES", "Columns", "read_rows", "resolve_path", "rows_to_examples", "split_words", "word_spans",
+           "word_tokens"]

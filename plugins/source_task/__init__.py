@@ -8,6 +8,7 @@ from pathlib import Path
 
 import probekit
 from probekit.plugins.source_task.generator import TASKS, load_task
+from probekit.plugins.source_task.tags import with_word_tags
 
 
 class TaskSource(probekit.DataSource):
@@ -20,6 +21,7 @@ class TaskSource(probekit.DataSource):
     class Options:
         task: str
         split: str = "train"
+        word_tags: bool = False  # each word tagged with its category (plugins/source_task/tags.py)
 
     def validate(self, options, base_dir: Path):
         if options.task not in TASKS:
@@ -29,6 +31,10 @@ class TaskSource(probekit.DataSource):
         if options.split not in splits:
             expected = "one of " + ", ".join(splits)
             return options, [probekit.Problem("split", repr(options.split), expected, probekit.did_you_mean(options.split, splits))]
+        if options.word_tags and TASKS[options.task].pair:
+            single = ", ".join(name for name, info in TASKS.items() if not info.pair)
+            return options, [probekit.Problem("word_tags", "true", f"a single-sentence task ({single}): "
+                                              f"{options.task!r} is a task of sentence pairs")]
         return options, []
 
     def load(self, options, where: str) -> list[probekit.Example]:
@@ -36,7 +42,7 @@ class TaskSource(probekit.DataSource):
             examples = load_task(options.task, options.split)
         except ValueError as error:
             raise probekit.DataError(f"{where}: {error}") from error
-        return examples
+        return with_word_tags(examples) if options.word_tags else examples
 
     def fingerprint(self, options) -> str:
         # The generated examples themselves, not the generator's source: an edit that leaves every

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from probekit.data.batching import length_sorted_batches, make_batches
+from probekit.data.example import label_names, tag_names
 from probekit.engine.capture import forward
 from probekit.engine.examples import ExampleStore
 from probekit.engine.plan import ProbeGroup, last_use, plan
@@ -344,9 +345,13 @@ class Prober:
 
     def _batches(self, examples, tokenizer):
         run = self.spec.run
+        # Label ids for labelled data and word alignments for token-level data: what probing metrics read.
+        labels = label_names(examples) if all(e.label is not None for e in examples) else None
+        tags = tag_names(examples) if any(e.words is not None for e in examples) else None
         if not run.sort_by_length:
-            return make_batches(examples, tokenizer, batch_size=run.batch_size, max_length=run.max_length)
-        return length_sorted_batches(examples, tokenizer, max_length=run.max_length,
+            return make_batches(examples, tokenizer, batch_size=run.batch_size, max_length=run.max_length,
+                                labels=labels, tags=tags)
+        return length_sorted_batches(examples, tokenizer, max_length=run.max_length, labels=labels, tags=tags,
                                      batch_tokens=run.batch_tokens or run.batch_size * run.max_length)
 
     def _fitting(self, batch: Batch, loaded: dict[str, loading.LoadedModel], group: ProbeGroup,

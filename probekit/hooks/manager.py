@@ -37,7 +37,8 @@ AUTOLOAD_SWITCH = "PROBEKIT_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PLUGINS = (
     "attention_js", "attention_entropy", "attention_special", "svcca", "pwcca", "procrustes",
     "linear_cka", "debiased_cka", "cross_layer", "layer_replacement", "mutual_knn", "cknna", "rsa",
-    "source_task", "source_path", "source_glue", "source_hf", "expectations",
+    "linear_probe", "mdl_probe",
+    "source_task", "source_path", "source_glue", "source_hf", "source_conllu", "expectations",
     # pluggy calls the last registered first: the report, the figures, report.html, then the trackers (which
     # log the figures and report.html the others wrote)
     "wandb", "mlflow", "html", "figures", "report",

@@ -17,7 +17,14 @@ class Batch:
     """A tokenized batch.
 
     ``input_ids``, ``attention_mask`` (1 = real token), ``special_tokens_mask``
-    (1 = [CLS]/[SEP]/...), ``token_type_ids``: (batch, tokens); ``labels``: (batch,).
+    (1 = [CLS]/[SEP]/...), ``token_type_ids``: (batch, tokens); ``labels``: (batch,), the
+    label ids of labelled data.
+
+    Token-level data (examples with words) also has, each (batch, words) and -1 past an
+    example's last word: ``word_first`` and ``word_last``, the positions of the first and
+    last token of each word (-1 for a word ``max_length`` cut off), ``word_tags``, each
+    word's tag id, and ``word_types``, a stable id of its form; and ``words_cut``: (batch,),
+    how many of the example's words lost every token to ``max_length``.
     """
 
     input_ids: torch.Tensor
@@ -25,6 +32,11 @@ class Batch:
     special_tokens_mask: torch.Tensor
     token_type_ids: torch.Tensor | None = None
     labels: torch.Tensor | None = None
+    word_first: torch.Tensor | None = None
+    word_last: torch.Tensor | None = None
+    word_tags: torch.Tensor | None = None
+    word_types: torch.Tensor | None = None
+    words_cut: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
