@@ -78,23 +78,23 @@ class LinearProbe(LabelledVectors):
     def unit_of(cls, options: Options) -> str:
         return f"{options.score if options.value == 'score' else 'selectivity'} b - a"
 
-    def finalize(self) -> list[probekit.Row]:
+    def rows_of(self, drawn: np.ndarray, replicate: bool) -> list[probekit.Row]:
         rows = []
         for layer in range(self.context.num_layers + 1):
-            data = self.layer_data(layer)
+            data = self.layer_data(layer, drawn)
             if layer == 0:
                 check_labels(data)
-            rows.append(self._row(layer, data))
+            rows.append(self._row(layer, data, replicate))
         return rows
 
-    def _row(self, layer: int, data: LayerData) -> probekit.Row:
+    def _row(self, layer: int, data: LayerData, replicate: bool) -> probekit.Row:
         trained = {seed: {side: self._trained(layer, side, seed, data) for side in SIDES} for seed in self.options.seeds}
         first = trained[self.options.seeds[0]]
         weights = data.weights[data.held_out]
         measures = self._measures(first, weights)
         value = self._value(measures)
         n_test = int(weights.sum())
-        if self.replicate:
+        if replicate:
             return probekit.Row(layer, value, n_examples=n_test)
         for side in SIDES:
             if not first[side].converged:
@@ -107,14 +107,14 @@ class LinearProbe(LabelledVectors):
                    "seed_sd": float(np.std(seed_values, ddof=1)) if len(seed_values) > 1 else 0.0,
                    "n_train": int((~data.held_out).sum()), "n_test": n_test, "words_cut": self.words_cut,
                    "labels": self.options.labels}
-        n_sentences = len(np.unique(data.sentences[data.held_out]))
+        n_sentences = len(np.unique(data.examples[data.held_out]))
         return probekit.Row(layer, value, n_examples=n_sentences, n_tokens=n_test, details=details)
 
     def _trained(self, layer: int, side: str, seed: int, data: LayerData) -> Trained:
         key = (layer, side, seed)
-        if key not in self.cache:
-            self.cache[key] = train_probes(data.x_a if side == "a" else data.x_b, data, seed, self.options)
-        return self.cache[key]
+        if key not in self.trained:
+            self.trained[key] = train_probes(data.x_a if side == "a" else data.x_b, data, seed, self.options)
+        return self.trained[key]
 
     def _measures(self, by_side: dict[str, Trained], weights: np.ndarray) -> dict[str, float]:
         measures = {}
@@ -133,7 +133,7 @@ class LinearProbe(LabelledVectors):
         if not self.options.intervals:
             return {}
         draws: dict[str, list[float]] = {}
-        for index in bootstrap_indices(data.sentences[data.held_out], self.options.intervals, self.options.seeds[0]):
+        for index in bootstrap_indices(data.examples[data.held_out], self.options.intervals, self.options.seeds[0]):
             resampled = {side: Trained(t.y[index], t.predicted[index], t.control_y[index], t.control_predicted[index],
                                        t.c, t.converged) for side, t in by_side.items()}
             measures = self._measures(resampled, None)

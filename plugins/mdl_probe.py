@@ -17,7 +17,6 @@ from typing import Literal
 import numpy as np
 
 import probekit
-from probekit.metrics.base import Metric
 from probekit.metrics.labelled import LabelledVectors, ProbeOptions
 from probekit.metrics.probing import OnlineCode, choose_c, online_codelength
 
@@ -38,17 +37,17 @@ class MDLProbe(LabelledVectors):
                "compression_b": float, "c_a": float, "c_b": float, "n_train": int, "n_classes": int,
                "labels": str}
     Options = Options
-    # Its state is per example, and the code is of the probe-train examples: no held-out resampling applies.
-    pooled = classmethod(Metric.pooled.__func__)  # type: ignore[assignment]
+    # The code is of the probe-train examples, sent once: resampling held-out examples would not move it.
+    resampling = None
 
     @classmethod
     def unit_of(cls, options: Options) -> str:
         return "compression b - a" if options.value == "compression" else "bits b - a"
 
-    def finalize(self) -> list[probekit.Row]:
+    def rows_of(self, drawn: np.ndarray, replicate: bool) -> list[probekit.Row]:
         rows = []
         for layer in range(self.context.num_layers + 1):
-            data = self.layer_data(layer)
+            data = self.layer_data(layer, drawn)
             train = ~data.held_out
             labels = data.y[train]
             if len(np.unique(labels)) < 2:
