@@ -3,7 +3,8 @@
 Per layer and model, a multinomial logistic regression (``probekit.metrics.probing``) is
 trained on the layer's vectors of the probe-train examples and scored (accuracy, or
 macro-F1 with ``score = "macro_f1"``) on the held-out ones; the value is b's score minus
-a's (``value = "selectivity"``: b's selectivity minus a's). Beside each score: the control
+a's (``value = "selectivity"``: b's selectivity minus a's; ``of = "a"`` or ``"b"``: that
+model's own score or selectivity). Beside each score: the control
 task's score (Hewitt & Liang 2019: a random label per word type, or labels shuffled
 across sentences), selectivity = score - control score, and the majority-class rate of
 the held-out labels. Details carry percentile intervals over held-out examples (resampled
@@ -34,6 +35,7 @@ MEASURES = ("score", "control", "selectivity")
 class Options(ProbeOptions):
     score: Literal["accuracy", "macro_f1"] = "accuracy"
     value: Literal["score", "selectivity"] = "score"
+    of: Literal["difference", "a", "b"] = "difference"  # the value: b's minus a's, or one model's own
     seeds: tuple[int, ...] = (0,)  # probe seeds: cross-validation folds and control labels; the first gives the rows
     intervals: int = 200  # held-out bootstrap replicates behind the details' intervals (0: none)
     confidence: float = 0.95
@@ -76,7 +78,8 @@ class LinearProbe(LabelledVectors):
 
     @classmethod
     def unit_of(cls, options: Options) -> str:
-        return f"{options.score if options.value == 'score' else 'selectivity'} b - a"
+        measure = options.score if options.value == "score" else "selectivity"
+        return f"{measure} b - a" if options.of == "difference" else f"{measure} of {options.of}"
 
     def rows_of(self, drawn: np.ndarray, replicate: bool) -> list[probekit.Row]:
         rows = []
@@ -125,8 +128,9 @@ class LinearProbe(LabelledVectors):
         return measures
 
     def _value(self, measures: dict[str, float]) -> float:
-        measure = "score" if self.options.value == "score" else "selectivity"
-        return measures[f"{measure}_b"] - measures[f"{measure}_a"]
+        if self.options.of != "difference":
+            return measures[f"{self.options.value}_{self.options.of}"]
+        return measures[f"{self.options.value}_b"] - measures[f"{self.options.value}_a"]
 
     def _intervals(self, by_side: dict[str, Trained], data: LayerData) -> dict[str, float]:
         """Percentile intervals of the scores, selectivities and value over held-out examples resampled by sentence."""

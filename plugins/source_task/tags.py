@@ -36,6 +36,9 @@ _FUNCTION = (
 )
 
 
+_PROPER = ("NAME", "PLACE", "ORG", "TIME")
+
+
 @functools.cache
 def _lexicon() -> dict[str, str]:
     lists = {
@@ -55,7 +58,8 @@ def _lexicon() -> dict[str, str]:
     for tag in TAGS:  # earlier tags win
         for phrase in lists.get(tag, ()):
             for word in split_words(phrase):
-                lexicon.setdefault(word.lower(), tag)
+                # Names are names as written ("Harbor Bank", not "harbor"); other words in any case.
+                lexicon.setdefault(word if tag in _PROPER else word.lower(), tag)
     return lexicon
 
 
@@ -65,7 +69,8 @@ def tag_of(word: str) -> str:
         return "PUNCT"
     if re.fullmatch(r"[\d.,]+", word):
         return "NUMBER"
-    return _lexicon().get(word.lower(), "OTHER")
+    lexicon = _lexicon()
+    return lexicon[word] if word in lexicon else lexicon.get(word.lower(), "OTHER")
 
 
 def tagged(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
