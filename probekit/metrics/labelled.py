@@ -57,7 +57,8 @@ class ProbeOptions:
 
 @dataclass
 class LayerData:
-    """One layer's datapoints: vectors of a and b (float64), labels, word types, examples, held out, weights.
+    """One layer's datapoints: vectors of a and b (as stored: float64 per example, float32 per word; a probe
+    computes in float64), labels, word types, examples, held out, weights.
 
     ``weights``: 1 for a probe-train datapoint; for a held-out one, how often a bootstrap
     replicate drew its example (1 for the point value).
@@ -136,10 +137,13 @@ class LabelledVectors(PerExampleMetric):
         return example, batch.word_tags.cpu()[example, word], batch.word_types.cpu()[example, word]
 
     def layer_data(self, layer: int, drawn: np.ndarray) -> LayerData:
-        """The layer's datapoints as float64 arrays, in the order fed; ``drawn``: how often each example was drawn."""
+        """The layer's datapoints as arrays, in the order fed; ``drawn``: how often each example was drawn."""
         if self.options.labels == "word":
             layers = self.context.num_layers + 1
-            x_a, x_b = (torch.cat(self.words[side * layers + layer]).double().numpy() for side in (0, 1))
+            for side in (0, 1):  # one tensor per layer from now on: every replicate reads it without a copy
+                kept = self.words[side * layers + layer]
+                kept[:] = [torch.cat(kept)] if len(kept) > 1 else kept
+            x_a, x_b = (self.words[side * layers + layer][0].numpy() for side in (0, 1))
         else:
             x_a, x_b = self.vectors_a.matrices()[layer].cpu().numpy(), self.vectors_b.matrices()[layer].cpu().numpy()
         examples, held_out = torch.cat(self.example_of).numpy(), torch.cat(self.held_out).numpy()

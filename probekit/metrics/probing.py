@@ -17,10 +17,13 @@ code over :data:`MDL_PORTIONS` of the (shuffled) probe-training examples.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
-from collections.abc import Hashable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -70,13 +73,15 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, kind: str = "accuracy",
 
 
 def _classifier(c: float, max_iter: int) -> LogisticRegression:
-    return LogisticRegression(C=c, max_iter=max_iter, tol=1e-6)
+    return LogisticRegression(C=c, max_iter=max_iter)  # scikit-learn's tolerance (1e-4) and L-BFGS
 
 
 def _standardised(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Float64 copies standardised by the training rows' mean and deviation (a constant feature kept as is)."""
+    train = train.astype(np.float64)
     mean, scale = train.mean(axis=0), train.std(axis=0)
     scale[scale == 0] = 1.0
-    return [(x - mean) / scale for x in (train, *others)]
+    return [(x.astype(np.float64) - mean) / scale for x in (train, *others)]
 
 
 def _fit(x: np.ndarray, y: np.ndarray, c: float, max_iter: int) -> tuple[LogisticRegression, bool]:
@@ -88,9 +93,42 @@ def _fit(x: np.ndarray, y: np.ndarray, c: float, max_iter: int) -> tuple[Logisti
     return model, not any(issubclass(w.category, ConvergenceWarning) for w in caught)
 
 
+class _Memo:
+    """Results by a digest of their inputs' content, the most recent ``size`` kept.
+
+    Two metric configurations of one run that differ only in what they report (``linear_probe``'s
+    ``value`` or ``of``) train the same probes on the same vectors: each is trained once.
+    """
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self.results: OrderedDict[str, Any] = OrderedDict()
+
+    def get(self, parts: tuple, compute: Callable[[], Any]) -> Any:
+        digest = hashlib.sha256()
+        for part in parts:
+            digest.update(np.ascontiguousarray(part).tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
+        key = digest.hexdigest()
+        if key not in self.results:
+            self.results[key] = compute()
+            while len(self.results) > self.size:
+                self.results.popitem(last=False)
+        self.results.move_to_end(key)
+        return self.results[key]
+
+
+_MEMO = _Memo()
+
+
 def choose_c(x: np.ndarray, y: np.ndarray, *, seed: int, folds: int = 3, max_iter: int = 1000,
              grid: Sequence[float] = C_GRID, kind: str = "accuracy") -> float:
     """The ``C`` of ``grid`` with the best mean held-out score over stratified folds of (x, y) (the smallest on ties)."""
+    return _MEMO.get(("choose_c", x, y, seed, folds, max_iter, tuple(grid), kind),
+                     lambda: _choose_c(x, y, seed=seed, folds=folds, max_iter=max_iter, grid=grid, kind=kind))
+
+
+def _choose_c(x: np.ndarray, y: np.ndarray, *, seed: int, folds: int, max_iter: int, grid: Sequence[float],
+              kind: str) -> float:
     smallest_class = int(np.bincount(np.unique(y, return_inverse=True)[1]).min())
     splits = max(2, min(folds, smallest_class))
     if smallest_class < 2:
@@ -110,9 +148,12 @@ def choose_c(x: np.ndarray, y: np.ndarray, *, seed: int, folds: int = 3, max_ite
 def train_and_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *, c: float,
                       max_iter: int = 1000) -> ProbeResult:
     """A probe of inverse regularisation ``c`` trained on (x_train, y_train), its predictions on x_test."""
-    fitted, tested = _standardised(x_train, x_test)
-    model, converged = _fit(fitted, y_train, c, max_iter)
-    return ProbeResult(model.predict(tested), c, converged)
+    def train() -> ProbeResult:
+        fitted, tested = _standardised(x_train, x_test)
+        model, converged = _fit(fitted, y_train, c, max_iter)
+        return ProbeResult(model.predict(tested), c, converged)
+
+    return _MEMO.get(("train_and_predict", x_train, y_train, x_test, c, max_iter), train)
 
 
 def control_by_type(types: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:

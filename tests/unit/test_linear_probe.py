@@ -67,7 +67,7 @@ def _direct_sentence_data(model, batches):
 
 
 def _direct_score(x, y, held, c=1.0):
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000, tol=1e-6)).fit(x[~held], y[~held])
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000)).fit(x[~held], y[~held])
     return float(np.mean(probe.predict(x[held]) == y[held]))
 
 
