@@ -22,6 +22,7 @@ they were drawn, so the replicates resample held-out examples around probes trai
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -159,6 +160,9 @@ class LabelledVectors(PerExampleMetric):
         """The rows with the held-out examples drawn at ``index`` (probe-train ones as they are; None: all once)."""
         if not self.labels:
             raise MetricError("no examples were fed")
+        if index is None and self.words_cut:
+            warnings.warn(f"{self.words_cut} words lost every sub-token to [run] max_length and were not probed; "
+                          "raise max_length to probe them", stacklevel=1)
         drawn = np.ones(self.n_examples, dtype=np.int64) if index is None else \
             np.bincount(index.cpu().numpy(), minlength=self.n_examples)
         return self.rows_of(drawn, replicate=index is not None)
