@@ -98,7 +98,7 @@ class LinearProbe(LabelledVectors):
         value = self._value(measures)
         n_test = int(weights.sum())
         if replicate:
-            return probekit.Row(layer, value, n_examples=n_test)
+            return probekit.Row(layer, value, n_examples=self.n_examples)
         for side in SIDES:
             if not first[side].converged:
                 warnings.warn(f"layer {layer}: the probe of model {side} did not converge in max_iter = "
@@ -110,8 +110,7 @@ class LinearProbe(LabelledVectors):
                    "seed_sd": float(np.std(seed_values, ddof=1)) if len(seed_values) > 1 else 0.0,
                    "n_train": int((~data.held_out).sum()), "n_test": n_test, "words_cut": self.words_cut,
                    "labels": self.options.labels}
-        n_sentences = len(np.unique(data.examples[data.held_out]))
-        return probekit.Row(layer, value, n_examples=n_sentences, n_tokens=n_test, details=details)
+        return probekit.Row(layer, value, n_examples=self.n_examples, n_tokens=len(data.y), details=details)
 
     def _trained(self, layer: int, side: str, seed: int, data: LayerData) -> Trained:
         key = (layer, side, seed)

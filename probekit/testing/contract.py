@@ -49,6 +49,7 @@ from typing import Any
 import torch
 
 from probekit.data.batching import make_batches
+from probekit.data.example import label_names
 from probekit.engine.capture import forward
 from probekit.engine.resampling import Resampled, Resampling
 from probekit.hooks.manager import RESERVED_COLUMNS
@@ -232,7 +233,9 @@ def _fed(cls: type[Metric], options: Any, a, b, examples: list, batch_size: int,
     metric = cls(options, MetricContext(f"{a.name}_vs_{b.name}", a, b, a.num_layers, torch.device("cpu"),
                                         causal=any(family_of(m.encoder).causal for m in (a, b))))
     phase[0] = "update"
-    for batch in make_batches(examples, a.tokenizer, batch_size=batch_size, max_length=MAX_LENGTH):
+    # As the engine does: labelled examples carry their label ids (probing metrics read them).
+    for batch in make_batches(examples, a.tokenizer, batch_size=batch_size, max_length=MAX_LENGTH,
+                              labels=label_names(examples)):
         capture_a = forward(a.encoder, batch, needs, a.name)
         # As the engine does: a model runs once per batch, its capture serves both sides.
         metric.update(capture_a, capture_a if b is a else forward(b.encoder, batch, needs, b.name), batch)

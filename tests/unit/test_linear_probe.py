@@ -17,6 +17,7 @@ from probekit.data.example import Example, label_names, tag_names
 from probekit.metrics.probing import online_codelength
 from probekit.plugins.linear_probe import LinearProbe
 from probekit.plugins.mdl_probe import MDLProbe
+from probekit.testing.contract import check_metric
 from probekit.testing.fixtures import WORDS, run_metric, tiny_model_pair, tiny_tokenizer
 
 NOUNS = {"cat", "dog", "bird", "fish", "horse", "mouse", "man", "woman", "child", "teacher", "farmer"}
@@ -87,7 +88,8 @@ def test_sentence_probe_agrees_with_a_direct_computation(setting):
         assert row.details["selectivity_a"] == pytest.approx(score_a - control_a, abs=1e-12)
         assert row.value == pytest.approx(score_b - score_a, abs=1e-12)
         majority = max(np.mean(y[held] == label) for label in np.unique(y))
-        assert row.details["majority"] == pytest.approx(majority) and row.n_examples == held.sum()
+        assert row.details["majority"] == pytest.approx(majority) and row.details["n_test"] == held.sum()
+        assert row.n_examples == row.n_tokens == len(y)
         assert row.details["score_a_low"] <= score_a <= row.details["score_a_high"]
         assert row.details["value_low"] <= row.value <= row.details["value_high"]
     assert max(r.details["score_a"] for r in rows) > majority + 0.05  # the probe learned something
@@ -110,7 +112,7 @@ def test_word_probe_takes_each_words_token_and_control_labels_per_type(setting):
                 held += [example_held[row_index]] * n
     x, y, held = np.concatenate(x), np.array(y), np.array(held)
     assert row.details["score_a"] == pytest.approx(_direct_score(x, y, held), abs=1e-12)
-    assert row.n_tokens == held.sum() and row.details["n_train"] == (~held).sum()
+    assert row.details["n_test"] == held.sum() and row.details["n_train"] == (~held).sum() and row.n_tokens == len(y)
     assert row.details["score_a"] > 0.85  # the embeddings tell nouns, adjectives and others apart
     assert row.details["selectivity_a"] > 0.05
 
@@ -159,3 +161,9 @@ def test_word_labels_of_sentence_level_data_are_refused():
 def test_non_convergence_warns_with_the_layer():
     with pytest.warns(UserWarning, match="layer 0: the probe of model a did not converge in max_iter = 1"):
         _fed(None, max_iter=1, intervals=0)
+
+
+@pytest.mark.slow  # a minute: every contract check trains probes on several runs
+@pytest.mark.parametrize("metric", [LinearProbe, MDLProbe])
+def test_probes_keep_the_metric_contract(metric):
+    check_metric(metric, {"c": 1.0})
