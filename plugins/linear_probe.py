@@ -20,8 +20,8 @@ from typing import Literal
 import numpy as np
 
 import probekit
-from probekit.metrics.labelled import LabelledVectors, LayerData, ProbeOptions
-from probekit.metrics.probing import (
+from probekit import LabelledVectors, LayerData, ProbeOptions
+from probekit.functional import (
     bootstrap_indices, choose_c, control_by_type, majority_share, percentile_interval, score, shuffled,
     train_and_predict,
 )

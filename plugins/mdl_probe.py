@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 
 import probekit
-from probekit.metrics.labelled import LabelledVectors, ProbeOptions
-from probekit.metrics.probing import OnlineCode, choose_c, online_codelength
+from probekit import LabelledVectors, ProbeOptions
+from probekit.functional import OnlineCode, choose_c, online_codelength
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ _PUBLIC = {
     "Outcome": "probekit.expect.evaluate", "RunView": "probekit.expect.evaluate",
     "PerExampleMetric": "probekit.metrics.per_example", "PoolingOptions": "probekit.metrics.per_example",
     "Resample": "probekit.metrics.per_example",
+    "LabelledVectors": "probekit.metrics.labelled", "ProbeOptions": "probekit.metrics.labelled",
+    "LayerData": "probekit.metrics.labelled",
     "OptionError": "probekit.metrics.options", "SpecFacts": "probekit.metrics.base",
     "HiddenStateMoments": "probekit.metrics.moments", "TokenOptions": "probekit.metrics.moments",
     "SVCCAOptions": "probekit.metrics.moments", "AttentionChange": "probekit.metrics.attention_change",

@@ -42,6 +42,21 @@ from probekit.metrics.functional import (
     svcca_from_moments,
     unbiased_hsic,
 )
+from probekit.metrics.probing import (
+    C_GRID,
+    MDL_PORTIONS,
+    OnlineCode,
+    ProbeResult,
+    bootstrap_indices,
+    choose_c,
+    control_by_type,
+    majority_share,
+    online_codelength,
+    percentile_interval,
+    score,
+    shuffled,
+    train_and_predict,
+)
 from probekit.metrics.moments import (
     layer_datapoints,
     pooled_layer_moments,
@@ -50,6 +65,8 @@ from probekit.metrics.moments import (
 )
 
 __all__ = [
+    "C_GRID", "MDL_PORTIONS", "OnlineCode", "ProbeResult", "bootstrap_indices", "choose_c", "control_by_type",
+    "majority_share", "online_codelength", "percentile_interval", "score", "shuffled", "train_and_predict",
     "CCAResult", "CrossMoments", "CrossProducts", "Datapoints", "FewDatapointsWarning", "HSICMoments", "SVCCAResult",
     "attention_entropy_per_example", "attention_js", "attention_js_per_example", "attention_row_plogp",
     "attention_share_per_example", "cca", "cca_from_moments", "datapoints", "debiased_cka", "debiased_cka_from_moments",

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from probekit.data.example import Example
-from probekit.errors import DataError, did_you_mean
+from probekit import DataError, Example, did_you_mean
 
 __all__ = [
     "GLUE_TASKS",

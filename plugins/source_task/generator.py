@@ -34,8 +34,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from probekit.errors import did_you_mean
-from probekit.data.example import Example
+from probekit import Example, did_you_mean
 
 __all__ = ["NOISE_RATE", "TASKS", "TaskInfo", "load_task"]
 

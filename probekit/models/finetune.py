@@ -21,7 +21,6 @@ import math
 import os
 import shutil
 import warnings
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from probekit.data.batching import make_batches
 from probekit.declare import Rule, between, positive
 from probekit.data.example import Example, label_names
 from probekit.errors import DataError, ModelError, RunFailure, UserError
+from probekit.metrics.probing import majority_share
 from probekit.metrics.tensors import Batch
 from probekit.models.adapters import (UNCHANGED, adapter_identity, load_merged, merge, merged_copy, warn_unchanged,
                                       with_lora)
@@ -180,10 +180,9 @@ class Checkpoint:
 
 
 def majority_rate(examples: Sequence[Example]) -> float | None:
-    """The fraction of ``examples`` that carry their most common label (None when there are none)."""
-    if not examples:
-        return None
-    return max(Counter(example.label for example in examples).values()) / len(examples)
+    """The fraction of ``examples`` that carry their most common label (None when there are none): the probes'
+    majority-class rule too (:func:`probekit.metrics.probing.majority_share`)."""
+    return majority_share([example.label for example in examples])
 
 
 def examples_digest(examples: Sequence[Example]) -> str:
