@@ -78,7 +78,7 @@ def test_valid_spec_parses(tmp_path):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (("limit = 100", "limt = 100"), "data.train.limt: found an unknown key; expected one of task, split, limit, seed (did you mean 'limit'?)"),
+        (("limit = 100", "limt = 100"), "data.train.limt: found an unknown key; expected one of task, split, word_tags, limit, seed (did you mean 'limit'?)"),
         (("seed = 1", "seed = 'one'"), "models.seed1.seed: found a string 'one'; expected an integer"),
         (('b = "seed1"', 'b = "seed3"'), "comparisons[0].b: found 'seed3'; expected a declared model name (did you mean 'seed1'?)"),
         (('data = "mixed"', 'data = "mixd"'), "comparisons[0].data: found 'mixd'; expected a declared data name (did you mean 'mixed'?)"),
