@@ -113,4 +113,6 @@ def test_the_figure_specs_fine_tune_as_before_the_shared_recipe(name):
     for model in tuned.values():
         settings = json.loads(json.dumps(dataclasses.asdict(model.finetune)))  # tuples as the JSON file's lists
         assert settings == BEFORE[name][model.name]["finetune"], model.name
-        assert repr(spec.data[model.train]) == BEFORE[name][model.name]["train"], model.name
+        # word_tags (added later, default False) changes no generated example: the stored repr predates it.
+        assert repr(spec.data[model.train]).replace(", word_tags=False", "") == BEFORE[name][model.name]["train"], \
+            model.name

@@ -38,7 +38,7 @@ def spec():
     manager = build_manager(autoload=False)
     text, document = read_spec(SPEC)
     return parse_spec(document, path=SPEC, text=text, metrics={n: i.metric for n, i in manager.metrics.items()},
-                      sources=manager.sources, overrides={})
+                      sources=manager.sources, kinds=manager.expectations, overrides={})
 
 
 def table(measured, models=MODELS):
