@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import difflib
 import enum
+import importlib.metadata
+import sys
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,3 +111,44 @@ def type_name(value: object) -> str:
     """A reader's name for the type of a value found in a spec."""
     names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array", dict: "a table"}
     return names.get(type(value), type(value).__name__)
+
+
+class EnvironmentProblem(UserError):
+    """The Python environment cannot run probekit's model stack (a package built for another torch, a missing
+    dependency): exit 2, naming the package and the fix."""
+
+
+def broken_import(error: BaseException) -> EnvironmentProblem:
+    """The import failure ``error`` (or the failure inside an import that it wraps) as a message naming the package
+    it happened in and how to fix it, e.g. a torchvision built for another torch breaking transformers' imports."""
+    innermost = error
+    while innermost.__cause__ is not None or innermost.__context__ is not None:
+        innermost = innermost.__cause__ or innermost.__context__
+    package = _package_of(traceback.extract_tb(innermost.__traceback__), sys.path)
+    if package is None and isinstance(innermost, ImportError) and innermost.name:
+        package = innermost.name.split(".")[0]
+    package = package or "a dependency"
+    reason = f"{type(innermost).__name__}: {str(innermost).splitlines()[0] if str(innermost) else ''}"
+    try:
+        torch_version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        torch_version = "(not installed)"
+    return EnvironmentProblem(
+        f"the model stack (torch, transformers) cannot be imported: {package} fails to import ({reason}). "
+        f"The environment holds a {package} that does not work with torch {torch_version}: install the "
+        f"{package} built for this torch (pip install --force-reinstall {package}), or uninstall it if nothing "
+        f"needs it (pip uninstall {package}); `pip check` lists what else disagrees")
+
+
+def _package_of(frames: traceback.StackSummary, path: list[str]) -> str | None:
+    """The top-level package of the innermost frame that lies in an installed package (under a sys.path entry)."""
+    roots = sorted((Path(p).resolve() for p in path if p), key=lambda r: len(str(r)), reverse=True)
+    for frame in reversed(frames):
+        file = Path(frame.filename).resolve()
+        for root in roots:
+            if root in file.parents:
+                top = file.relative_to(root).parts[0]
+                if top not in ("importlib", "transformers") and not top.endswith(".py"):
+                    return top
+                break
+    return None

@@ -49,6 +49,7 @@ from probekit.metrics.per_example import ExampleVectorStore, is_per_example, vec
 from probekit.metrics.tensors import ROW_BYTES, Batch
 from probekit.models import loading
 from probekit.models.attention import RECOMPUTED, attention_path
+from probekit.models.configs import clamped, position_limit, position_problem
 from probekit.models.families import family_of
 from probekit.models.finetune import AdapterJob, Checkpoint, FinetuneJob, cache_root, finetune, training_precision
 from probekit.results.schema import RowContext, detail_problems, to_records
@@ -277,7 +278,7 @@ class Prober:
         room = max(self.budget - weights - (kept or 0), 1)
         shared = {comparison.name: SharedStates(metrics[comparison.name]) for comparison in comparisons}
         failed: dict[str, dict[str, str]] = {comparison.name: {} for comparison in comparisons}
-        for batch in self._batches(examples, tokenizer):
+        for batch in self._batches(examples, tokenizer, self._max_length(loaded, measured)):
             for part, captures in self._captured(self._fitting(batch, loaded, group, room), loaded, group, room):
                 for comparison in comparisons:
                     guard, feeds = guards[comparison.name], shared[comparison.name]
@@ -343,16 +344,30 @@ class Prober:
         run = self.spec.run
         return Resampling(run.bootstrap, run.confidence, run.bootstrap_groups, metric.permutations)
 
-    def _batches(self, examples, tokenizer):
+    def _max_length(self, loaded: dict[str, loading.LoadedModel], measured: Measured) -> int:
+        """``run.max_length``, clamped to the fewest positions a model of the pass can read, with a warning (the
+        one ``probekit check`` gives for a local folder): longer texts would crash the forward pass."""
+        length = self.spec.run.max_length
+        for name, model in loaded.items():
+            config = model.encoder.config.to_dict()
+            problem = position_problem(self.spec.run.max_length, config, "run.max_length", f"models.{name}")
+            if problem is not None:
+                length = min(length, position_limit(config) or length)
+                note = f"{self.spec.path}: {clamped(problem)}"
+                if note not in measured.notes:
+                    measured.notes.append(note)
+        return length
+
+    def _batches(self, examples, tokenizer, max_length: int):
         run = self.spec.run
         # Label ids for labelled data and word alignments for token-level data: what probing metrics read.
         labels = label_names(examples) if all(e.label is not None for e in examples) else None
         tags = tag_names(examples) if any(e.words is not None for e in examples) else None
         if not run.sort_by_length:
-            return make_batches(examples, tokenizer, batch_size=run.batch_size, max_length=run.max_length,
+            return make_batches(examples, tokenizer, batch_size=run.batch_size, max_length=max_length,
                                 labels=labels, tags=tags)
-        return length_sorted_batches(examples, tokenizer, max_length=run.max_length, labels=labels, tags=tags,
-                                     batch_tokens=run.batch_tokens or run.batch_size * run.max_length)
+        return length_sorted_batches(examples, tokenizer, max_length=max_length, labels=labels, tags=tags,
+                                     batch_tokens=run.batch_tokens or run.batch_size * max_length)
 
     def _fitting(self, batch: Batch, loaded: dict[str, loading.LoadedModel], group: ProbeGroup,
                  room: int) -> list[Batch]:

