@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import errno
 import importlib.metadata
 import sys
 import traceback
@@ -111,6 +112,30 @@ def type_name(value: object) -> str:
     """A reader's name for the type of a value found in a spec."""
     names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array", dict: "a table"}
     return names.get(type(value), type(value).__name__)
+
+
+class OutputError(UserError):
+    """A file probekit must write could not be (a full disk, a folder without write permission): exit 2, naming
+    the path, what it needs, and where what was computed is kept."""
+
+
+#: What a file that could not be written needs, by errno: the environment's problems, not probekit's.
+WRITE_NEEDS = {
+    errno.ENOSPC: "space: the disk is full there; free some, or write elsewhere",
+    errno.EDQUOT: "space: your disk quota is used up there; free some, or write elsewhere",
+    errno.EACCES: "write permission: make the folder writable, or write elsewhere",
+    errno.EPERM: "write permission: make the folder writable, or write elsewhere",
+    errno.EROFS: "a writable file system: this one is read-only; write elsewhere",
+}
+
+
+def write_failure(error: OSError, what: str, path: Path | str | None = None) -> OutputError | None:
+    """``error``, raised writing ``what`` (at ``path``, else the error's file), as an OutputError naming the path
+    and what it needs; None when it is not a full disk or a missing permission."""
+    need = WRITE_NEEDS.get(error.errno)
+    if need is None:
+        return None
+    return OutputError(f"could not write {what} {path or error.filename}: it needs {need}")
 
 
 class EnvironmentProblem(UserError):

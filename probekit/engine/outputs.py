@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from probekit.errors import UserError
+from probekit.errors import OutputError, UserError, write_failure
 from probekit.report.html import REPORT_FILE
 from probekit.report.tracking import TRACKING_FILE
 from probekit.results.history import VERDICT_FILE
@@ -181,7 +181,9 @@ class RunOutput:
                     self.replace = False
                 return write_table(table, self.folder / RESULTS_FILE)
             except OSError as error:
-                self.failure = f"could not write {self.folder / RESULTS_FILE} ({type(error).__name__}: {error})"
+                known = write_failure(error, "the results", self.folder / RESULTS_FILE)
+                self.failure = str(known) if known else (f"could not write {self.folder / RESULTS_FILE} "
+                                                         f"({type(error).__name__}: {error})")
         return self._write_fallback(table)
 
     def _write_fallback(self, table: pa.Table) -> Path:
@@ -198,7 +200,8 @@ class RunOutput:
                 if self.on_fallback is not None:
                     self.on_fallback(f"{self.failure}; the results are saved in {written} instead")
             return written
-        raise OSError(f"{self.failure}; no fallback could be written either ({'; '.join(errors)})")
+        raise OutputError(f"{self.failure}; no fallback could be written either ({'; '.join(errors)}): the results "
+                          "of this run are lost, nothing else was changed")
 
 
 def fallback_folders(cache: Path, spec_name: str, run_id: str) -> tuple[Path, ...]:

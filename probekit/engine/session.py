@@ -33,7 +33,7 @@ from probekit.engine.outputs import (RunOutput, check_output, check_same_spec, c
 from probekit.engine.probe import Measured, Prober, ResolvedModel, metric_metadata
 from probekit.engine.resultcache import cache_dir, read_cached, results_key, write_cached
 from probekit.engine.spread import with_seed_spread
-from probekit.errors import ExitCode, PluginError, Problem, SpecError, UserError
+from probekit.errors import ExitCode, PluginError, Problem, SpecError, UserError, write_failure
 from probekit.results.events import Event, events_of, records
 from probekit.say import say
 from probekit.expect.evaluate import Outcome, evaluate
@@ -159,10 +159,18 @@ class Session:
         if result is None:
             result = self._compute(spec, manager, output, replace)
             if key and not (result.errors or result.failures):
-                write_cached(cache_dir(spec, key), result.table, result.run_dir)
+                self._cache(cache_dir(spec, key), result)
         result.log = log
         self._finish(result, manager)
         return result
+
+    def _cache(self, folder: Path, result: RunResult) -> None:
+        """Keep ``result`` in the results cache; a cache that cannot be written costs only the reuse."""
+        try:
+            write_cached(folder, result.table, result.run_dir)
+        except OSError as error:
+            self._warn(f"{write_failure(error, 'the results cache:', folder) or error}; the next run of "
+                       f"{result.spec.name} computes again. This run's results are in {result.path}")
 
     def resume(self, run_dir: str | Path, spec: str | Path | Spec | None = None) -> RunResult:
         """Continue an interrupted run into its own folder: the comparisons it finished are kept (their rows
@@ -224,16 +232,16 @@ class Session:
             return None
         table, run_dir = cached
         touch_last_used(cache_dir(spec, key))
-        failures = []
+        errors: list[Event] = []
         if output:
             out = self._output(spec, Path(output), _run_id(table), replace)
             path = out.write(table)
-            failures = [Event("failure", f"{out.failure}; the results are saved in {path} instead")] if out.failure else []
+            errors = [Event("error", f"{out.failure}; the results are saved in {path} instead")] if out.failure else []
         else:
             path = run_dir / RESULTS_FILE
         self.stderr.print(f"probekit: {spec.name}: nothing changed since run {_run_id(table)}; reusing its results "
                            f"({path.parent}); --fresh recomputes", markup=False, highlight=False, soft_wrap=True)
-        return RunResult(spec, table, path, cached=True, failures=failures)
+        return RunResult(spec, table, path, cached=True, errors=errors)
 
     def _compute(self, spec: Spec, manager: PluginManager, output: str | Path | None, replace: bool = False,
                  start: _Start | None = None) -> RunResult:
@@ -262,10 +270,12 @@ class Session:
         except Exception:
             if measured.records:
                 write(False)
+                self.stderr.print(f"probekit: the comparisons finished before this error are in {out.path}",
+                                  markup=False, highlight=False, soft_wrap=True)
             raise
         table = write(True)
-        unsaved = [Event("failure", f"{out.failure}; the results are saved in {out.path} instead")] if out.failure else []
-        return RunResult(spec, table, out.path, errors=measured.errors, failures=[*measured.failures, *unsaved],
+        unsaved = [Event("error", f"{out.failure}; the results are saved in {out.path} instead")] if out.failure else []
+        return RunResult(spec, table, out.path, errors=[*measured.errors, *unsaved], failures=measured.failures,
                          tracebacks=measured.tracebacks)
 
     def _probe(self, prober: Prober, measured: Measured, on_comparison: Callable[[Measured], None]) -> None:
@@ -296,8 +306,13 @@ class Session:
         try:
             manager.run_finished(result, self.console)
         except Exception as error:  # noqa: BLE001 - the results are written; an output plugin's bug is reported
-            result.failures.append(Event("failure", f"run-finished hook: plugin bug: {type(error).__name__}: {error}"))
-            result.tracebacks.append(traceback.format_exc())
+            known = write_failure(error, "a file of the report") if isinstance(error, OSError) else None
+            if known is not None:  # a full disk, a folder made read-only: the environment, not a plugin bug
+                result.errors.append(Event("error", f"{known}; the results are kept in {result.path}"))
+            else:
+                result.failures.append(Event("failure", f"run-finished hook: plugin bug: {type(error).__name__}: "
+                                                        f"{error}"))
+                result.tracebacks.append(traceback.format_exc())
         say(self.console, f"results: {result.path}")
         for event in (*result.errors, *result.failures):
             say(self.console, str(event), label="error")
@@ -309,7 +324,9 @@ class Session:
             verdicts = [{"name": o.name, "passed": o.passed, "reason": o.reason} for o in result.outcomes]
             write_verdict(result.run_dir, _run_id(result.table), verdicts)
         except OSError as error:
-            self._warn(f"could not write the verdict beside {result.path}: {error}")
+            known = write_failure(error, "the verdict")
+            result.errors.append(Event("error", f"{known or error}; the results are kept in {result.path}"))
+            say(self.console, str(result.errors[-1]), label="error")
 
     def _warn(self, message: str) -> None:
         if message not in self._warned:

@@ -33,7 +33,7 @@ from filelock import FileLock, Timeout
 from probekit.data.batching import make_batches
 from probekit.declare import Rule, between, positive
 from probekit.data.example import Example, label_names
-from probekit.errors import DataError, ModelError, RunFailure, UserError
+from probekit.errors import DataError, ModelError, RunFailure, UserError, write_failure
 from probekit.metrics.probing import majority_share
 from probekit.metrics.tensors import Batch
 from probekit.models.adapters import (UNCHANGED, adapter_identity, load_merged, merge, merged_copy, warn_unchanged,
@@ -289,8 +289,21 @@ def finetune(
     written under a temporary name (``<key>.partial-<pid>@<host>``), with a manifest of its
     files, and renamed when complete, so an interrupted run never leaves a half checkpoint
     that a later run would trust; the temporary folder is removed on any exception or
-    Ctrl-C, and those of dead processes at the next fine-tune.
+    Ctrl-C, and those of dead processes at the next fine-tune. A cache that cannot be written (a full disk, no
+    permission) is an OutputError naming the folder.
     """
+    try:
+        return _cached_or_trained(job, root, device, on_step, on_wait)
+    except OSError as error:
+        known = write_failure(error, "a fine-tune into the checkpoint cache:", error.filename or root)
+        if known is None:
+            raise
+        raise known from error
+
+
+def _cached_or_trained(job: FinetuneJob | AdapterJob, root: Path, device: torch.device,
+                       on_step: Callable[[int, int, float], None] | None,
+                       on_wait: Callable[[str], None] | None) -> Checkpoint:
     existing = _sound_checkpoint(job, root)  # the common case takes no lock: reading needs none
     if existing is not None:
         return existing

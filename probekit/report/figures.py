@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from probekit.report.terminal import comparison_sides, incomplete_note, layer_values, snapshot_groups
-from probekit.results.io import metadata
+from probekit.results.io import metadata, write_atomically
 from probekit.results.layers import series_rows
 
 if TYPE_CHECKING:
@@ -205,8 +205,8 @@ def title_note(figure: Figure, note: str) -> None:
 
 
 def save(figure: Figure, path: Path) -> Path:
-    figure.savefig(path, dpi=DPI)
-    return path
+    """``figure`` as a PNG at ``path``, whole or not at all (a full disk leaves no 0-byte PNG)."""
+    return write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=DPI, format="png"))
 
 
 def layer_ticks(axes, layers: list[int], axis: str = "x") -> None:

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from probekit.errors import UserError
 from probekit.results.events import events_of
-from probekit.results.io import RESULTS_FILE, metadata
+from probekit.results.io import RESULTS_FILE, metadata, write_atomically
 from probekit.results.layers import series_rows
 
 SPEC_KEY = "spec_name"
@@ -49,11 +49,8 @@ def write_verdict(run_dir: str | os.PathLike, run_id: str, outcomes: Sequence[Ma
     document = {"run_id": run_id, "total": len(entries), "passed": sum(e["passed"] for e in entries),
                 "judged_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "expectations": entries}
-    path = Path(run_dir) / VERDICT_FILE
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    text = json.dumps(document, indent=2) + "\n"
+    return write_atomically(Path(run_dir) / VERDICT_FILE, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
 def read_verdict(run_dir: str | os.PathLike) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,21 @@ ESSENTIAL_COLUMNS = ("comparison", "metric", "layer", "value")
 def write_table(table: pa.Table, path: Path) -> Path:
     """Write under a temporary name and rename: a crash never leaves a half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomically(path, lambda temporary: pq.write_table(table, temporary))
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """``write`` the file ``path`` under a temporary name, then rename it into place: a crash, a full disk or a
+    missing permission never leaves a half file, nor the temporary one (an OSError is re-raised as it came)."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, temporary)
-    os.replace(temporary, path)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            error.filename = str(path)  # the file asked for, not its temporary name
+        raise
     return path
 
 

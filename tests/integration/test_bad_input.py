@@ -10,6 +10,7 @@ problems that validation cannot see without reading the data use ``run``.
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from probekit.results.io import read_table
 from probekit.results.schema import build_table
 from probekit.testing.fixtures import save_tiny_model, write_tiny_csv
 
@@ -32,6 +34,9 @@ class Case:
     exit_code: int
     phrases: tuple[str, ...]
     absent: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()  # extra environment variables; {cwd} is the case's folder
+    kept: tuple[str, ...] = ()  # files the run must leave behind, whole (what was computed is not lost)
+    gone: tuple[str, ...] = ()  # globs that must match nothing afterwards (partial files)
 
 
 SPEC = """
@@ -84,7 +89,86 @@ FOREIGN = parquet(pa.table({"x": [1, 2]}))  # a Parquet file probekit did not wr
 DUPLICATE_METRIC = ("from probekit.plugins.svcca import SVCCA\n\nclass Again(SVCCA):\n    pass\n\n"
                     + plugin("def probekit_register_metrics(register):\n    register(Again)\n"))
 
+BROKEN_TORCHVISION = {  # a torchvision built for another torch: transformers' imports fail inside it
+    "fake/torchvision/__init__.py": 'raise RuntimeError("operator torchvision::nms does not exist")\n',
+    "fake/torchvision-0.99.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: torchvision\nVersion: 0.99.0\n",
+}
+LONG_TEXTS = "\n".join(" ".join(["the cat sat on the mat"] * 40) for _ in range(12)) + "\n"
+
+
+def full_disk(patch: str) -> str:
+    """A spec plugin that makes one kind of write fail with ENOSPC (after writing a few bytes, as a full disk
+    does), deterministically: ``patch`` replaces the writer, calling ``fail(path)`` where the disk is full."""
+    return ("import errno\nimport os\n\nimport probekit\n\n\ndef fail(path):\n"
+            "    with open(path, 'wb') as handle:\n        handle.write(b'PK')\n"
+            "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))\n\n\n" + patch
+            + "\n\n@probekit.hookimpl\ndef probekit_run_finished(run, console):\n    pass\n")
+
+
+FULL_FIGURES = full_disk("from matplotlib.figure import Figure\n\nFigure.savefig = lambda self, path, **kw: fail(path)")
+FULL_RUN_FOLDER = full_disk("import pyarrow.parquet as pq\n\nwrite = pq.write_table\n\n\n"
+                            "def write_unless_run_folder(table, path, *args, **kwargs):\n"
+                            "    if os.sep + 'out' + os.sep in os.path.abspath(path):\n        fail(path)\n"
+                            "    return write(table, path, *args, **kwargs)\n\n\npq.write_table = write_unless_run_folder")
+FULL_CACHE = full_disk("import transformers\n\n"
+                       "transformers.PreTrainedModel.save_pretrained = lambda self, path, **kw: fail(os.path.join(path, 'model.safetensors'))")
+WITH_PLUGIN = ('name = "bad"', 'name = "bad"\nplugins = ["disk.py"]')
+
+
+def model(folder: str) -> str:
+    """The spec comparing the tiny model ``a`` with the model folder ``folder`` (an asset placeholder)."""
+    return spec(('id = "{tiny_b}"', f'id = "{folder}"'))
+
+
 CASES = [
+    # -- model folders that would run code or measure a random model (issue 22) ----------------------
+    Case("pickle_only_model_folder", {"s.toml": model("{pickle}")}, ["run", "s.toml", "-o", "out"], 2,
+         ("models.b: cannot load", "its weights are a pickle that holds more than tensors",
+          "loads only safetensors or weights-only checkpoints", "unpickling runs whatever code",
+          "convert it once to safetensors"), absent=("weights_only=True", "UnpicklingError")),
+    Case("config_width_differs_from_weights", {"s.toml": model("{wide}")}, ["run", "s.toml", "-o", "out"], 2,
+         ("models.b:", "wide: config.json does not match the weights", "[32] in the weights, [64] by config.json")),
+    Case("bert_config_over_gpt2_weights", {"s.toml": model("{mixed}")}, ["run", "s.toml", "-o", "out"], 2,
+         ("models.b:", "mixed: the weights lack embeddings.LayerNorm.bias", "initialise them at random")),
+    Case("remote_code_folder", {"s.toml": model("{remote}")}, ["run", "s.toml", "-o", "out"], 2,
+         ("models.b:", "remote: config.json has an `auto_map` to custom code",
+          "probekit never runs code from a model folder"), absent=("[y/N]",)),
+    Case("model_stack_import_fails", {"s.toml": SPEC, **BROKEN_TORCHVISION}, ["run", "s.toml", "-o", "out"], 2,
+         ("the model stack (torch, transformers) cannot be imported: torchvision fails to import",
+          "operator torchvision::nms does not exist", "pip install --force-reinstall torchvision"),
+         env=(("PYTHONPATH", "{cwd}/fake"),)),
+    # -- a full disk or a folder that cannot be written: the environment, not a bug (exit 2, no partial file) -----
+    Case("full_disk_while_drawing_figures", {"s.toml": spec(WITH_PLUGIN), "disk.py": FULL_FIGURES},
+         ["run", "s.toml", "-o", "out"], 2,
+         ("could not write a file of the report", "out/svcca.png: it needs space: the disk is full there",
+          "the results are kept in out/results.parquet"), absent=("plugin bug",),
+         kept=("out/results.parquet",), gone=("out/*.png", "out/.*.tmp")),
+    Case("full_disk_while_writing_results", {"s.toml": spec(WITH_PLUGIN), "disk.py": FULL_RUN_FOLDER},
+         ["run", "s.toml", "-o", "out"], 2,
+         ("could not write the results", "out/results.parquet: it needs space", "the results are saved in",
+          "unsaved"), absent=("plugin bug",), gone=("out/results.parquet", "out/.*.tmp"),
+         env=(("PROBEKIT_CACHE", "{cwd}/cache"),)),
+    Case("full_disk_while_saving_a_fine_tune", {"s.toml": spec(WITH_PLUGIN, text=FINETUNE), "disk.py": FULL_CACHE},
+         ["run", "s.toml", "-o", "out"], 2,
+         ("could not write a fine-tune into the checkpoint cache:", "it needs space: the disk is full there"),
+         absent=("plugin bug",), gone=("cache/finetunes/*partial*", "cache/finetunes/*/"),
+         env=(("PROBEKIT_CACHE", "{cwd}/cache"),)),
+    # -- max_length above a model's position limit: clamped, with a warning (docs/specs.md) -------------
+    Case("max_length_above_the_encoders_positions",
+         {"s.toml": spec(("max_length = 16", "max_length = 1024"), ('path = "{eval}"', 'path = "long.txt"')),
+          "long.txt": LONG_TEXTS},
+         ["run", "s.toml", "-o", "out"], 0,
+         ("run.max_length: 1024, more tokens than models.a can read (its config.json (bert) allows 64 positions)",
+          "texts are cut at 64 tokens", "results: out/results.parquet"), kept=("out/results.parquet",)),
+    Case("max_length_above_the_decoders_positions",
+         {"s.toml": spec(("max_length = 16", "max_length = 128"), ('path = "{eval}"', 'path = "long.txt"'),
+                         ('id = "{tiny_a}"', 'id = "{decoder}"'), ('id = "{tiny_b}"', 'id = "{decoder}"')),
+          "long.txt": LONG_TEXTS},
+         ["run", "s.toml", "-o", "out"], 0,
+         ("run.max_length: 128, more tokens than models.a can read (its config.json (gpt2) allows 32 positions)",
+          "results: out/results.parquet"), kept=("out/results.parquet",)),
+    Case("max_length_warned_at_check", {"s.toml": spec(("max_length = 16", "max_length = 1024"))}, ["check", "s.toml"],
+         0, ("run.max_length: 1024, more tokens than models.b can read", "s.toml: ok")),
     # -- silent wrong results -------------------------------------------------------------------
     Case("lr_zero", {"s.toml": spec(("epochs = 1", "epochs = 1\nlr = 0"), text=FINETUNE)}, ["check", "s.toml"], 2,
          ("models.b.lr: found 0; expected a positive learning rate",)),
@@ -228,7 +312,41 @@ def assets(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("bad_input_assets")
     return {"{tiny_a}": str(save_tiny_model(root / "tiny_a", seed=0)),
             "{tiny_b}": str(save_tiny_model(root / "tiny_b", seed=1)),
-            "{eval}": str(write_tiny_csv(root / "eval.csv", 40))}
+            "{eval}": str(write_tiny_csv(root / "eval.csv", 40)),
+            **broken_model_folders(root)}
+
+
+def broken_model_folders(root: Path) -> dict[str, str]:
+    """Model folders that must not load: pickled weights holding an object, a config.json of another width,
+    a BERT config.json over GPT-2 weights, a config.json mapping to custom code; and a tiny GPT-2 of 32 positions."""
+    import argparse
+    import shutil
+
+    import torch
+    from transformers import BertModel, GPT2Config, GPT2Model
+
+    from probekit.testing.fixtures import tiny_tokenizer
+
+    base = save_tiny_model(root / "base", seed=2)
+    folders = {name: root / name for name in ("pickle", "wide", "mixed", "remote")}
+    for folder in folders.values():
+        shutil.copytree(base, folder)
+    weights = BertModel.from_pretrained(base).state_dict()
+    (folders["pickle"] / "model.safetensors").unlink()
+    torch.save({**weights, "args": argparse.Namespace(lr=1e-3)}, folders["pickle"] / "pytorch_model.bin")
+    _edit_config(folders["wide"], hidden_size=64, intermediate_size=128)
+    gpt2 = GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=32, vocab_size=80))
+    gpt2.save_pretrained(root / "decoder")
+    tiny_tokenizer().save_pretrained(root / "decoder")
+    shutil.copy(root / "decoder" / "model.safetensors", folders["mixed"] / "model.safetensors")
+    _edit_config(folders["remote"], auto_map={"AutoModel": "modeling_evil.EvilModel"})
+    (folders["remote"] / "modeling_evil.py").write_text("raise SystemExit('custom code ran')\n")
+    return {**{f"{{{name}}}": str(folder) for name, folder in folders.items()}, "{decoder}": str(root / "decoder")}
+
+
+def _edit_config(folder: Path, **changes) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
 
 
 def _fill(content: str | bytes, assets: dict[str, str]) -> bytes:
@@ -244,7 +362,7 @@ def test_bad_input(case: Case, assets, tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(_fill(content, assets))
     env = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1", "PROBEKIT_DISABLE_PLUGIN_AUTOLOAD": "1",
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", **{name: value.format(cwd=tmp_path) for name, value in case.env}}
     result = subprocess.run([sys.executable, "-m", "probekit", *case.argv], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)
     printed = result.stdout + result.stderr
@@ -255,6 +373,10 @@ def test_bad_input(case: Case, assets, tmp_path):
     for phrase in case.absent:
         assert phrase not in flat, f"{phrase!r} in:\n{printed}"
     assert "Traceback" not in printed and "internal error" not in printed, printed
+    for name in case.kept:
+        assert read_table(tmp_path / name).num_rows > 0, name
+    for pattern in case.gone:
+        assert not list(tmp_path.glob(pattern)), (pattern, list(tmp_path.glob(pattern)))
 
 
 def test_every_case_has_a_unique_name():
