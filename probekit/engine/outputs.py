@@ -11,6 +11,9 @@
 * If writing fails anyway later (a full disk, a folder removed during the run), the results go
   to a fallback file, ``<cache>/unsaved/<spec>-<run id>/results.parquet`` (else under the
   current folder, else the temporary folder), and the run says where.
+* A run folder is claimed by one run at a time: ``-o DIR`` and ``--resume DIR`` hold an OS lock
+  (``<cache>/locks/output-<digest of DIR>.lock``, released by the kernel when the process dies) from the
+  checks until the verdict; a second run into the same folder is refused, naming the process that holds it.
 * ``--resume DIR`` continues the run in DIR: it must hold a readable ``results.parquet`` of
   the same spec, the same text (by sha256) included; a killed writer's temporary files there
   are removed first.
@@ -20,18 +23,23 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+from filelock import FileLock, Timeout
 
 from probekit.errors import OutputError, UserError, write_failure
+from probekit.models.manifest import owner_id
 from probekit.report.html import REPORT_FILE
 from probekit.report.tracking import TRACKING_FILE
 from probekit.results.history import VERDICT_FILE
 from probekit.results.io import RESULTS_FILE, metadata, read_table, write_table
 
+#: The cache's folder of locks (shared with the fine-tunes' training locks).
+LOCKS = "locks"
 #: Files a run writes into its folder besides the figures (``*.png``).
 RUN_FILES = (RESULTS_FILE, VERDICT_FILE, REPORT_FILE, TRACKING_FILE)
 UNSAVED = "unsaved"
@@ -212,3 +220,32 @@ def fallback_folders(cache: Path, spec_name: str, run_id: str) -> tuple[Path, ..
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "spec"
+
+
+@contextmanager
+def claimed(folder: Path, cache: Path, what: str) -> Iterator[None]:
+    """Hold the lock of run folder ``folder`` while a run writes there; UserError naming the holder when another
+    process holds it (two runs into one folder would leave one's results beside the other's figures)."""
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:20]
+    try:
+        (cache / LOCKS).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_failure(error, "the lock of the run folder in", cache / LOCKS) or error from None
+    lock_file = cache / LOCKS / f"output-{digest}.lock"
+    owner_file = lock_file.with_suffix(".owner")
+    lock = FileLock(lock_file)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            owner = owner_file.read_text().strip() or "another process"
+        except OSError:
+            owner = "another process"
+        raise UserError(f"{what} {folder}: another probekit run ({owner}) is writing into this folder now; nothing "
+                        "was run. Wait for it to finish, or give this run another folder") from None
+    try:
+        owner_file.write_text(f"{owner_id()}\n")
+        yield
+    finally:
+        owner_file.unlink(missing_ok=True)
+        lock.release()

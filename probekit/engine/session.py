@@ -28,7 +28,7 @@ import probekit
 from probekit.engine.examples import ExampleStore
 from probekit.engine.spec_checks import spec_fact_problems
 from probekit.engine.executors import Executor, executor_for
-from probekit.engine.outputs import (RunOutput, check_output, check_same_spec, check_writable, fallback_folders,
+from probekit.engine.outputs import (RunOutput, check_output, claimed, check_same_spec, check_writable, fallback_folders,
                                      remove_temporaries, resumable_run, run_of)
 from probekit.engine.probe import Measured, Prober, ResolvedModel, metric_metadata
 from probekit.engine.resultcache import cache_dir, read_cached, results_key, write_cached
@@ -145,6 +145,12 @@ class Session:
         spec, manager = self.load(spec)
         for note in spec.notes:
             self._warn(f"{spec.path}: {note}")
+        if output is None:  # a new folder of its own, named after the run id
+            return self._run(spec, manager, None)
+        with claimed(Path(output), cache_root(spec.run.cache_dir), "-o"):
+            return self._run(spec, manager, output)
+
+    def _run(self, spec: Spec, manager: PluginManager, output: str | Path | None) -> RunResult:
         replace = self.check_output(spec, output)  # before any fine-tune or probe
         log = self._starting(spec, manager)
         if replace:
@@ -183,7 +189,12 @@ class Session:
         table = resumable_run(folder)
         earlier = metadata(table)
         spec, manager = self.load(spec if spec is not None else _recorded_spec(folder, earlier))
-        check_same_spec(folder, earlier, spec.name, spec.text)
+        with claimed(folder, cache_root(spec.run.cache_dir), "--resume"):
+            return self._resume(folder, spec, manager)
+
+    def _resume(self, folder: Path, spec: Spec, manager: PluginManager) -> RunResult:
+        table = resumable_run(folder)  # again, now that the folder is this run's: as it is, not as it was
+        check_same_spec(folder, metadata(table), spec.name, spec.text)
         check_writable(folder, "--resume")
         log = self._starting(spec, manager)
         remove_temporaries(folder)

@@ -192,6 +192,45 @@ def test_rerun_into_its_run_folder_replaces_the_run_whole(workspace, tiny_models
     assert set(pq.read_table(out / "results.parquet").column("metric").to_pylist()) == {"svcca"}
 
 
+HOLDER = """
+import sys
+import time
+from pathlib import Path
+
+from probekit.engine.outputs import claimed
+
+folder, cache, ready, release = map(Path, sys.argv[1:])
+with claimed(folder, cache, "-o"):
+    ready.write_text("held")
+    while not release.exists():  # the gate: the test says when this run ends
+        time.sleep(0.05)
+"""
+
+
+def test_an_output_folder_is_claimed_by_one_run_at_a_time(workspace, tiny_models, capsys):
+    """A run into a folder another process is writing into is refused before anything runs, naming the process;
+    once that process is gone the folder is free again."""
+    out, ready, release = workspace / "out", workspace / "ready", workspace / "release"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out), os.environ["PROBEKIT_CACHE"], str(ready),
+                               str(release)])
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert holder.poll() is None and time.monotonic() < deadline, "the holder did not take the lock"
+            time.sleep(0.05)
+        assert main(["run", str(pretrained_spec(workspace, tiny_models)), "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        flat = " ".join(err.split())
+        assert f"-o {out}: another probekit run ({holder.pid}@" in flat, err
+        assert "is writing into this folder now; nothing was run" in flat, err
+        assert not out.exists()
+    finally:
+        release.write_text("go")
+        holder.wait(timeout=60)
+    assert main(["run", str(pretrained_spec(workspace, tiny_models)), "-o", str(out)]) == 0
+    assert pq.read_table(out / "results.parquet").num_rows > 0
+
+
 def test_output_that_is_a_file_is_refused_before_any_fine_tune(workspace, tiny_models, capsys):
     spec = finetuned_spec(workspace, tiny_models)
     file = workspace / "taken"
