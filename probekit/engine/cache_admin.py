@@ -30,8 +30,9 @@ from probekit.engine.resultcache import CACHE_INFO_FILE
 from probekit.declare import Invalid, format_size
 from probekit.declare import parse_size as declared_size
 from probekit.errors import ExitCode, UserError
+from probekit.models.manifest import (MANIFEST_FILE, entry_problem, folder_size, last_used, leftover,
+                                      manifest_problem)
 from probekit.say import say
-from probekit.models.manifest import MANIFEST_FILE, entry_problem, folder_size, last_used, leftover
 from probekit.results.io import RESULTS_FILE, metadata, read_table
 
 FINETUNES = "finetunes"
@@ -119,7 +120,11 @@ def verify(root: Path) -> list[Verdict]:
             note = "" if had or problem else "no manifest: every file read, manifest written"
             verdicts.append(Verdict(entry, problem, note))
         elif entry.kind == "results":
-            problem = "results.parquet is unreadable" if entry.info.get("unreadable") else None
+            if not (entry.path / MANIFEST_FILE).is_file():  # keyed by an older cache version: never reused
+                verdicts.append(Verdict(entry, None, "no manifest: an entry of an older probekit, never reused"))
+                continue
+            problem = manifest_problem(entry.path) or (
+                "results.parquet is unreadable" if entry.info.get("unreadable") else None)
             verdicts.append(Verdict(entry, problem))
         else:
             note = "moved aside as corrupt" if entry.kind == "corrupt" else (

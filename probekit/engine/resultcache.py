@@ -15,6 +15,7 @@ import inspect
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,12 +25,13 @@ from probekit.engine.examples import ExampleStore
 from probekit.hooks.manager import PluginManager
 from probekit.models.finetune import cache_root
 from probekit.models.loading import pick_device
+from probekit.models.manifest import CacheWarning, manifest_problem, write_manifest
 from probekit.results.io import RESULTS_FILE, read_table, write_table
 from probekit.spec.model import Spec
 from probekit.spec.series import declared_identity
 
 #: Bump when a change to how results are keyed or stored makes old cache entries wrong.
-RESULTS_CACHE_VERSION = "2"
+RESULTS_CACHE_VERSION = "3"  # 3: every entry has a manifest (models/manifest.py), checked on reuse
 CACHE_INFO_FILE = "run.json"
 
 
@@ -82,9 +84,16 @@ def probekit_code_digest() -> str:
 
 
 def read_cached(folder: Path) -> tuple[pa.Table, Path] | None:
-    """The cached table and the run folder it was first written to (the cache folder if that is gone)."""
+    """The cached table and the run folder it was first written to (the cache folder if that is gone). An entry
+    that does not match its manifest (an edited or damaged file) is never reused: a CacheWarning says so, and
+    None has the run compute again (and replace the entry)."""
     file = folder / RESULTS_FILE
     if not file.is_file():
+        return None
+    problem = manifest_problem(folder)
+    if problem is not None:
+        warnings.warn(f"the cached results {folder} do not match their manifest ({problem}); not reusing them, "
+                      "computing again", CacheWarning, stacklevel=2)
         return None
     try:
         table = read_table(file)
@@ -100,6 +109,7 @@ def write_cached(folder: Path, table: pa.Table, run_dir: Path) -> None:
     temporary = folder / f".{CACHE_INFO_FILE}.{os.getpid()}.tmp"
     temporary.write_text(json.dumps({"run_dir": str(Path(run_dir).resolve())}))
     os.replace(temporary, folder / CACHE_INFO_FILE)
+    write_manifest(folder)  # what reuse and `probekit cache verify` check the entry against
 
 
 def _version(package: str) -> str:

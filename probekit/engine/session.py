@@ -238,7 +238,11 @@ class Session:
         return RunOutput(folder, fallbacks, replace=replace, on_fallback=self._warn)
 
     def _reuse(self, spec: Spec, key: str, output: str | Path | None, replace: bool = False) -> RunResult | None:
-        cached = read_cached(cache_dir(spec, key))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CacheWarning)
+            cached = read_cached(cache_dir(spec, key))
+        for warning in caught:
+            self._warn(str(warning.message))
         if cached is None:
             return None
         table, run_dir = cached

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -420,6 +421,32 @@ def test_a_truncated_checkpoint_is_reported_moved_aside_and_retrained(workspace,
     assert "leftover" in capsys.readouterr().out
     assert main(["cache", "prune"]) == 0
     assert f"removed {aside}" in capsys.readouterr().out and not aside.exists() and folder.is_dir()
+
+
+def test_an_edited_cached_result_is_detected_by_verify_and_never_reused(workspace, tiny_models, capsys):
+    """The results cache is not trusted blindly: its entries have the manifest fine-tunes have (issue 22)."""
+    spec = pretrained_spec(workspace, tiny_models)
+    assert main(["run", str(spec), "-o", str(workspace / "first")]) == 0
+    [entry] = (Path(os.environ["PROBEKIT_CACHE"]) / "results").iterdir()
+    assert "results.parquet" in json.loads((entry / "manifest.json").read_text())["files"]
+    cached = pq.read_table(entry / "results.parquet")
+    true_values = cached.column("value").to_pylist()
+    assert true_values and all(v is not None for v in true_values)
+    edited = cached.set_column(cached.schema.get_field_index("value"), "value",
+                               pa.array([0.5] * cached.num_rows, pa.float64()))
+    pq.write_table(edited.replace_schema_metadata(cached.schema.metadata), entry / "results.parquet")
+    capsys.readouterr()
+
+    assert main(["cache", "verify"]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"CORRUPT results/{entry.name}" in out and "results.parquet is" in out, out
+
+    assert main(["run", str(spec), "-o", str(workspace / "second")]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"the cached results {entry} do not match their manifest" in err and "computing again" in err, err
+    assert "reusing its results" not in err
+    assert pq.read_table(workspace / "second" / "results.parquet").column("value").to_pylist() == true_values
+    assert main(["cache", "verify"]) == 0  # the entry was written again, whole
 
 
 def test_an_entry_without_a_manifest_is_checked_by_reading_it_then_gets_one(workspace, tiny_models, capsys):
