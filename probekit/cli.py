@@ -1,4 +1,9 @@
-"""The ``probekit`` command: run, check, plugins, report, ls, diff. Running commands are thin callers of the Session."""
+"""The ``probekit`` command: run, check, plugins, report, ls, diff. Running commands are thin callers of the Session.
+
+Each command imports what it uses when it runs: ``probekit --help``, ``ls``, ``diff``, ``report`` and
+``cache`` never import torch (about 5 s of a cold start); ``run`` and ``check`` load the plugins, whose
+metrics do.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,29 +12,22 @@ import tomllib
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from probekit.engine import cache_admin
-from probekit.engine.session import Session
-from probekit.errors import ExitCode, ProbekitError, SpecError, UserError, exit_code_of
-from probekit.expect.evaluate import evaluate
-from probekit.hooks.manager import build_manager
-from probekit.models.finetune import cache_root
-from probekit.report.figures import write_figures
-from probekit.report.html import Verdict, diff_page, verdicts_from_outcomes, verdicts_from_record, write_report
-from probekit.report.terminal import output_width, render
-from probekit.results.history import diff_tables, find_runs, read_record, read_verdict, resolve_run
-from probekit.results.io import metadata, read_table
+from probekit.errors import ExitCode, ProbekitError, SpecError, UserError, broken_import, exit_code_of
 from probekit.say import say
-from probekit.spec.include import set_value
-from probekit.spec.load import read_spec
-from probekit.spec.model import TRACKERS
+
+if TYPE_CHECKING:
+    from probekit.report.html import Verdict
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from probekit.spec.model import TRACKERS  # the choices of --log (the spec's names for the trackers)
+
     parser = argparse.ArgumentParser(prog="probekit", description="What did fine-tuning change inside my transformer?")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from probekit.report.terminal import output_width
+
     console = Console(width=output_width(sys.stdout))  # not wrapped at 80 columns when piped or logged
     errors = Console(stderr=True, width=output_width(sys.stderr))
     try:
@@ -107,6 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         errors.print("interrupted", style="red")
         return ExitCode.INTERRUPTED
+    except ImportError as error:  # the model stack (torch, transformers) broken by another package's build
+        if args.verbose:
+            errors.print(traceback.format_exc(), markup=False, highlight=False)
+        errors.print(format_error(broken_import(error)))
+        return ExitCode.BAD_INPUT
     except Exception as error:  # noqa: BLE001 - the one place errors become exit codes
         if args.verbose:
             errors.print(traceback.format_exc(), markup=False, highlight=False)
@@ -131,6 +136,8 @@ def _set_option(parser: argparse.ArgumentParser, specs_required: bool = False) -
 
 def _overrides(args) -> dict[str, object] | None:
     """--device and each --set KEY=VALUE as the spec keys they override (docs/specs.md, "Composing specs")."""
+    from probekit.spec.include import set_value
+
     overrides: dict[str, object] = {"run.device": args.device} if getattr(args, "device", None) else {}
     for item in getattr(args, "sets", []):
         key, equals, value = item.partition("=")
@@ -140,11 +147,16 @@ def _overrides(args) -> dict[str, object] | None:
     return overrides or None
 
 
-def _session(args, console: Console, **kwargs) -> Session:
+def _session(args, console: Console, **kwargs):
+    from probekit.engine.session import Session
+
     return Session(plugins=args.plugin, console=console, verbose=args.verbose, overrides=_overrides(args), **kwargs)
 
 
 def cmd_cache(args, console: Console) -> ExitCode:
+    from probekit.engine import cache_admin
+    from probekit.models.cachedir import cache_root
+
     root = args.cache or cache_root()
     if args.action == "ls":
         return cache_admin.run_ls(root, console)
@@ -205,6 +217,8 @@ def cmd_check(args, console: Console) -> ExitCode:
 
 
 def cmd_plugins(args, console: Console) -> ExitCode:
+    from probekit.hooks.manager import build_manager
+
     manager = build_manager(args.plugin, on_warning=lambda m: say(console, m, label="warning"))
     table = Table(title="probekit plugins")
     for column in ("plugin", "distribution", "version", "provides"):
@@ -218,6 +232,11 @@ def cmd_plugins(args, console: Console) -> ExitCode:
 
 
 def cmd_report(args, console: Console) -> ExitCode:
+    from probekit.report.figures import write_figures
+    from probekit.report.html import write_report
+    from probekit.report.terminal import render
+    from probekit.results.io import read_table
+
     table = read_table(args.run_dir)
     run_dir = args.run_dir if args.run_dir.is_dir() else args.run_dir.parent
     if args.html:
@@ -233,6 +252,12 @@ def cmd_report(args, console: Console) -> ExitCode:
 def judged_again(table, run_dir: Path, console: Console) -> tuple[Verdict, ...] | None:
     """The run's expectations judged again from the spec text its results file holds; where that text no longer
     validates (a data file moved), the verdict.json beside it (names and reasons, no values); else None."""
+    from probekit.engine.session import Session
+    from probekit.expect.evaluate import evaluate
+    from probekit.report.html import verdicts_from_outcomes, verdicts_from_record
+    from probekit.results.history import read_verdict
+    from probekit.results.io import metadata
+
     meta = metadata(table)
     text = meta.get("spec_text")
     if text:
@@ -248,8 +273,12 @@ def judged_again(table, run_dir: Path, console: Console) -> tuple[Verdict, ...] 
 
 
 def cmd_ls(args, console: Console) -> ExitCode:
+    from probekit.results.history import find_runs
+
     spec = args.spec
     if spec is not None and (Path(spec).is_file() or spec.endswith(".toml")):
+        from probekit.spec.load import read_spec  # spec/ reaches the model stack: only for a spec file
+
         _, document = read_spec(Path(spec))  # a SpecError (exit 2) when it cannot be read
         spec = document.get("name") if isinstance(document.get("name"), str) else Path(spec).stem
     runs, unreadable = find_runs(args.reports, spec)
@@ -272,6 +301,10 @@ def cmd_ls(args, console: Console) -> ExitCode:
 
 
 def cmd_diff(args, console: Console) -> ExitCode:
+    from probekit.report.html import diff_page
+    from probekit.results.history import diff_tables, read_record, resolve_run
+    from probekit.results.io import read_table
+
     paths = [resolve_run(given, args.reports) for given in (args.run_a, args.run_b)]
     tables = [read_table(path) for path in paths]
     records = [read_record(path) for path in paths]

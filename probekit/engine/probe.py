@@ -51,7 +51,8 @@ from probekit.models import loading
 from probekit.models.attention import RECOMPUTED, attention_path
 from probekit.models.configs import clamped, position_limit, position_problem
 from probekit.models.families import family_of
-from probekit.models.finetune import AdapterJob, Checkpoint, FinetuneJob, cache_root, finetune, training_precision
+from probekit.models.cachedir import cache_root
+from probekit.models.finetune import AdapterJob, Checkpoint, FinetuneJob, finetune, training_precision
 from probekit.results.schema import RowContext, detail_problems, to_records
 from probekit.spec.model import ComparisonSpec, MetricSpec, ModelRef, Spec
 from probekit.spec.series import declared_identity, point_identity

@@ -23,7 +23,7 @@ import pyarrow as pa
 import probekit
 from probekit.engine.examples import ExampleStore
 from probekit.hooks.manager import PluginManager
-from probekit.models.finetune import cache_root
+from probekit.models.cachedir import cache_root
 from probekit.models.loading import pick_device
 from probekit.models.manifest import CacheWarning, manifest_problem, write_manifest
 from probekit.results.io import RESULTS_FILE, read_table, write_table

@@ -40,7 +40,7 @@ from probekit.expect.evaluate import Outcome, evaluate
 from probekit.expect.render import render_outcomes
 from probekit.hooks.manager import PluginManager, build_manager
 from probekit.models.configs import clamped, local_config, position_problem
-from probekit.models.finetune import cache_root
+from probekit.models.cachedir import cache_root
 from probekit.models.loading import pick_device, pick_dtype
 from probekit.models.manifest import CacheWarning, touch_last_used
 from probekit.report.terminal import output_width

@@ -19,7 +19,7 @@ from probekit.errors import ModelError
 from probekit.models.loading import CLASSIFIER_HEADS, load_weights, model_identity
 
 if TYPE_CHECKING:
-    from probekit.models.finetune import FinetuneSettings
+    from probekit.models.settings import FinetuneSettings
 
 #: What peft writes beside an adapter's weights; a folder without it is no adapter.
 ADAPTER_CONFIG = "adapter_config.json"

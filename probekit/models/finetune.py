@@ -25,24 +25,23 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, get_args
 
 import torch
 from filelock import FileLock, Timeout
 
 from probekit.data.batching import make_batches
-from probekit.declare import Rule, between, positive
 from probekit.data.example import Example, label_names
 from probekit.errors import DataError, ModelError, RunFailure, UserError, write_failure
 from probekit.metrics.probing import majority_share
 from probekit.metrics.tensors import Batch
 from probekit.models.adapters import (UNCHANGED, adapter_identity, load_merged, merge, merged_copy, warn_unchanged,
                                       with_lora)
+from probekit.models.configs import position_limit
 from probekit.models.families import FAMILIES, Family, model_inputs
 from probekit.models.loading import CLASSIFIER_HEADS, from_pretrained, load_tokenizer, load_weights
-from probekit.models.configs import position_limit
 from probekit.models.manifest import (CacheWarning, entry_problem, move_aside, owner_id, partial_name,
                                       remove_stale_partials, touch_last_used, write_manifest)
+from probekit.models.settings import DROPOUT_NAMES, LORA_KEYS, FinetuneSettings
 
 #: Bump when a change to this module changes the weights it produces.
 TRAINER_VERSION = "1"
@@ -51,58 +50,6 @@ LOCKS = "locks"
 #: How long a fine-tune waits for another process training the same one (seconds; $PROBEKIT_LOCK_TIMEOUT):
 #: longer than any fine-tune should take, short enough that a wedged owner does not hang a job forever.
 LOCK_TIMEOUT = 6 * 3600.0
-#: How a fine-tune trains: every weight, or LoRA adapters on target_modules (and the head), merged afterwards.
-Method = Literal["full", "lora"]
-METHODS = get_args(Method)
-#: The settings only LoRA reads. A full fine-tune's cache key leaves them (and ``method``) out, so full
-#: fine-tunes keep the keys they had before LoRA existed.
-LORA_KEYS = ("rank", "alpha", "target_modules", "lora_dropout")
-#: What a fine-tune trains for: the labels (a classification head), or the next token of the texts (a decoder's LM
-#: head). A classification fine-tune's cache key leaves ``objective`` out: it keeps the key it had before "lm" existed.
-Objective = Literal["classification", "lm"]
-OBJECTIVES = get_args(Objective)
-#: The config attributes ``dropout`` sets: BERT's (and RoBERTa's, ELECTRA's, DeBERTa's) hidden and attention dropout.
-DROPOUT_NAMES = ("hidden_dropout_prob", "attention_probs_dropout_prob")
-
-
-_UNIT = between(0, 1, "a probability in [0, 1)", open_high=True)
-
-
-@dataclass(frozen=True)
-class FinetuneSettings:
-    """The paper's recipe (Table 1): Adam, slanted triangular schedule, dropout 0.1. Each default is stated
-    here only; the annotations are what a spec's ``[finetune]`` (or a fine-tuned model's table) may give."""
-
-    # A value outside these ranges cannot train: lr = 0 gives back the base model, lr < 0 climbs the loss.
-    lr: Annotated[float, Rule(lambda v: v > 0, "a positive learning rate, e.g. 3e-5")] = 3e-5
-    batch_size: Annotated[int, positive] = 32
-    epochs: Annotated[int, positive] = 3
-    max_length: Annotated[int, positive] = 128
-    seed: int = 0
-    warmup: Annotated[float, between(0, 1, "a fraction of steps in [0, 1)", open_high=True)] = 0.1  # cut_frac of
-    # the slanted triangular schedule
-    ratio: Annotated[float, Rule(lambda v: v >= 1, "a number >= 1 (peak / lowest learning rate)")] = 32.0
-    dropout: Annotated[float, _UNIT] = 0.1
-    weight_decay: Annotated[float, Rule(lambda v: v >= 0, "a weight decay >= 0, e.g. 0.01")] = 0.0
-    limit: Annotated[int | None, positive] = None  # at most this many training examples
-    snapshots: tuple[Annotated[float, between(0, 1, "fractions of training in (0, 1], e.g. [0.25, 0.5, 1.0]",
-                                              open_low=True)], ...] = ()  # when to keep a checkpoint
-    method: Method = "full"
-    rank: Annotated[int, positive] = 8  # LoRA: the rank r of each adapter B·A
-    alpha: Annotated[float, Rule(lambda v: v > 0, "a positive LoRA scale, e.g. 16 (each B·A is scaled by alpha "
-                                 "/ rank)")] = 16.0
-    # LoRA: module names (as peft matches them: "query" is every module whose name ends in .query); None: the
-    # family's query and value projections. Whether they exist is known when the model loads.
-    target_modules: Annotated[tuple[str, ...] | None, Rule(
-        lambda names: bool(names) and all(name.strip() for name in names),
-        "module names, e.g. [\"query\", \"value\"] (leave it out for the family's query and value projections)")] = None
-    lora_dropout: Annotated[float, _UNIT] = 0.0  # LoRA: dropout on each adapter's input
-    objective: Objective = "classification"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "snapshots", tuple(sorted({float(s) for s in self.snapshots})))
-
-
 @dataclass(frozen=True)
 class FinetuneJob:
     description: str  # e.g. "models.seed1", for messages
@@ -191,15 +138,6 @@ def examples_digest(examples: Sequence[Example]) -> str:
     for example in examples:
         digest.update(json.dumps([example.text, example.text_pair, example.label]).encode())
     return digest.hexdigest()[:16]
-
-
-def cache_root(setting: str | None = None) -> Path:
-    """``[run] cache_dir``, else $PROBEKIT_CACHE, else the user cache dir."""
-    if setting:
-        return Path(setting).expanduser()
-    if os.environ.get("PROBEKIT_CACHE"):
-        return Path(os.environ["PROBEKIT_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "probekit"
 
 
 def slanted_triangular(step: int, total_steps: int, cut_frac: float, ratio: float) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from probekit.errors import ModelError, broken_import
-from probekit.models.configs import EMBEDDED_ALIASES, EMBEDDED_PACKAGE, position_problem
+from probekit.models.configs import EMBEDDED_ALIASES, EMBEDDED_PACKAGE
 from probekit.models.families import transformer_layers
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -140,7 +140,7 @@ def from_pretrained(auto_class, source: str, description: str, **kwargs):
     _refuse_remote_code(source, description)
     try:
         return auto_class.from_pretrained(source, trust_remote_code=False, **kwargs)
-    except pickle.UnpicklingError as error:
+    except pickle.UnpicklingError:
         weights = Path(source) / "pytorch_model.bin"
         raise ModelError(
             f"{description}: cannot load {source!r}: its weights are a pickle that holds more than tensors, and "

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import scipy.stats
 
 LAYERS_SYNTAX = '"all", "N", "A-B", "first N", "last N", a list such as "1-4, 7", or an array of layer numbers'
 
@@ -159,6 +158,8 @@ def trend_statistics(values: Mapping[int, float], increasing: bool) -> tuple[flo
     The sign of the correlation is the trend's: +1 is a perfect increase when
     ``increasing``, a perfect decrease otherwise. Ties are not violations.
     """
+    import scipy.stats  # here, not at the top: `probekit ls` and `diff` read results without it (~2 s of a start)
+
     layers = sorted(values)
     series = [values[layer] for layer in layers]
     rho = float(scipy.stats.spearmanr(layers, series).statistic) if len(set(series)) > 1 else math.nan

@@ -21,7 +21,7 @@ from probekit.errors import Problem, SpecError, did_you_mean, type_name
 from probekit.metrics.base import Metric, supports_permutation_null
 from probekit.metrics.options import option_fields, parse_options
 from probekit.models.adapters import ADAPTER_CONFIG
-from probekit.models.finetune import LORA_KEYS, FinetuneSettings
+from probekit.models.settings import LORA_KEYS, FinetuneSettings
 from probekit.spec.expectations import parse_expectations
 from probekit.spec.include import blamed_on_overrides, resolve_includes, with_includes_text, with_overrides
 from probekit.spec.model import (

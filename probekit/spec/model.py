@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, get_args
 from probekit.declare import SIZE, Convert, Invalid, Rule, between, positive
 
 from probekit.metrics.base import Metric
-from probekit.models.finetune import FinetuneSettings
+from probekit.models.settings import FinetuneSettings
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 Dtype = Literal["auto", "float32", "float64", "bfloat16", "float16"]

@@ -7,7 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from probekit.models.finetune import FinetuneJob, FinetuneSettings, finetune
+from probekit.models.finetune import FinetuneJob, finetune
+from probekit.models.settings import FinetuneSettings
 from probekit.testing.fixtures import tiny_examples
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -22,7 +22,8 @@ from probekit.data.batching import make_batches
 from probekit.errors import DataError, ModelError, SpecError, exit_code_of
 from probekit.models import finetune as finetune_module
 from probekit.models.families import model_inputs
-from probekit.models.finetune import FinetuneJob, FinetuneSettings, finetune, lm_texts, next_token_loss
+from probekit.models.finetune import FinetuneJob, finetune, lm_texts, next_token_loss
+from probekit.models.settings import FinetuneSettings
 from probekit.models.loading import load_encoder, load_tokenizer
 from probekit.testing.fixtures import WORDS, save_tiny_model, tiny_examples, write_tiny_csv
 

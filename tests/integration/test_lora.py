@@ -16,7 +16,8 @@ from probekit.errors import ModelError, SpecError
 from probekit.models import finetune as finetune_module
 from probekit.models.adapters import DEFAULT_TARGETS, UnchangedModelWarning
 from probekit.models.families import FAMILIES
-from probekit.models.finetune import AdapterJob, FinetuneJob, FinetuneSettings, finetune
+from probekit.models.finetune import AdapterJob, FinetuneJob, finetune
+from probekit.models.settings import FinetuneSettings
 from probekit.models.loading import model_identity
 from probekit.testing.fixtures import save_tiny_model, tiny_examples, write_tiny_csv
 

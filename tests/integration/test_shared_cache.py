@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from probekit.errors import RunFailure, UserError
-from probekit.models.finetune import FinetuneJob, FinetuneSettings, finetune
+from probekit.models.finetune import FinetuneJob, finetune
+from probekit.models.settings import FinetuneSettings
 from probekit.models.manifest import CacheWarning, entry_problem
 from probekit.testing.fixtures import tiny_examples
 
@@ -33,7 +34,8 @@ from pathlib import Path
 
 import torch
 
-from probekit.models.finetune import FinetuneJob, FinetuneSettings, finetune
+from probekit.models.finetune import FinetuneJob, finetune
+from probekit.models.settings import FinetuneSettings
 from probekit.testing.fixtures import tiny_examples
 
 base, root, gate = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])

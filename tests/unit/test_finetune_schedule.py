@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from probekit.models.finetune import cache_root, slanted_triangular
+from probekit.models.cachedir import cache_root
+from probekit.models.finetune import slanted_triangular
 
 
 def test_slanted_triangular_schedule():

@@ -29,8 +29,9 @@ LAYERS = (
     ("probekit.api", "probekit.cli", "probekit.testing", "probekit.__main__"),
 )
 #: Modules whose imports are deferred on purpose: they load in every pytest session
-#: (the pytest11 entry point), so they must not import torch until a probekit feature is used.
-LAZY_BY_DESIGN = {"probekit.testing", "probekit.testing.pytest_plugin"}
+#: (the pytest11 entry point), or start every command (the CLI: `probekit --help` must not wait for torch),
+#: so they must not import torch until a probekit feature is used.
+LAZY_BY_DESIGN = {"probekit.testing", "probekit.testing.pytest_plugin", "probekit.cli"}
 
 
 def modules() -> dict[str, Path]:
@@ -51,16 +52,21 @@ def layer_of(module: str) -> int | None:
 
 
 class _Imports(ast.NodeVisitor):
-    """probekit imports of one module: (imported module, line, whether inside a function)."""
+    """probekit imports of one module: (imported module, line, whether inside a function); those under
+    ``if TYPE_CHECKING:`` (annotations only, never imported at run time) apart, in ``type_only``."""
 
     def __init__(self, module: str, is_package: bool) -> None:
         self.package = module if is_package else module.rpartition(".")[0]
         self.found: list[tuple[str, int, bool]] = []
+        self.type_only: list[tuple[str, int, bool]] = []
         self.depth = 0
 
     def visit_If(self, node: ast.If) -> None:
         if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-            return  # annotations only: never imported at run time
+            found, self.found = self.found, self.type_only
+            self.generic_visit(node)
+            self.found = found
+            return
         self.generic_visit(node)
 
     def visit_FunctionDef(self, node) -> None:
@@ -92,11 +98,12 @@ class _Imports(ast.NodeVisitor):
 ALL_MODULES = modules()
 
 
-def imports_of(module: str) -> list[tuple[str, int, bool]]:
+def imports_of(module: str, type_only: bool = False) -> list[tuple[str, int, bool]]:
+    """The run-time probekit imports of ``module``, and with ``type_only`` its TYPE_CHECKING imports too."""
     path = ALL_MODULES[module]
     visitor = _Imports(module, path.name == "__init__.py")
     visitor.visit(ast.parse(path.read_text(encoding="utf-8")))
-    return visitor.found
+    return [*visitor.found, *(visitor.type_only if type_only else ())]
 
 
 def test_every_module_belongs_to_a_layer():
@@ -117,7 +124,8 @@ def test_no_module_imports_from_a_layer_above_it():
 
 
 def test_no_import_cycle():
-    graph = {m: {i for i, _, _ in imports_of(m) if i in ALL_MODULES and i != m} for m in ALL_MODULES}
+    """Not even through annotations: a TYPE_CHECKING import is a dependency a reader and a type checker follow."""
+    graph = {m: {i for i, _, _ in imports_of(m, type_only=True) if i in ALL_MODULES and i != m} for m in ALL_MODULES}
     graph["probekit"] = set()  # the package root maps public names lazily and imports nothing of probekit
     state: dict[str, str] = {}
     cycles = []
@@ -142,6 +150,15 @@ def test_no_function_local_import_of_probekit_outside_the_lazy_modules():
              for module in ALL_MODULES if module not in LAZY_BY_DESIGN
              for imported, line, in_function in imports_of(module) if in_function]
     assert not local, "\n".join(local)
+
+
+def test_the_cycle_check_counts_type_checking_imports(tmp_path, monkeypatch):
+    """A cycle closed only by an annotation import is still seen: the checker is not blind under TYPE_CHECKING."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from probekit.engine.session import Session\n")
+    monkeypatch.setitem(ALL_MODULES, "probekit.errors_bad", bad)
+    assert imports_of("probekit.errors_bad") == []
+    assert imports_of("probekit.errors_bad", type_only=True) == [("probekit.engine.session", 4, False)]
 
 
 def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
