@@ -308,16 +308,17 @@ def cmd_diff(args, console: Console) -> ExitCode:
     paths = [resolve_run(given, args.reports) for given in (args.run_a, args.run_b)]
     tables = [read_table(path) for path in paths]
     records = [read_record(path) for path in paths]
+    if records[0].spec != records[1].spec:  # said first: whatever follows compares two different experiments
+        say(console, f"A and B are runs of two different specs: A of {records[0].spec!r}, B of {records[1].spec!r}; "
+                     "only the comparisons and metrics both have are compared", style="yellow")
+    for label, run in zip("AB", records, strict=True):
+        console.print(f"{label}: {run.spec} run {run.run_id} ({run.date}, {run.status}) {run.run_dir}",
+                      markup=False, highlight=False, soft_wrap=True)
     diff = diff_tables(*tables, tolerance=args.tolerance, relative=args.relative, heads=args.heads)
     if args.html:
         titles = [f"run {run.run_id} ({run.date}, {run.status}) {run.run_dir}" for run in records]
         args.html.write_text(diff_page(tables, titles, diff), encoding="utf-8")
         console.print(f"side by side: {args.html}", markup=False, highlight=False, soft_wrap=True)
-    for label, run in zip("AB", records, strict=True):
-        console.print(f"{label}: {run.spec} run {run.run_id} ({run.date}, {run.status}) {run.run_dir}",
-                      markup=False, highlight=False, soft_wrap=True)
-    if records[0].spec != records[1].spec:
-        say(console, f"note: the runs are of different specs ({records[0].spec}, {records[1].spec})", style="yellow")
     kind = "relative" if diff.relative else "absolute"
     table = Table(title=f"B - A per layer, tolerance {diff.tolerance:g} ({kind})")
     for column in ("comparison", "metric", "layer", *(["head"] if args.heads else []), "A", "B", "delta", ""):

@@ -31,7 +31,7 @@ from probekit.declare import Invalid, format_size
 from probekit.declare import parse_size as declared_size
 from probekit.errors import ExitCode, UserError
 from probekit.models.manifest import (MANIFEST_FILE, entry_problem, folder_size, last_used, leftover,
-                                      manifest_problem)
+                                      manifest_problem, used_by)
 from probekit.say import say
 from probekit.results.io import RESULTS_FILE, metadata, read_table
 
@@ -217,7 +217,7 @@ def run_ls(root: Path, console: Console, now: float | None = None) -> ExitCode:
             table.add_column(column, overflow="fold", justify="right" if column in ("size",) else "left")
         for entry in tunes:
             meta = entry.info
-            table.add_row(entry.key, _model_text(meta), meta.get("base", ""), _data_text(meta),
+            table.add_row(entry.key, _models_text(meta, entry.path), meta.get("base", ""), _data_text(meta),
                           _settings_text(meta.get("settings") or {}), _accuracy_text(meta), format_size(entry.size),
                           _used_text(entry, now), _status(entry))
         console.print(table)
@@ -301,10 +301,14 @@ def run_prune(root: Path, console: Console, *, older_than: str | None, max_size:
     return ExitCode.OK
 
 
-def _model_text(meta: dict) -> str:
-    """``seed_consistency.toml: models.seed1``: the spec's file name (not its folder) and the model."""
-    spec, _, model = str(meta.get("description", "")).rpartition(": ")
-    return f"{Path(spec).name}: {model}" if spec else model
+def _models_text(meta: dict, folder: Path) -> str:
+    """Every spec's model that used the entry, the one that trained it first: ``seed_consistency.toml:
+    models.seed1; sst2.toml: models.ft`` (each spec's file name, not its folder)."""
+    shown = []
+    for description in dict.fromkeys([str(meta.get("description", "")), *used_by(folder)]):
+        spec, _, model = description.rpartition(": ")
+        shown.append(f"{Path(spec).name}: {model}" if spec else model)
+    return "; ".join(filter(None, shown))
 
 
 def _data_text(meta: dict) -> str:

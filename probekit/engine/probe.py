@@ -189,10 +189,14 @@ class Prober:
             self.console.print(f"probekit: models.{name}: {status}", markup=False, highlight=False)
 
         checkpoint = finetune(job, self.cache, self.device, on_step=on_step, on_wait=on_wait)
-        status = "cached" if progress.tasks[task].total is None else "trained"
         accuracy = "n/a" if checkpoint.accuracy is None else f"{checkpoint.accuracy:.1%}"
-        steps = progress.tasks[task].total or 1
-        progress.update(task, total=steps, completed=steps, status=f"{status}, accuracy {accuracy}")
+        steps = progress.tasks[task].total
+        if steps is None:  # taken from the cache: no step ran, so no speed to report
+            progress.remove_task(task)
+            self.console.print(f"fine-tune {name}: cached ({checkpoint.folder.parent}), accuracy {accuracy}",
+                               markup=False, highlight=False, soft_wrap=True)
+        else:
+            progress.update(task, total=steps, completed=steps, status=f"trained, accuracy {accuracy}")
         self._checkpoints[name] = checkpoint
         return checkpoint
 

@@ -76,6 +76,9 @@ class LogProgress:
             task.completed = completed
             self._report(task)
 
+    def remove_task(self, task_id: int) -> None:
+        del self.tasks[task_id]
+
     def advance(self, task_id: int, amount: float = 1) -> None:
         task = self.tasks[task_id]
         task.completed += amount

@@ -184,7 +184,7 @@ def _sound_checkpoint(job: FinetuneJob | AdapterJob, root: Path) -> Checkpoint |
 
 
 def _load(job: FinetuneJob | AdapterJob, folder: Path) -> Checkpoint:
-    touch_last_used(folder)
+    touch_last_used(folder, job.description)
     meta = json.loads((folder / "meta.json").read_text())
     snapshots = {float(f): folder / "snapshots" / f for f in meta["snapshot_accuracy"]}
     if meta.get("unchanged"):  # on every run that uses it, cached or not: its comparisons will all be 0

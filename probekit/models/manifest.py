@@ -30,8 +30,10 @@ from safetensors import safe_open
 
 MANIFEST_FILE = "manifest.json"
 LAST_USED_FILE = "last_used"
+#: Who used an entry (a spec's model, "spec.toml: models.x"), one per line: several specs share a fine-tune.
+USED_BY_FILE = "used_by"
 #: Files of an entry that the manifest does not cover: they change when the entry is used.
-UNTRACKED = frozenset({MANIFEST_FILE, LAST_USED_FILE})
+UNTRACKED = frozenset({MANIFEST_FILE, LAST_USED_FILE, USED_BY_FILE})
 MANIFEST_VERSION = 1
 #: A partial folder of another host is left alone unless untouched for this long (a shared cache).
 FOREIGN_PARTIAL_AGE = 2 * 24 * 3600
@@ -176,12 +178,24 @@ def move_aside(folder: Path) -> Path:
     return target
 
 
-def touch_last_used(folder: Path) -> None:
-    """Record that an entry was used now (``cache ls`` shows it; ``cache prune --older-than`` reads it)."""
+def touch_last_used(folder: Path, user: str | None = None) -> None:
+    """Record that an entry was used now (``cache ls`` shows it; ``cache prune --older-than`` reads it), and by
+    whom (``user``, e.g. "spec.toml: models.seed1"), once per user."""
     try:
         (folder / LAST_USED_FILE).write_text(_now() + "\n")
+        if user is not None and user not in used_by(folder):
+            with (folder / USED_BY_FILE).open("a", encoding="utf-8") as handle:
+                handle.write(user.replace("\n", " ") + "\n")
     except OSError:
         pass  # a read-only cache still works
+
+
+def used_by(folder: Path) -> list[str]:
+    """The users :func:`touch_last_used` recorded for an entry, first first."""
+    try:
+        return [line for line in (folder / USED_BY_FILE).read_text(encoding="utf-8").splitlines() if line]
+    except OSError:
+        return []
 
 
 def last_used(folder: Path) -> float:

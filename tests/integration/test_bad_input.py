@@ -153,6 +153,12 @@ CASES = [
          ("could not write a fine-tune into the checkpoint cache:", "it needs space: the disk is full there"),
          absent=("plugin bug",), gone=("cache/finetunes/*partial*", "cache/finetunes/*/"),
          env=(("PROBEKIT_CACHE", "{cwd}/cache"),)),
+    Case("diff_of_two_specs_runs",
+         {"a.parquet": parquet(build_table([], {"run_id": "ra", "spec_name": "alpha"})),
+          "b.parquet": parquet(build_table([], {"run_id": "rb", "spec_name": "beta"}))},
+         ["diff", "a.parquet", "b.parquet"], 2,
+         ("A and B are runs of two different specs: A of 'alpha', B of 'beta'",
+          "the two runs have no comparison and metric in common")),
     # -- max_length above a model's position limit: clamped, with a warning (docs/specs.md) -------------
     Case("max_length_above_the_encoders_positions",
          {"s.toml": spec(("max_length = 16", "max_length = 1024"), ('path = "{eval}"', 'path = "long.txt"')),

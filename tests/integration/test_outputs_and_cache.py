@@ -497,6 +497,25 @@ def test_cache_ls_shows_what_each_entry_is_and_prune_removes_the_oldest(workspac
     assert main(["cache", "prune", "--max-size", "lots"]) == 2
 
 
+def test_a_shared_fine_tune_is_listed_under_every_spec_and_a_cached_one_reports_no_speed(workspace, tiny_models,
+                                                                                       capsys):
+    first, second = finetuned_spec(workspace, tiny_models, name="ft"), finetuned_spec(workspace, tiny_models, name="ft2")
+    assert main(["run", str(first), "-o", str(workspace / "one")]) == 0
+    trained = capsys.readouterr().err
+    assert "fine-tune seed1: done in" in trained and "fine-tune seed1: trained, accuracy" in trained, trained
+    assert main(["run", str(second), "-o", str(workspace / "two")]) == 0
+    reused = capsys.readouterr().err
+    folder = entry_folder()
+    assert f"fine-tune seed1: cached ({folder}), accuracy" in reused, reused
+    assert "steps/s" not in reused, reused  # nothing trained, so no speed
+    os.environ["COLUMNS"] = "300"
+    try:
+        assert main(["cache", "ls"]) == 0
+    finally:
+        del os.environ["COLUMNS"]
+    assert "ft.toml: models.seed1; ft2.toml: models.seed1" in capsys.readouterr().out
+
+
 # -- say when the science is weak ------------------------------------------------------------
 
 
