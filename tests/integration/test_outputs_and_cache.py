@@ -20,10 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from probekit.results.events import events_of
+from gates import start, wait_until_reached
+
 from probekit import api
 from probekit.cli import main
 from probekit.errors import UserError
+from probekit.results.events import events_of
 from probekit.results.io import metadata
 from probekit.testing.fixtures import WORDS, write_tiny_csv
 
@@ -325,39 +327,24 @@ def subprocess_env() -> dict[str, str]:
             "PROBEKIT_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
 
 
-def wait_for(condition, timeout: float, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"the run ended (exit {process.returncode}) before it could be interrupted")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("the fine-tune never started")
-        time.sleep(0.05)
-
-
 def test_ctrl_c_during_a_fine_tune_exits_130_marks_the_results_and_leaves_no_partial_folder(workspace, tiny_models,
                                                                                            capsys):
-    # thousands of steps, with an early snapshot so that the partial folder exists while it trains
-    spec = finetuned_spec(workspace, tiny_models, epochs=1000, lr=1e-4, snapshots="snapshots = [0.001, 0.5]")
-    out = workspace / "out"
-    log = workspace / "stderr.txt"
-    with log.open("w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "probekit", "run", str(spec), "-o", str(out)],
-                                   stdout=subprocess.PIPE, stderr=stderr, env=subprocess_env(), text=True)
-        finetunes = cache() / "finetunes"
-        wait_for(lambda: "fine-tune seed1" in log.read_text()
-                 and any(".partial-" in p.name for p in (finetunes.iterdir() if finetunes.is_dir() else [])),
-                 120, process)
+    """SIGINT reaches the child whatever way pytest was started (gates.start gives it the default handling), at
+    a named point in the fine-tune (its second step, after an early snapshot made the partial folder)."""
+    spec = finetuned_spec(workspace, tiny_models, epochs=3, lr=1e-4, snapshots="snapshots = [0.001, 0.5]")
+    out, log, gates = workspace / "out", workspace / "stderr.txt", workspace / "gates"
+    process = start(["run", str(spec), "-o", str(out)], gates, "training", log, subprocess_env())
+    try:
+        wait_until_reached(process, gates, "training", log)
+        assert [p for p in (cache() / "finetunes").iterdir() if ".partial-" in p.name]  # caught mid-way
         process.send_signal(signal.SIGINT)
-        try:
-            stdout, _ = process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
             process.kill()
-            raise
     err = log.read_text()
     assert process.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err + stdout
+    assert "interrupted" in err and "Traceback" not in err
     assert [p.name for p in finetune_folders() if ".partial-" in p.name] == []
     assert [p.name for p in finetune_folders()] == []  # and nothing half-trained in the cache
     meta = metadata(pq.read_table(out / "results.parquet"))

@@ -2,22 +2,20 @@
 driver that leaves only whole files behind.
 
 The spec fine-tunes one tiny model and compares it with its base on three datasets: three probe groups, so the
-results file is rewritten after each. Its ``pause`` metric (a plugin file beside the spec) takes $PAUSE_SECONDS to
-finish a comparison, which leaves time to kill the driver between two writes, and raises KeyboardInterrupt (what
-Ctrl-C raises) on the comparison named by $PAUSE_INTERRUPT.
+results file is rewritten after each. Its ``pause`` metric (a plugin file beside the spec) raises KeyboardInterrupt
+(what Ctrl-C raises) on the comparison named by $PAUSE_INTERRUPT. A killed driver is killed where it stands at a
+named point (gates.py), never after a delay.
 """
 from __future__ import annotations
 
 import os
-import random
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
+from gates import POINTS, kill, start, wait_until_reached
 
 from probekit.cli import main
 from probekit.models.manifest import entry_problem, leftover
@@ -29,13 +27,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 PAUSE = '''
 import os
-import time
 
 import probekit
 
 
 class Pause(probekit.Metric):
-    """One row per comparison, after $PAUSE_SECONDS; a KeyboardInterrupt on the comparison $PAUSE_INTERRUPT names."""
+    """One row per comparison; a KeyboardInterrupt on the comparison $PAUSE_INTERRUPT names."""
 
     name = "pause"
     needs = frozenset({"hidden_states"})
@@ -46,7 +43,6 @@ class Pause(probekit.Metric):
     def finalize(self):
         if self.context.comparison == os.environ.get("PAUSE_INTERRUPT"):
             raise KeyboardInterrupt
-        time.sleep(float(os.environ.get("PAUSE_SECONDS", "0")))
         return [probekit.Row(0, 1.0)]
 
 
@@ -80,13 +76,11 @@ path = "train.csv"
 """
 DATA = ("eval1", "eval2", "eval3")
 COMPARISONS = tuple(f"on_{data}" for data in DATA)
-TIMEOUT = 120  # seconds: the most one driver subprocess may take on a loaded 2-core machine
 
 
 @pytest.fixture
 def spec(tmp_path, tiny_models, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("PAUSE_SECONDS", raising=False)
     monkeypatch.delenv("PAUSE_INTERRUPT", raising=False)
     (tmp_path / "pause.py").write_text(PAUSE)
     write_tiny_csv(tmp_path / "train.csv", 48, seed=7)
@@ -107,17 +101,11 @@ def cache() -> Path:
     return Path(os.environ["PROBEKIT_CACHE"])
 
 
-def start_driver(spec: Path, out: Path, log: Path, pause: float) -> subprocess.Popen:
-    env = {**os.environ, "PAUSE_SECONDS": str(pause), "OMP_NUM_THREADS": "1", "COLUMNS": "200",
-           "PROBEKIT_DISABLE_PLUGIN_AUTOLOAD": "1", "HF_HUB_OFFLINE": "1"}
-    with log.open("w") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "probekit", "run", str(spec), "-o", str(out)],
-                                stdout=subprocess.DEVNULL, stderr=stderr, env=env)
-
-
-def kill(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+def start_driver(spec: Path, out: Path, log: Path, gates: Path, stop_at: str) -> subprocess.Popen:
+    """``probekit run spec -o out`` in a child that stops at the named point ``stop_at`` (gates.py)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", "PROBEKIT_DISABLE_PLUGIN_AUTOLOAD": "1",
+           "HF_HUB_OFFLINE": "1"}
+    return start(["run", str(spec), "-o", str(out)], gates, stop_at, log, env)
 
 
 def rows(path: Path) -> list[tuple]:
@@ -132,14 +120,10 @@ def comparisons_in(path: Path) -> set[str]:
 
 
 def test_resume_after_sigkill_finishes_the_run_as_an_uninterrupted_run_would(spec, tmp_path, capsys):
-    out, log = tmp_path / "out", tmp_path / "driver.log"
-    driver = start_driver(spec, out, log, pause=3)
+    out, log, gates = tmp_path / "out", tmp_path / "driver.log", tmp_path / "gates"
+    driver = start_driver(spec, out, log, gates, "first-comparison-saved")
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while not (out / "results.parquet").exists():  # the first comparison is written; the next takes 3 s more
-            assert driver.poll() is None, f"the run ended (exit {driver.returncode}) first:\n{log.read_text()}"
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+        wait_until_reached(driver, gates, "first-comparison-saved", log)
     finally:
         kill(driver)
     assert "fine-tune seed1: trained" in log.read_text()
@@ -150,7 +134,7 @@ def test_resume_after_sigkill_finishes_the_run_as_an_uninterrupted_run_would(spe
     assert main(["run", str(spec), "--resume", str(out)]) == 0
     err = capsys.readouterr().err
     assert f"resuming run {killed['run_id']} of resumable in {out}: 1 of 3 comparisons finished" in err
-    assert "fine-tune seed1: done in" in err and ", cached" in err and "trained" not in err  # not trained again
+    assert "fine-tune seed1: cached (" in err and "trained" not in err  # not trained again
     assert [p for p in (cache() / "finetunes").iterdir() if p.is_dir()] == [entry]
     resumed = metadata(read_table(out))
     assert resumed["complete"] is True and resumed["run_id"] == killed["run_id"] and "resumed_at" in resumed
@@ -189,24 +173,24 @@ def test_resume_after_ctrl_c_probes_only_the_missing_comparisons(spec, tmp_path,
     assert "3 of 3 comparisons finished" in capsys.readouterr().err
 
 
-def test_a_driver_killed_at_a_random_point_leaves_only_whole_files(spec, tmp_path):
-    """Whenever SIGKILL lands (start-up, fine-tune, probing, writing), every results file and checkpoint there is
-    is whole: a partial checkpoint only under its .partial- name, a partial results file only as a temporary."""
-    seed = random.randrange(10**6)
-    delay = random.Random(seed).uniform(0.0, 5.0)  # after the fine-tune starts: it, the probes and their writes
-    out, log = tmp_path / "out", tmp_path / "driver.log"
-    driver = start_driver(spec, out, log, pause=0.5)
+@pytest.mark.parametrize("point", POINTS)
+def test_a_driver_killed_at_a_named_point_leaves_only_whole_files(spec, tmp_path, point):
+    """Wherever SIGKILL lands (in the fine-tune, with a results file written but not yet renamed, after the first
+    comparison is saved), every results file and checkpoint there is is whole: a partial checkpoint only under
+    its .partial- name, a partial results file only as a temporary; and the run resumes from there."""
+    out, log, gates = tmp_path / "out", tmp_path / "driver.log", tmp_path / "gates"
+    driver = start_driver(spec, out, log, gates, point)
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while "fine-tune seed1: started" not in log.read_text() and driver.poll() is None:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        driver.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        pass
+        wait_until_reached(driver, gates, point, log)
     finally:
         kill(driver)
-    where = f"killed {delay:.2f} s into the fine-tune (seed {seed}); the driver's log:\n{log.read_text()}"
+    where = f"killed at {point}; the driver's log:\n{log.read_text()}"
+    finetunes = cache() / "finetunes"
+    if point == "training":  # killed mid-way through the fine-tune: nothing of it whole yet
+        assert not (out / "results.parquet").exists(), where
+        assert not [p for p in finetunes.iterdir() if leftover(p) is None] if finetunes.is_dir() else True, where
+    else:
+        assert (out / "results.parquet").exists() or any(p.name.endswith(".tmp") for p in out.iterdir()), where
 
     if (out / "results.parquet").exists():
         table = read_table(out)  # a whole Parquet file with its metadata, or this raises
