@@ -290,6 +290,7 @@ def test_builtin_metrics_on_the_tiny_pair():
     batches = tiny_batches(model_a.tokenizer)
     assert sum(batch.attention_mask.sum().item() for batch in batches) > 5 * 32  # enough tokens for SVCCA
     svcca_same = run_metric(SVCCA, model_a, model_a, batches)
+    assert [row.layer for row in svcca_same] == [0, 1, 2]  # every layer, so all() below cannot pass on nothing
     assert all(abs(row.value) < 1e-6 for row in svcca_same)
     js = run_metric(AttentionJS, model_a, model_b, batches, base=2.0)
     per_layer = [row for row in js if row.head is None]

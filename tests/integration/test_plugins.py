@@ -126,7 +126,8 @@ def test_plugin_file_named_in_the_spec_is_loaded(tmp_path, tiny_models):
     """))
     result = probekit_cli(tmp_path, "run", str(spec), "-o", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
-    assert all(r["value"] == 0.0 for r in pq.read_table(tmp_path / "run" / "results.parquet").to_pylist())
+    rows = pq.read_table(tmp_path / "run" / "results.parquet").to_pylist()
+    assert rows and all(r["value"] == 0.0 for r in rows)  # rows first: all() of nothing would pass
 
 
 def test_misspelled_hook_is_reported_by_name():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import re
 import subprocess
@@ -53,8 +54,9 @@ def test_task_info(name, glue, labels, pair):
 
 
 def test_task_info_is_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):  # not any Exception: a typo'd name would raise too
         TASKS["sentiment"].name = "other"  # type: ignore[misc]
+    assert TASKS["sentiment"].name == "sentiment"
 
 
 # ----------------------------------------------------------------------------- shape, sizes, balance
