@@ -158,6 +158,10 @@ def cmd_cache(args, console: Console) -> ExitCode:
     from probekit.models.cachedir import cache_root
 
     root = args.cache or cache_root()
+    if args.cache is not None and not args.cache.is_dir():  # a typo'd --cache is not an empty cache
+        what = "is a file, not a folder" if args.cache.exists() else "no such folder"
+        raise UserError(f"--cache {args.cache}: {what}; give probekit's cache folder (default $PROBEKIT_CACHE, "
+                        f"else ~/.cache/probekit: here {cache_root()})")
     if args.action == "ls":
         return cache_admin.run_ls(root, console)
     if args.action == "verify":

@@ -65,7 +65,10 @@ def read_rows(path: Path) -> TableRows:
     else:
         raise DataError(f"{path}: unknown file type {suffix!r}; expected one of {', '.join(FILE_SUFFIXES)}")
     if not table.rows:
-        what = f"only a header ({', '.join(table.columns)})" if table.columns else "nothing"
+        if suffix == ".txt":  # a text file has no header: what it holds is blank lines
+            what = "only blank lines (a .txt file holds one example per non-blank line)"
+        else:
+            what = f"only a header ({', '.join(table.columns)})" if table.columns else "nothing"
         raise DataError(f"{path}: has no rows: the file holds {what}; a data file needs one row per example")
     return table
 

@@ -67,6 +67,7 @@ def with_lora(model: torch.nn.Module, settings: FinetuneSettings, description: s
     if unmatched:
         raise ModelError(f"{description}.target_modules: {unmatched} match no module of {type(model).__name__}; "
                          f"its attention projections are named {attention_projections(model)}")
+    _check_rank(model, targets, settings.rank, description)
     classify = settings.objective == "classification"
     config = LoraConfig(task_type="SEQ_CLS" if classify else "CAUSAL_LM", r=settings.rank, lora_alpha=settings.alpha,
                         lora_dropout=settings.lora_dropout, target_modules=targets,
@@ -78,6 +79,20 @@ def with_lora(model: torch.nn.Module, settings: FinetuneSettings, description: s
         supported = str(error).rpartition(" is not supported. ")[2] or str(error).splitlines()[0]  # past the repr
         raise ModelError(f"{description}.target_modules: {targets} name a module LoRA cannot adapt: {supported} "
                          f"Its attention projections are named {attention_projections(model)}") from None
+
+
+def _check_rank(model: torch.nn.Module, targets: list[str], rank: int, description: str) -> None:
+    """A ModelError when ``rank`` exceeds the narrowest width of a targeted layer: an adapter B·A of a
+    d_out x d_in layer has rank at most min(d_in, d_out), so more trains parameters that add nothing."""
+    widths = {name.rpartition(".")[2]: min(weight.shape[:2]) for name, module in model.named_modules()
+              if any(name == t or name.endswith(f".{t}") for t in targets)
+              and isinstance(weight := getattr(module, "weight", None), torch.Tensor) and weight.dim() >= 2}
+    if widths and rank > min(widths.values()):
+        narrowest = min(widths, key=widths.__getitem__)
+        raise ModelError(f"{description}.rank: found {rank}, above the width of the layers it adapts ({narrowest}: "
+                         f"{widths[narrowest]}); an adapter B·A of a d_out x d_in layer has rank at most "
+                         f"min(d_in, d_out), so set rank to at most {widths[narrowest]} (LoRA's ranks are usually "
+                         "4 to 64)")
 
 
 @contextmanager

@@ -78,9 +78,8 @@ def _folder_points(reader: TableReader, pattern: str, base_dir: Path, adapters_o
         if not adapter and adapters_of is not None:
             why = why or f"{folder} holds a whole model, not an adapter of `id` (leave `id` out for model checkpoints)"
         step = _folder_step(folder)
-        if step is None:
-            why = why or (f"{folder.name} neither ends in its training step (checkpoint-500) nor holds "
-                          "trainer_state.json with global_step")
+        if isinstance(step, str):
+            why = why or step
         if why is not None:
             reader.problem("checkpoints", repr(pattern), f"checkpoint folders holding config.json and weights, or "
                            f"peft adapters of `id` ({why})")
@@ -89,14 +88,22 @@ def _folder_points(reader: TableReader, pattern: str, base_dir: Path, adapters_o
     return points
 
 
-def _folder_step(folder: Path) -> int | None:
+def _folder_step(folder: Path) -> int | str:
+    """The training step of a checkpoint folder: its name's trailing number, else its trainer_state.json's
+    ``global_step``; else why not (a missing file and a corrupt one are told apart)."""
     match = TRAILING_NUMBER.search(folder.name)
     if match:
         return int(match.group(1))
+    state = folder / "trainer_state.json"
+    if not state.is_file():
+        return (f"{folder.name} neither ends in its training step (checkpoint-500) nor holds "
+                "trainer_state.json with global_step")
     try:
-        return int(json.loads((folder / "trainer_state.json").read_text())["global_step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return int(json.loads(state.read_text(encoding="utf-8"))["global_step"])
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        return f"{state} is corrupt: not readable JSON ({type(error).__name__}: {str(error).splitlines()[0]})"
+    except (KeyError, TypeError):
+        return f"{state} has no integer global_step"
 
 
 def _revision_points(reader: TableReader, revisions: list, model_id: str | None) -> list[SeriesPoint]:
