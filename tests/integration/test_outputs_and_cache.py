@@ -306,7 +306,8 @@ def test_results_that_cannot_be_written_at_the_end_go_to_a_fallback_file(workspa
     spec = pretrained_spec(workspace, tiny_models, metrics=("svcca", "sabotage"))
     out = workspace / "out"
     monkeypatch.setenv("SABOTAGE_OUTPUT", str(out))
-    assert main(["run", str(spec), "-o", str(out), "-p", str(plugin)]) == 3
+    # exit 2: the environment changed under the run (a folder became a file), not a bug of probekit or a plugin
+    assert main(["run", str(spec), "-o", str(out), "-p", str(plugin)]) == 2
     captured = capsys.readouterr()
     printed = captured.out + captured.err
     assert f"could not write {out / 'results.parquet'}" in printed and "Traceback" not in printed
