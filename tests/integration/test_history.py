@@ -307,7 +307,7 @@ def test_a_limit_above_the_data_is_said_once(history, tmp_path, capsys):
                     .replace('path = "d.csv"', f'path = "{folder}/d.csv"'))
     code, out = run_cli(capsys, "run", spec, "-o", tmp_path / "run", "--fresh")
     assert code == 0
-    warnings = [line for line in out.splitlines() if "limit" in line and "warning" in line]
+    warnings = [line for line in out.splitlines() if "data.d.limit" in line and "warning" in line]
     assert len(warnings) == 1, out
     assert "data.d.limit" in warnings[0] and "300" in warnings[0] and "80" in warnings[0]
     assert metadata(read_table(tmp_path / "run"))["complete"] is True
