@@ -233,7 +233,8 @@ def finetune(
     try:
         return _cached_or_trained(job, root, device, on_step, on_wait)
     except OSError as error:
-        known = write_failure(error, "a fine-tune into the checkpoint cache:", error.filename or root)
+        # named by the cache folder: the partial checkpoint the error names is removed already
+        known = write_failure(error, "a fine-tune into the checkpoint cache", root / "finetunes")
         if known is None:
             raise
         raise known from error

@@ -150,7 +150,7 @@ CASES = [
          env=(("PROBEKIT_CACHE", "{cwd}/cache"),)),
     Case("full_disk_while_saving_a_fine_tune", {"s.toml": spec(WITH_PLUGIN, text=FINETUNE), "disk.py": FULL_CACHE},
          ["run", "s.toml", "-o", "out"], 2,
-         ("could not write a fine-tune into the checkpoint cache:", "it needs space: the disk is full there"),
+         ("could not write a fine-tune into the checkpoint cache", "cache/finetunes: it needs space: the disk is full"),
          absent=("plugin bug",), gone=("cache/finetunes/*partial*", "cache/finetunes/*/"),
          env=(("PROBEKIT_CACHE", "{cwd}/cache"),)),
     Case("diff_of_two_specs_runs",
