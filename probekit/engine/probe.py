@@ -358,7 +358,7 @@ class Prober:
             problem = position_problem(self.spec.run.max_length, config, "run.max_length", f"models.{name}")
             if problem is not None:
                 length = min(length, position_limit(config) or length)
-                note = f"{self.spec.path}: {clamped(problem)}"
+                note = Event("note", f"{self.spec.path}: {clamped(problem)}")
                 if note not in measured.notes:
                     measured.notes.append(note)
         return length

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -24,8 +24,20 @@ from probekit.results.layers import (
     series_index,
 )
 
-if TYPE_CHECKING:
-    from probekit.expect.kinds import Expectation
+
+
+class Expectation(Protocol):
+    """What judging and its report need of an expectation (expect/kinds.py's Expectation implements it): named
+    here, not imported from kinds, which imports this module: no import cycle, even for annotations."""
+
+    name: str
+    key: str
+
+    def describe(self) -> str: ...
+
+    def keywords(self) -> set[str]: ...
+
+    def evaluate(self, run: RunView) -> Outcome: ...
 
 
 @dataclass
