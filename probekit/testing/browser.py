@@ -89,7 +89,9 @@ def open_page(path: str | Path, *, screenshot: str | Path | None = None, width: 
     if executable is None:
         raise FileNotFoundError("no Chromium found (apt-get install chromium, or set $PROBEKIT_CHROMIUM)")
     url = Path(path).resolve().as_uri()
-    with tempfile.TemporaryDirectory(prefix="probekit-chromium-") as profile:
+    # Chromium's helper processes can still write to the profile just after the browser exits: a profile that
+    # cannot be removed at once is left in the temporary folder rather than failing the page's check.
+    with tempfile.TemporaryDirectory(prefix="probekit-chromium-", ignore_cleanup_errors=True) as profile:
         browser = subprocess.Popen(
             [executable, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
              "--disable-extensions", "--disable-background-networking", "--disable-component-update",

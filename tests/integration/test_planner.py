@@ -156,12 +156,12 @@ def test_a_small_memory_budget_splits_batches_and_keeps_the_values(folders, tmp_
 
 
 def test_a_budget_that_cannot_hold_one_model_names_the_key_and_the_size(folders, tmp_path):
-    with pytest.raises(ModelError, match=r"\[run\] memory: 0\.00 GB cannot hold models\.p \(0\.00 GB of weights\)"):
+    with pytest.raises(ModelError, match=r"\[run\] memory: 1\.0 kB cannot hold models\.p \(92\.4 kB of weights\)"):
         run(spec_file(folders, "tiny_budget", run='memory = "1KB"'), tmp_path)
 
 
 def test_a_malformed_memory_budget_is_a_validation_error(folders):
-    with pytest.raises(SpecError, match=r"run\.memory: found 'lots'; expected an amount of memory such as \"8GB\""):
+    with pytest.raises(SpecError, match=r"run\.memory: found 'lots'; expected a size such as \"8GB\""):
         Session().load(spec_file(folders, "bad_budget", run='memory = "lots"'))
 
 
@@ -223,7 +223,7 @@ def test_attention_rows_in_chunks_give_the_values_of_whole_rows(folders, tmp_pat
     assert all(chunk == tokens for chunk, tokens in chunks)
     chunks.clear()
     budget = (_weights_bytes(folders) + 60_000) / 1024
-    chunked = run(spec_file(folders, "rows_chunked", run=f'dtype = "float64"\nmemory = "{budget:.1f}KB"',
+    chunked = run(spec_file(folders, "rows_chunked", run=f'dtype = "float64"\nmemory = "{budget:.1f}KiB"',
                             metrics=metrics, comparisons=ONE_COMPARISON), tmp_path)
     assert any(chunk < tokens for chunk, tokens in chunks)
     a, b = values(whole), values(chunked)
@@ -236,7 +236,7 @@ def test_a_budget_without_room_for_one_query_row_names_t_the_chunk_and_the_memor
     with pytest.raises(ModelError, match=r"cannot hold the attention statistics at T = \d+ tokens: with the weights "
                                          r"loaded, 0\.\d+ KB is left; the captures of 1 example\(s\) take [\d.]+ KB, "
                                          r"and a chunk of 1 query row needs [\d.]+ KB more"):
-        run(spec_file(folders, "no_room", run=f'dtype = "float64"\nmemory = "{budget:.2f}KB"',
+        run(spec_file(folders, "no_room", run=f'dtype = "float64"\nmemory = "{budget:.2f}KiB"',
                       comparisons=ONE_COMPARISON), tmp_path)
 
 

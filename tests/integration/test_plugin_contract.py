@@ -89,6 +89,7 @@ def write_spec(folder: Path, models, *, metrics: str, plugins=(), data: str | No
         plugins = {list(plugins)!r}
         [run]
         batch_size = 8
+        max_length = 64
         [models.a]
         id = "{models[0]}"
         [models.b]
