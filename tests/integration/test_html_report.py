@@ -18,7 +18,7 @@ from probekit.results.io import RESULTS_FILE, read_table
 from probekit.testing.browser import find_chromium, open_page
 from probekit.testing.fixtures import save_tiny_model, write_tiny_csv
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.servers]
 needs_browser = pytest.mark.skipif(find_chromium() is None, reason="no Chromium on this machine (apt-get install "
                                    "chromium; .ci/run installs it as root): the page cannot be opened in a browser")
 HOSTILE = "<script>window.pwned = 1</script> & <b>bold</b>"

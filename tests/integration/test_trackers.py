@@ -21,7 +21,7 @@ from probekit.report.tracking import layer_points, read_tracker_runs
 from probekit.results.io import read_table
 from probekit.testing.fixtures import save_tiny_model, write_tiny_csv
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.servers]
 #: The MLflow server's start-up (imports and its SQLite schema) on a busy 2-core machine; it is bounded.
 SERVER_START_S = 180
 
