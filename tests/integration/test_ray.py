@@ -356,4 +356,4 @@ def test_the_run_keys_are_validated(study, tiny_models, capsys):
     assert main(["check", str(bad)]) == 2
     out = capsys.readouterr().out
     assert "run.executor: found 'rya'; expected one of 'local', 'ray' (did you mean 'ray'?)" in out
-    assert "run.ray_address: found an empty string" in out and "run.gpus_per_task: found 1.5" in out
+    assert "run.ray_address: found ''" in out and "run.gpus_per_task: found 1.5" in out
