@@ -12,7 +12,6 @@ and the exit code does not change.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 import urllib.error
@@ -21,9 +20,8 @@ import urllib.request
 from rich.text import Text
 
 import probekit
-from probekit import UserError
-from probekit.outputs import (EXTRAS, flat_params, layer_points, record_tracker_run, run_files,
-                                      tracker_config, verdict_records, verdicts_from_outcomes)
+from probekit.outputs import (flat_params, layer_points, record_tracker_run, run_files,
+                                      tracker_config, verdict_records, require_tracker, verdicts_from_outcomes)
 
 NAME = "mlflow"
 #: How long the tracking server has to answer the first request before the run only warns.
@@ -32,9 +30,7 @@ REACH_TIMEOUT_S = 5.0
 
 @probekit.hookimpl
 def probekit_run_starting(log):
-    if NAME in log and importlib.util.find_spec("mlflow") is None:
-        raise UserError(f"--log {NAME}: the mlflow package is not installed; pip install '{EXTRAS[NAME]}' "
-                        "(or drop mlflow from --log and [run] log); nothing was run")
+    require_tracker(NAME, log)
 
 
 @probekit.hookimpl

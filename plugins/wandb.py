@@ -12,16 +12,14 @@ A W&B failure is a warning: the results stay written and the exit code does not 
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections import defaultdict
 
 from rich.text import Text
 
 import probekit
-from probekit import UserError
-from probekit.outputs import (EXTRAS, layer_points, record_tracker_run, run_files, tracker_config, verdict_records,
-                              verdicts_from_outcomes)
+from probekit.outputs import (layer_points, record_tracker_run, run_files, tracker_config, verdict_records,
+                              require_tracker, verdicts_from_outcomes)
 
 NAME = "wandb"
 #: Seconds W&B may take to start its run before the run only warns.
@@ -30,9 +28,7 @@ INIT_TIMEOUT_S = 30
 
 @probekit.hookimpl
 def probekit_run_starting(log):
-    if NAME in log and importlib.util.find_spec("wandb") is None:
-        raise UserError(f"--log {NAME}: the wandb package is not installed; pip install '{EXTRAS[NAME]}' "
-                        "(or drop wandb from --log and [run] log); nothing was run")
+    require_tracker(NAME, log)
 
 
 @probekit.hookimpl

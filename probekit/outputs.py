@@ -14,10 +14,11 @@ from probekit.report.tracking import (
     flat_params,
     layer_points,
     record_tracker_run,
+    require_tracker,
     run_files,
     tracker_config,
     verdict_records,
 )
 
-__all__ = ["EXTRAS", "flat_params", "layer_points", "record_tracker_run", "render", "run_files", "tracker_config",
+__all__ = ["EXTRAS", "flat_params", "layer_points", "record_tracker_run", "render", "require_tracker", "run_files", "tracker_config",
            "verdict_records", "verdicts_from_outcomes", "write_figures", "write_report"]

@@ -9,6 +9,8 @@ expectations' verdicts (:func:`verdict_records`), and the run folder's files as 
 """
 from __future__ import annotations
 
+import importlib.util
+
 import json
 import os
 import re
@@ -19,6 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from probekit.errors import UserError
 from probekit.report.html import REPORT_FILE, Verdict
 from probekit.results.events import events_of
 from probekit.results.io import RESULTS_FILE, metadata
@@ -124,3 +127,10 @@ def read_tracker_runs(run_dir: Path) -> dict[str, Any]:
     """The tracker runs a run folder's ``tracking.json`` names (empty when it has none)."""
     path = Path(run_dir) / TRACKING_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def require_tracker(name: str, log: Iterable[str]) -> None:
+    """Refuse a run that asks to log to ``name`` when its package is not installed (before anything runs)."""
+    if name in log and importlib.util.find_spec(name) is None:
+        raise UserError(f"--log {name}: the {name} package is not installed; pip install '{EXTRAS[name]}' "
+                        f"(or drop {name} from --log and [run] log); nothing was run")
